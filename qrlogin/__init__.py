@@ -1,0 +1,43 @@
+"""qrlogin: QR-code login as a Flask microservice."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping
+
+from flask import Flask
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+from qrlogin import accounts, cli, envelope, ops, passport
+from qrlogin import services as services_module
+from qrlogin.browser import describe_user_agent
+from qrlogin.config import MAX_BODY_BYTES, Settings
+
+
+def create_app(env: Mapping[str, str] | None = None) -> Flask:
+    """Build the app from ``env`` (default: the process environment).
+
+    Raises ``ConfigError`` when a setting is invalid.
+    """
+    settings = Settings.from_env(os.environ if env is None else env)
+    if not logging.getLogger().handlers:
+        logging.basicConfig(
+            level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+        )
+
+    app = Flask(__name__, template_folder="../templates", static_folder="../static")
+    app.config.update(SECRET_KEY=settings.secret_key, MAX_CONTENT_LENGTH=MAX_BODY_BYTES)
+    if settings.trusted_proxies:
+        # The last proxy (e.g. the Heroku router) sets X-Forwarded-Proto; X-Forwarded-For
+        # gets one entry per hop.
+        app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
+            app.wsgi_app, x_for=settings.trusted_proxies, x_proto=1
+        )
+    services_module.init_app(app, settings)
+    envelope.init_app(app)
+    cli.init_app(app)
+    for blueprint in (accounts.bp, passport.bp, ops.bp):
+        app.register_blueprint(blueprint)
+    describe_user_agent("")  # load the user-agent rules now, not on the first request
+    return app

@@ -1,0 +1,137 @@
+"""Every setting of the service, read from the environment, with its unit.
+
+``Settings.from_env`` is the only place that reads the environment; an invalid
+value raises ``ConfigError`` with a message naming the variable, so the process
+refuses to start instead of running with a surprise.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from qrlogin.exceptions import ConfigError
+
+#: How long a QR session stays usable by default (seconds).
+DEFAULT_QR_TTL_S = 120
+#: How long a QR record is kept past its deadline, so late calls get 410, not 404 (seconds).
+RETENTION_S = 600
+#: Largest accepted request body (bytes).
+MAX_BODY_BYTES = 16 * 1024
+#: Longest long poll a browser may ask for on /v1/passport/guest (seconds).
+MAX_WAIT_S = 25
+#: The SSE ``retry:`` hint sent to browsers (milliseconds).
+SSE_RETRY_MS = 3000
+#: Secret used only in demo mode when SECRET_KEY is unset. Never for production.
+DEMO_SECRET_KEY = "qrlogin-demo-secret-not-for-production"  # noqa: S105 (public on purpose)
+
+PLATFORM_RE = re.compile(r"^[A-Za-z0-9_.\-]{1,32}$")
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name)
+    if raw is None:
+        return default
+    value = raw.strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise ConfigError(f"{name} must be 1 or 0 (got {raw!r})")
+
+
+def _int(env: Mapping[str, str], name: str, default: int, minimum: int, maximum: int) -> int:
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = int(raw.strip())
+    except ValueError:
+        raise ConfigError(f"{name} must be a whole number (got {raw!r})") from None
+    if not minimum <= value <= maximum:
+        raise ConfigError(f"{name} must be between {minimum} and {maximum} (got {value})")
+    return value
+
+
+def _platforms(env: Mapping[str, str]) -> frozenset[str]:
+    raw = env.get("QRLOGIN_PLATFORMS", "")
+    names = [p.strip() for p in raw.split(",") if p.strip()]
+    for name in names:
+        if not PLATFORM_RE.match(name):
+            raise ConfigError(
+                f"QRLOGIN_PLATFORMS: {name!r} is not a valid platform name "
+                "(1 to 32 of A-Z a-z 0-9 _ . -)"
+            )
+    return frozenset(names)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The service's configuration; see README.md for the table."""
+
+    secret_key: str
+    redis_url: str | None
+    demo: bool
+    qr_ttl_s: int = DEFAULT_QR_TTL_S
+    prefix: str = "rk://scanforpclogin/"
+    platforms: frozenset[str] = field(default_factory=frozenset)
+    poll_interval_s: int = 2
+    sse_heartbeat_s: int = 15
+    number_matching: bool = False
+    user_token_max_age_s: int = 30 * 24 * 3600
+    login_token_max_age_s: int = 24 * 3600
+    rate_limits: bool = True
+    trusted_proxies: int = 0
+
+    @property
+    def embedded(self) -> bool:
+        """True when no REDIS_URL is set and the in-process engine is used."""
+        return self.redis_url is None
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> Settings:
+        demo = _bool(env, "QRLOGIN_DEMO", False)
+        secret_key = env.get("SECRET_KEY", "")
+        if not secret_key:
+            if not demo:
+                raise ConfigError(
+                    "SECRET_KEY is required (set it to a long random string, e.g. "
+                    "`python -c 'import secrets; print(secrets.token_urlsafe(48))'`), "
+                    "or set QRLOGIN_DEMO=1 to try the service locally"
+                )
+            secret_key = DEMO_SECRET_KEY
+        elif len(secret_key) < 16:
+            raise ConfigError("SECRET_KEY must be at least 16 characters long")
+        redis_url = env.get("REDIS_URL") or None
+        if redis_url is not None and not redis_url.startswith(("redis://", "rediss://", "unix://")):
+            raise ConfigError(
+                f"REDIS_URL must start with redis://, rediss:// or unix:// (got {redis_url!r})"
+            )
+        prefix = env.get("QRLOGIN_PREFIX", "rk://scanforpclogin/")
+        if not prefix or len(prefix) > 200:
+            raise ConfigError("QRLOGIN_PREFIX must be 1 to 200 characters long")
+        rate_raw = env.get("QRLOGIN_RATE_LIMITS", "on").strip().lower()
+        if rate_raw not in _TRUE | _FALSE:
+            raise ConfigError(f"QRLOGIN_RATE_LIMITS must be on or off (got {rate_raw!r})")
+        return cls(
+            secret_key=secret_key,
+            redis_url=redis_url,
+            demo=demo,
+            qr_ttl_s=_int(env, "QRLOGIN_QR_TTL", DEFAULT_QR_TTL_S, 1, 3600),
+            prefix=prefix,
+            platforms=_platforms(env),
+            poll_interval_s=_int(env, "QRLOGIN_POLL_INTERVAL", 2, 1, 60),
+            sse_heartbeat_s=_int(env, "QRLOGIN_SSE_HEARTBEAT", 15, 1, 50),
+            number_matching=_bool(env, "QRLOGIN_NUMBER_MATCHING", False),
+            user_token_max_age_s=_int(
+                env, "QRLOGIN_USER_TOKEN_MAX_AGE", 30 * 24 * 3600, 60, 10 * 365 * 24 * 3600
+            ),
+            login_token_max_age_s=_int(
+                env, "QRLOGIN_LOGIN_TOKEN_MAX_AGE", 24 * 3600, 60, 365 * 24 * 3600
+            ),
+            rate_limits=rate_raw in _TRUE,
+            trusted_proxies=_int(env, "QRLOGIN_TRUSTED_PROXIES", 0, 0, 10),
+        )

@@ -1,0 +1,71 @@
+"""The Redis connection of a process: a real server, or the embedded stand-in.
+
+With ``REDIS_URL`` set, the process keeps one bounded connection pool for
+commands (the hub adds one subscriber connection). Without it, an in-process
+fakeredis server with Lua is used, which only works inside one process and is
+announced loudly at start.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+
+import redis
+from redis.backoff import ExponentialBackoff
+from redis.retry import Retry
+
+from qrlogin.config import Settings
+
+log = logging.getLogger(__name__)
+
+#: Most command connections one process opens, whatever the burst.
+MAX_POOL_CONNECTIONS = 50
+#: How long a request waits for a free pooled connection before 503 (seconds).
+POOL_TIMEOUT_S = 5.0
+#: Connect and read timeouts, so a dead Redis gives a quick 503 rather than a hang (seconds).
+CONNECT_TIMEOUT_S = 2.0
+SOCKET_TIMEOUT_S = 5.0
+#: Idle connections are pinged before reuse after this long (seconds).
+HEALTH_CHECK_INTERVAL_S = 10
+
+#: Errors that mean "Redis is not reachable right now" (503), not a bug (500).
+UNAVAILABLE_ERRORS: tuple[type[Exception], ...] = (
+    redis.exceptions.ConnectionError,
+    redis.exceptions.TimeoutError,
+    redis.exceptions.ReadOnlyError,
+)
+
+EMBEDDED_WARNING = (
+    "\n" + "!" * 78 + "\n"
+    "!! REDIS_URL is not set: using the EMBEDDED single-process Redis stand-in.\n"
+    "!! State lives in this process only and is lost when it stops; it cannot be\n"
+    "!! shared between workers or instances. NOT FOR PRODUCTION: set REDIS_URL.\n" + "!" * 78
+)
+
+
+def connect(settings: Settings) -> redis.Redis:
+    """Return the command client for this process."""
+    if settings.redis_url is None:
+        return _embedded()
+    pool = redis.BlockingConnectionPool.from_url(
+        settings.redis_url,
+        max_connections=MAX_POOL_CONNECTIONS,
+        timeout=POOL_TIMEOUT_S,
+        socket_connect_timeout=CONNECT_TIMEOUT_S,
+        socket_timeout=SOCKET_TIMEOUT_S,
+        health_check_interval=HEALTH_CHECK_INTERVAL_S,
+        retry=Retry(ExponentialBackoff(cap=0.2, base=0.05), 1),
+        decode_responses=True,
+    )
+    return redis.Redis(connection_pool=pool)
+
+
+@functools.cache
+def _embedded() -> redis.Redis:
+    """One embedded server per process, shared by every app the process creates."""
+    import fakeredis
+
+    log.warning(EMBEDDED_WARNING)
+    client: redis.Redis = fakeredis.FakeRedis(server=fakeredis.FakeServer(), decode_responses=True)
+    return client

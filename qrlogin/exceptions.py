@@ -1,0 +1,70 @@
+"""Every error type of the service.
+
+Each ``QRLoginError`` carries the HTTP status and the envelope ``code`` of the
+contract; ``errors.py`` turns any of them into the JSON envelope in one place.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class ConfigError(Exception):
+    """A setting in the environment is missing or invalid; the process must not start."""
+
+
+class QRLoginError(Exception):
+    """Root of the errors a client can cause or see."""
+
+    status: int = 400
+    code: str = "BAD_REQUEST"
+    default_msg: str = "bad request"
+
+    def __init__(self, msg: str | None = None, data: dict[str, Any] | None = None) -> None:
+        self.msg = msg or self.default_msg
+        self.data = data
+        super().__init__(self.msg)
+
+
+class BadRequest(QRLoginError):
+    status, code, default_msg = 400, "BAD_REQUEST", "bad request"
+
+
+class PayloadTooLarge(QRLoginError):
+    status, code, default_msg = 413, "BAD_REQUEST", "request body is larger than 16 KiB"
+
+
+class Unauthorized(QRLoginError):
+    status, code, default_msg = 401, "UNAUTHORIZED", "missing, malformed or expired token"
+
+
+class Forbidden(QRLoginError):
+    status, code, default_msg = 403, "QRCODE_FORBIDDEN", "this QR code belongs to another browser"
+
+
+class VerifyFailed(QRLoginError):
+    status, code, default_msg = 403, "QRCODE_VERIFY_FAILED", "wrong verification code"
+
+
+class NotFound(QRLoginError):
+    status, code, default_msg = 404, "QRCODE_NOT_FOUND", "no such QR code"
+
+
+class Conflict(QRLoginError):
+    status, code, default_msg = 409, "QRCODE_CONFLICT", "that step is not allowed now"
+
+
+class Expired(QRLoginError):
+    status, code, default_msg = 410, "QRCODE_EXPIRE", "the QR code has expired"
+
+
+class SlowDown(QRLoginError):
+    status, code, default_msg = 429, "SLOW_DOWN", "too many requests, slow down"
+
+    def __init__(self, retry_after_s: int, msg: str | None = None) -> None:
+        super().__init__(msg)
+        self.retry_after_s = retry_after_s
+
+
+class Unavailable(QRLoginError):
+    status, code, default_msg = 503, "UNAVAILABLE", "the state store is unreachable, try again"

@@ -1,0 +1,28 @@
+"""Operations endpoints: liveness, readiness, the OpenAPI document."""
+
+from __future__ import annotations
+
+from flask import Blueprint, Response, jsonify
+
+from qrlogin import openapi
+from qrlogin.envelope import ok
+from qrlogin.services import services
+
+bp = Blueprint("ops", __name__)
+
+
+@bp.get("/healthz")
+def healthz() -> Response:
+    return ok({"status": "alive"})
+
+
+@bp.get("/readyz")
+def readyz() -> Response:
+    # A ConnectionError here becomes 503 UNAVAILABLE in envelope.init_app.
+    services().redis.ping()
+    return ok({"status": "ready", "redis": "embedded" if services().settings.embedded else "ok"})
+
+
+@bp.get("/openapi.json")
+def openapi_json() -> Response:
+    return jsonify(openapi.document())

@@ -1,0 +1,43 @@
+"""The per-app objects every blueprint uses, kept in ``app.extensions``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import redis
+from flask import Flask, current_app
+
+from qrlogin import engine
+from qrlogin.config import Settings
+from qrlogin.store import Store
+from qrlogin.tokens import Tokens
+
+EXTENSION = "qrlogin"
+
+
+@dataclass
+class Services:
+    settings: Settings
+    redis: redis.Redis
+    store: Store
+    tokens: Tokens
+
+
+def init_app(app: Flask, settings: Settings) -> Services:
+    client = engine.connect(settings)
+    services = Services(
+        settings=settings,
+        redis=client,
+        store=Store(client, settings.qr_ttl_s),
+        tokens=Tokens(
+            settings.secret_key, settings.user_token_max_age_s, settings.login_token_max_age_s
+        ),
+    )
+    app.extensions[EXTENSION] = services
+    return services
+
+
+def services() -> Services:
+    """The services of the app handling the current request."""
+    found: Services = current_app.extensions[EXTENSION]
+    return found

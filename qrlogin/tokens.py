@@ -1,0 +1,84 @@
+"""User tokens (mobile sign-in) and login tokens (what the browser receives).
+
+Both are ``itsdangerous.URLSafeTimedSerializer(SECRET_KEY, salt=...)`` tokens, so
+the main application can mint and check them with the same library and secret.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
+
+from qrlogin.exceptions import Unauthorized
+from qrlogin.store import User
+
+USER_SALT = "qrlogin.user"
+LOGIN_SALT = "qrlogin.login"
+#: Longest accepted token (characters); anything longer is not one of ours.
+MAX_TOKEN_CHARS = 4096
+
+
+@dataclass(frozen=True)
+class Login:
+    """A verified login token."""
+
+    user: User
+    qr_id: str
+    platform: str
+    issued_at: int
+
+
+class Tokens:
+    def __init__(self, secret_key: str, user_max_age_s: int, login_max_age_s: int) -> None:
+        self._user = URLSafeTimedSerializer(secret_key, salt=USER_SALT)
+        self._login = URLSafeTimedSerializer(secret_key, salt=LOGIN_SALT)
+        self.user_max_age_s = user_max_age_s
+        self.login_max_age_s = login_max_age_s
+
+    def mint_user(self, user_id: str, name: str, avatar: str | None = None) -> str:
+        payload: dict[str, Any] = {"sub": user_id, "name": name}
+        if avatar:
+            payload["avatar"] = avatar
+        return str(self._user.dumps(payload))
+
+    def mint_login(self, login: dict[str, Any]) -> str:
+        payload = {k: login.get(k) for k in ("sub", "name", "avatar", "qr", "platform")}
+        return str(self._login.dumps(payload))
+
+    def check_user(self, token: str) -> User:
+        payload, _ = self._load(self._user, token, self.user_max_age_s)
+        return _user_of(payload)
+
+    def check_login(self, token: str) -> Login:
+        payload, issued = self._load(self._login, token, self.login_max_age_s)
+        qr_id, platform = payload.get("qr"), payload.get("platform")
+        if not isinstance(qr_id, str) or not isinstance(platform, str):
+            raise Unauthorized("login token payload is malformed")
+        return Login(_user_of(payload), qr_id, platform, issued)
+
+    @staticmethod
+    def _load(
+        serializer: URLSafeTimedSerializer, token: str, max_age_s: int
+    ) -> tuple[dict[str, Any], int]:
+        if not token or len(token) > MAX_TOKEN_CHARS:
+            raise Unauthorized()
+        try:
+            payload, issued = serializer.loads(token, max_age=max_age_s, return_timestamp=True)
+        except SignatureExpired:
+            raise Unauthorized("token has expired") from None
+        except BadSignature:
+            raise Unauthorized("token is malformed or badly signed") from None
+        if not isinstance(payload, dict):
+            raise Unauthorized("token payload is malformed")
+        return payload, int(issued.timestamp())
+
+
+def _user_of(payload: dict[str, Any]) -> User:
+    sub, name, avatar = payload.get("sub"), payload.get("name"), payload.get("avatar")
+    if not isinstance(sub, str) or not sub or not isinstance(name, str):
+        raise Unauthorized("token payload is malformed")
+    if avatar is not None and not isinstance(avatar, str):
+        raise Unauthorized("token payload is malformed")
+    return User(sub, name, avatar or None)

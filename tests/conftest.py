@@ -1,0 +1,99 @@
+"""Fixtures: a real Redis (found or started), an app on a clean database, clients."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient, FlaskCliRunner
+
+from qrlogin import create_app
+from qrlogin.services import Services
+from qrlogin.store import Snapshot, bind_digest
+from tests.redis_server import RedisServer, find_or_start
+
+SECRET = "test-secret-key-0123456789"
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    try:
+        url, server = find_or_start()
+    except RuntimeError as error:
+        pytest.exit(str(error), returncode=2)
+    yield url
+    if server is not None:
+        server.stop()
+
+
+@pytest.fixture
+def env(redis_url: str) -> dict[str, str]:
+    """The environment the app is built from; tests may change it before using ``app``."""
+    return {"SECRET_KEY": SECRET, "REDIS_URL": redis_url}
+
+
+@pytest.fixture
+def app(env: dict[str, str]) -> Iterator[Flask]:
+    app = create_app(env)
+    svc(app).redis.flushdb()
+    yield app
+    svc(app).redis.connection_pool.disconnect()
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    return app.test_client()
+
+
+@pytest.fixture
+def runner(app: Flask) -> FlaskCliRunner:
+    return app.test_cli_runner()
+
+
+@pytest.fixture
+def own_redis() -> Iterator[RedisServer]:
+    """A redis-server only this test uses, so it may stop and restart it."""
+    server = RedisServer().start()
+    yield server
+    server.stop()
+
+
+def svc(app: Flask) -> Services:
+    found: Services = app.extensions["qrlogin"]
+    return found
+
+
+def snapshot_of(app: Flask, browser: FlaskClient, qr_id: str) -> Snapshot:
+    """The QR's state straight from the store, read with the browser's binding."""
+    cookie = browser.get_cookie("qrlogin_bind")
+    assert cookie is not None
+    return svc(app).store.read(qr_id, bind_digest(cookie.value))
+
+
+def user_token(
+    app: Flask, user_id: str = "u-alice", name: str = "Alice", avatar: str | None = None
+) -> str:
+    return svc(app).tokens.mint_user(user_id, name, avatar)
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def create_qr(client: FlaskClient, **body: Any) -> dict[str, Any]:
+    response = client.post("/v1/accounts/qrcode/", json={"platform": "Rxx_PC", **body})
+    assert response.status_code == 201, response.json
+    data: dict[str, Any] = response.json["data"]
+    return data
+
+
+def fill(client: FlaskClient, token: str, qr_id: str, step: str, **extra: Any) -> Any:
+    return client.post(
+        "/v1/accounts/qrcode_fill", json={"id": qr_id, "step": step, **extra}, headers=bearer(token)
+    )
+
+
+def guest(client: FlaskClient, qr_id: str, **extra: Any) -> Any:
+    return client.post("/v1/passport/guest", json={"code": qr_id, **extra})
