@@ -28,9 +28,21 @@ def redis_url() -> Iterator[str]:
         server.stop()
 
 
+#: Parametrize a module with this to run its tests on both engines.
+BOTH_ENGINES = pytest.mark.parametrize("engine", ["redis", "embedded"])
+
+
 @pytest.fixture
-def env(redis_url: str) -> dict[str, str]:
+def engine() -> str:
+    """Which engine the app uses: the real Redis server, or "embedded" (no REDIS_URL)."""
+    return "redis"
+
+
+@pytest.fixture
+def env(redis_url: str, engine: str) -> dict[str, str]:
     """The environment the app is built from; tests may change it before using ``app``."""
+    if engine == "embedded":
+        return {"SECRET_KEY": SECRET}
     return {"SECRET_KEY": SECRET, "REDIS_URL": redis_url}
 
 

@@ -13,12 +13,14 @@ from flask.testing import FlaskClient
 from itsdangerous import URLSafeTimedSerializer
 from PIL import Image
 
-from tests.conftest import SECRET, bearer, create_qr, fill, guest, user_token
+from tests.conftest import BOTH_ENGINES, SECRET, bearer, create_qr, fill, guest, user_token
 
 CHROME_WIN = (
     "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 "
     "(KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36"
 )
+
+pytestmark = BOTH_ENGINES
 
 
 def decode_png(png_b64: str) -> str:

@@ -8,9 +8,11 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from tests.conftest import create_qr, fill, guest, snapshot_of, user_token
+from tests.conftest import BOTH_ENGINES, create_qr, fill, guest, snapshot_of, user_token
 
 A, B = "u-alice", "u-bob"
+
+pytestmark = BOTH_ENGINES
 
 
 def _wait(app: Flask, client: FlaskClient, qr_id: str) -> None:
