@@ -6,6 +6,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from typing import Any
 
 import pytest
@@ -36,10 +37,7 @@ def test_two_users_scanning_at_once_exactly_one_wins(app: Flask) -> None:
     for _ in range(ROUNDS):
         qr_id = create_qr(browser)["id"]
         answers = run_together(
-            *(
-                lambda p=p, t=t: fill(p, t, qr_id, "SCAN")
-                for p, t in zip(phones, tokens, strict=True)
-            )
+            *(partial(fill, p, t, qr_id, "SCAN") for p, t in zip(phones, tokens, strict=True))
         )
         codes = sorted(a.status_code for a in answers)
         assert codes == [200, 409], codes
@@ -59,7 +57,7 @@ def test_many_browsers_redeeming_at_once_get_one_token(app: Flask) -> None:
         qr_id = create_qr(browser)["id"]
         fill(browser, token, qr_id, "SCAN")
         fill(browser, token, qr_id, "VERIFY")
-        answers = run_together(*(lambda q=qr_id: guest(browser, q) for _ in range(4)))
+        answers = run_together(*(partial(guest, browser, qr_id) for _ in range(4)))
         assert sum("token" in a.json["data"] for a in answers) == 1
 
 
@@ -93,8 +91,8 @@ def test_verify_racing_expiry_succeeds_before_or_fails_after_never_both(
     calls: list[Callable[[], Any]] = []
     for n, qr in enumerate(qrs):
         at = deadline - spread + 2 * spread * n / max(1, len(qrs) - 1)
-        calls.append(lambda q=qr["id"], t=at: verify_at(q, t))
-        calls.append(lambda q=qr["id"], t=at: poll_at(q, t))
+        calls.append(partial(verify_at, qr["id"], at))
+        calls.append(partial(poll_at, qr["id"], at))
     results = run_together(*calls)[0::2]
     time.sleep(max(0.0, deadline - time.time()) + 0.1)
 
