@@ -1,21 +1,42 @@
 """Run the service locally with its demo page: ``python app.py``.
 
-Demo mode is on unless QRLOGIN_DEMO says otherwise; without REDIS_URL the
-embedded single-process engine is used (and announced loudly).
+It serves with gevent, as production does, so the SSE stream works. Demo mode
+is on unless QRLOGIN_DEMO says otherwise; without REDIS_URL the embedded
+single-process engine is used (and announced loudly).
 """
 
-from __future__ import annotations
+from gevent import monkey
 
-import os
+monkey.patch_all()
 
-from qrlogin import create_app
+import logging  # noqa: E402 (after patching, as gevent requires)
+import os  # noqa: E402
+import signal  # noqa: E402
+
+import gevent  # noqa: E402
+from gevent.pywsgi import WSGIServer  # noqa: E402
+
+from qrlogin import create_app, hub  # noqa: E402
+
+log = logging.getLogger("qrlogin.app")
 
 
 def main() -> None:
     os.environ.setdefault("QRLOGIN_DEMO", "1")
     app = create_app()
+    hub.start_all()
+    host = os.environ.get("HOST", "127.0.0.1")
     port = int(os.environ.get("PORT", "5000"))
-    app.run(host=os.environ.get("HOST", "127.0.0.1"), port=port, threaded=True)
+    server = WSGIServer((host, port), app, log=None)
+
+    def stop() -> None:
+        hub.shutdown_all()
+        server.stop(timeout=3)
+
+    gevent.signal_handler(signal.SIGTERM, stop)
+    gevent.signal_handler(signal.SIGINT, stop)
+    log.warning("qrlogin demo on http://%s:%d/ (Ctrl-C stops it)", host, port)
+    server.serve_forever()
 
 
 if __name__ == "__main__":

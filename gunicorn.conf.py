@@ -1,8 +1,48 @@
-"""gunicorn settings for the Procfile: gevent workers on $PORT, $WEB_CONCURRENCY of them."""
+"""gunicorn settings (the Procfile uses this file): gevent workers for many waiting browsers.
+
+Environment: PORT (default 8000), WEB_CONCURRENCY (workers, default 2),
+QRLOGIN_WORKER_CONNECTIONS (open connections per worker, default 12000).
+"""
+
+from __future__ import annotations
 
 import os
+import resource
+from typing import Any
 
 bind = f"0.0.0.0:{os.environ.get('PORT', '8000')}"
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
 worker_class = "gevent"
-accesslog = "-"
+# Each waiting browser holds one connection: room for 10,000 of them per worker, and more.
+worker_connections = int(os.environ.get("QRLOGIN_WORKER_CONNECTIONS", "12000"))
+# Open streams are ended at once on SIGTERM (see post_worker_init), so this is a backstop.
+graceful_timeout = 10
+timeout = 30
+keepalive = 2
+accesslog = os.environ.get("QRLOGIN_ACCESS_LOG", "-") or None
+control_socket_disable = True  # not used; several instances may share a machine
+
+# Every connection is a file descriptor: lift the soft limit to the hard one.
+_soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+if _soft != resource.RLIM_INFINITY and (_hard == resource.RLIM_INFINITY or _soft < _hard):
+    resource.setrlimit(resource.RLIMIT_NOFILE, (_hard, _hard))
+
+
+def post_worker_init(worker: Any) -> None:
+    """Start the event hub, and end every open stream as soon as the worker is told to stop."""
+    import gevent
+
+    from qrlogin import hub
+
+    hub.start_all()
+
+    def end_streams_on_shutdown() -> None:
+        while worker.alive:
+            gevent.sleep(0.1)
+        # Connections whose stream ends now are not kept alive for another request:
+        # gunicorn reads the keep-alive time afresh for each wait on a connection.
+        worker.cfg.set("keepalive", 0)
+        worker.log.info("ending %d open streams with a reconnect hint", hub.waiting_all())
+        hub.shutdown_all()
+
+    gevent.spawn(end_streams_on_shutdown)

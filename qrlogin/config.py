@@ -21,6 +21,8 @@ RETENTION_S = 600
 MAX_BODY_BYTES = 16 * 1024
 #: Longest long poll a browser may ask for on /v1/passport/guest (seconds).
 MAX_WAIT_S = 25
+#: When a QR's deadline passed by our clock but not yet by Redis', look again after (seconds).
+RECHECK_S = 0.25
 #: The SSE ``retry:`` hint sent to browsers (milliseconds).
 SSE_RETRY_MS = 3000
 #: Secret used only in demo mode when SECRET_KEY is unset. Never for production.

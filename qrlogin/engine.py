@@ -10,17 +10,19 @@ from __future__ import annotations
 
 import functools
 import logging
+from collections.abc import Callable
 
 import redis
-from redis.backoff import ExponentialBackoff
+from redis.backoff import ExponentialBackoff, NoBackoff
 from redis.retry import Retry
 
 from qrlogin.config import Settings
 
 log = logging.getLogger(__name__)
 
-#: Most command connections one process opens, whatever the burst.
-MAX_POOL_CONNECTIONS = 50
+#: Most command connections one process opens, whatever the burst. Commands take well under a
+#: millisecond, so a burst waits briefly for a free connection rather than opening more.
+MAX_POOL_CONNECTIONS = 20
 #: How long a request waits for a free pooled connection before 503 (seconds).
 POOL_TIMEOUT_S = 5.0
 #: Connect and read timeouts, so a dead Redis gives a quick 503 rather than a hang (seconds).
@@ -56,9 +58,30 @@ def connect(settings: Settings) -> redis.Redis:
         socket_timeout=SOCKET_TIMEOUT_S,
         health_check_interval=HEALTH_CHECK_INTERVAL_S,
         retry=Retry(ExponentialBackoff(cap=0.2, base=0.05), 1),
+        client_name="qrlogin",
         decode_responses=True,
     )
     return redis.Redis(connection_pool=pool)
+
+
+def subscriber_factory(settings: Settings) -> Callable[[], redis.Redis]:
+    """What the hub calls for each (re)connection of its one pub/sub connection."""
+    url = settings.redis_url
+    if url is None:
+        return _embedded
+
+    def connect() -> redis.Redis:
+        # No retries inside redis-py: the hub reconnects and resubscribes itself.
+        return redis.Redis.from_url(
+            url,
+            socket_connect_timeout=CONNECT_TIMEOUT_S,
+            socket_keepalive=True,
+            retry=Retry(NoBackoff(), 0),
+            client_name="qrlogin-hub",
+            decode_responses=True,
+        )
+
+    return connect
 
 
 @functools.cache

@@ -73,6 +73,8 @@ _CREATE = {
     },
 }
 
+_QR_ID = {"type": "string", "pattern": "^[A-Za-z0-9_-]{16,64}$"}
+
 _STREAM_TEXT = (
     "Server-Sent Events. Opens with `retry: 3000` and the current state; then one "
     "`event: status` (id = state version, data = StatusEvent) per transition, "
@@ -102,6 +104,31 @@ PATHS: dict[str, dict[str, Any]] = {
             "responses": {
                 "200": _json(_envelope(_ref("GuestStatus")), "The current status"),
                 **_errors(400, 403, 404, 413, 429, 503),
+            },
+        }
+    },
+    "/v1/accounts/qrcode/{qr_id}/events": {
+        "get": {
+            "operationId": "events",
+            "summary": "Wait for status changes (browser, Server-Sent Events)",
+            "description": _STREAM_TEXT,
+            "parameters": [
+                {"name": "qr_id", "in": "path", "required": True, "schema": _QR_ID},
+                {
+                    "name": "Last-Event-ID",
+                    "in": "header",
+                    "required": False,
+                    "schema": {"type": "string"},
+                    "description": "The last version seen; its snapshot is not sent again",
+                },
+            ],
+            "responses": {
+                "200": {
+                    "description": "The event stream",
+                    "content": {"text/event-stream": {"schema": {"type": "string"}}},
+                },
+                "204": {"description": "Last-Event-ID is current and the QR is final: stop"},
+                **_errors(403, 404, 503),
             },
         }
     },
@@ -152,7 +179,6 @@ _USER = {
 }
 _STATUS = {"type": "string", "enum": list(STATUSES)}
 _REASON = {"type": "string", "enum": ["replaced", "used", "verify_failed"]}
-_QR_ID = {"type": "string", "pattern": "^[A-Za-z0-9_-]{16,64}$"}
 
 SCHEMAS: dict[str, Any] = {
     "Status": _STATUS,
@@ -288,7 +314,7 @@ def document() -> dict[str, Any]:
             "title": "qrlogin",
             "version": "1.0.0",
             "description": "QR-code login: the browser shows a QR, the phone confirms, "
-            "the browser is logged in. Every answer uses the envelope "
+            "the browser is logged in. Every JSON answer uses the envelope "
             '{"code", "msg", "data"}.',
         },
         "paths": PATHS,

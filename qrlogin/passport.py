@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import time
+
 from flask import Blueprint, Response, request
 
 from qrlogin.accounts import bearer_token
 from qrlogin.browser import SESSION_COOKIE, bound_digest, set_cookie
-from qrlogin.config import MAX_WAIT_S
+from qrlogin.config import MAX_WAIT_S, RECHECK_S
 from qrlogin.envelope import int_field, json_body, ok, string_field
 from qrlogin.exceptions import BadRequest, Unauthorized
-from qrlogin.services import services
-from qrlogin.store import STATUSES, check_qr_id
+from qrlogin.services import Services, services
+from qrlogin.store import STATUSES, TERMINAL, GuestResult, check_qr_id
 
 bp = Blueprint("passport", __name__)
 
@@ -20,11 +22,15 @@ def guest() -> Response:
     svc = services()
     body = json_body()
     qr_id = check_qr_id(string_field(body, "code", max_chars=64))
-    int_field(body, "wait", 0, MAX_WAIT_S)
+    wait_s = int_field(body, "wait", 0, MAX_WAIT_S) or 0
     since = string_field(body, "since", required=False, max_chars=32)
     if since is not None and since not in STATUSES:
         raise BadRequest("since must be one of the contract's statuses")
-    result = svc.store.guest(qr_id, bound_digest(request))
+    bind = bound_digest(request)
+    result = svc.store.guest(qr_id, bind)
+    if wait_s and _unchanged(result, since or result.snapshot.status):
+        baseline = since or result.snapshot.status
+        result = _long_poll(svc, qr_id, bind, since=baseline, wait_s=wait_s, first=result)
 
     data = {k: v for k, v in result.snapshot.view.items() if k != "id"}
     data["interval"] = svc.settings.poll_interval_s
@@ -36,6 +42,30 @@ def guest() -> Response:
     if token is not None:
         set_cookie(response, request, SESSION_COOKIE, token, svc.settings.login_token_max_age_s)
     return response
+
+
+def _unchanged(result: GuestResult, since: str) -> bool:
+    return result.login is None and result.snapshot.status == since and since not in TERMINAL
+
+
+def _long_poll(
+    svc: Services, qr_id: str, bind: str, *, since: str, wait_s: int, first: GuestResult
+) -> GuestResult:
+    """Hold the answer until the status differs from ``since`` or ``wait_s`` pass."""
+    deadline = time.monotonic() + wait_s
+    result = first
+    with svc.hub.watch(qr_id, first.snapshot.version) as waiter:
+        while True:
+            remaining = deadline - time.monotonic()
+            if not _unchanged(result, since) or remaining <= 0 or waiter.closed:
+                return result
+            expire_in = int(result.snapshot.view["expire"]) - time.time()
+            woken = waiter.wait(min(remaining, max(expire_in, RECHECK_S)))
+            if woken or time.time() >= int(result.snapshot.view["expire"]):
+                # Woken (or at the deadline): the store is the truth, read it again.
+                waiter.take()
+                result = svc.store.guest(qr_id, bind)
+                waiter.version = result.snapshot.version
 
 
 @bp.get("/v1/passport/me")

@@ -9,6 +9,7 @@ from flask import Flask, current_app
 
 from qrlogin import engine
 from qrlogin.config import Settings
+from qrlogin.hub import Hub
 from qrlogin.store import Store
 from qrlogin.tokens import Tokens
 
@@ -21,17 +22,20 @@ class Services:
     redis: redis.Redis
     store: Store
     tokens: Tokens
+    hub: Hub
 
 
 def init_app(app: Flask, settings: Settings) -> Services:
     client = engine.connect(settings)
+    store = Store(client, settings.qr_ttl_s)
     services = Services(
         settings=settings,
         redis=client,
-        store=Store(client, settings.qr_ttl_s),
+        store=store,
         tokens=Tokens(
             settings.secret_key, settings.user_token_max_age_s, settings.login_token_max_age_s
         ),
+        hub=Hub(engine.subscriber_factory(settings), store.versions),
     )
     app.extensions[EXTENSION] = services
     return services

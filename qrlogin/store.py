@@ -167,6 +167,13 @@ class Store:
         """The current state (an overdue QR becomes QRCODE_EXPIRE here)."""
         return self._call(qr_id, "read", bind)[1]
 
+    def versions(self, qr_ids: list[str]) -> list[int | None]:
+        """Current versions of many QRs in one round trip (None: no such QR)."""
+        pipe = self.redis.pipeline(transaction=False)
+        for qr_id in qr_ids:
+            pipe.hget(Keys.qr(qr_id), "version")
+        return [None if v is None else int(v) for v in pipe.execute()]
+
     def replace(self, qr_id: str, bind: str) -> None:
         """Mark a live QR of this browser ``replaced``; anything else is ignored."""
         with contextlib.suppress(NotFound):  # the contract ignores an unknown code

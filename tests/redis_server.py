@@ -34,7 +34,8 @@ def answers(url: str) -> bool:
 class RedisServer:
     """A redis-server process of the test's own, on a port that survives restarts."""
 
-    def __init__(self) -> None:
+    def __init__(self, persistent: bool = False) -> None:
+        self.persistent = persistent
         binary = shutil.which("redis-server")
         if binary is None:
             raise RuntimeError(INSTALL_HINT)
@@ -50,7 +51,8 @@ class RedisServer:
     def start(self) -> RedisServer:
         self.process = subprocess.Popen(
             [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", self.dir, "--maxclients", "20000"],
+             "--appendonly", "yes" if self.persistent else "no", "--appendfsync", "always",
+             "--dir", self.dir, "--maxclients", "20000"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )  # fmt: skip
         deadline = time.monotonic() + 10

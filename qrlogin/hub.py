@@ -1,0 +1,281 @@
+"""One Redis subscriber per process, fanning QR events out to the waiters in it.
+
+Browsers waiting on a QR (an SSE stream or a long poll) each hold a ``Waiter``.
+The hub keeps a single pub/sub connection subscribed to exactly the channels
+that have waiters here, and only its own greenlet drives that connection
+(a redis-py PubSub is not safe to share between greenlets). Pub/sub is
+at-most-once, so it only wakes waiters: after every (re)subscribe each waiter
+is checked against the store, which is the truth: the hub reads the versions of
+all newly subscribed QRs in one pipelined round trip and wakes, to re-read, only
+the waiters whose QR changed meanwhile. A burst of subscriptions (thousands of
+browsers arriving, or all of them after Redis comes back) so costs a few round
+trips, not one read per waiter.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import time
+import weakref
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import redis
+
+from qrlogin.store import Keys
+
+log = logging.getLogger(__name__)
+
+#: How long the hub's greenlet blocks on the socket before looking at new waiters (seconds).
+POLL_S = 0.02
+#: A PING goes to Redis when the subscriber connection was idle this long (seconds).
+HEALTH_CHECK_S = 10
+PING_MESSAGE = "qrlogin-hub"
+#: With no traffic at all (not even the PING's answer) for this long, the connection is dead.
+DEAD_AFTER_S = 25.0
+#: Reconnect back-off: first delay and cap (seconds).
+BACKOFF_FIRST_S = 0.1
+BACKOFF_CAP_S = 5.0
+#: Channels per SUBSCRIBE/UNSUBSCRIBE command.
+BATCH = 500
+
+_hubs: weakref.WeakSet[Hub] = weakref.WeakSet()
+
+
+class HubError(RuntimeError):
+    """The hub cannot run in this process."""
+
+
+class DeadConnectionError(redis.exceptions.ConnectionError):
+    """The subscriber connection stopped answering its health checks."""
+
+
+def gevent_patched() -> bool:
+    import gevent.monkey
+
+    return bool(gevent.monkey.is_module_patched("socket"))
+
+
+class Waiter:
+    """One browser waiting on one QR: the newest event seen, and whether to re-read.
+
+    ``version`` is the newest state version its owner has; the owner keeps it current.
+    """
+
+    __slots__ = ("_event", "closed", "latest", "qr_id", "resync", "version")
+
+    def __init__(self, qr_id: str, version: int) -> None:
+        import gevent.event
+
+        self.qr_id = qr_id
+        self.version = version
+        self.latest: tuple[int, dict[str, Any]] | None = None
+        self.resync = False
+        self.closed = False
+        self._event = gevent.event.Event()
+
+    def wait(self, timeout: float | None) -> bool:
+        """Block until something happens or ``timeout`` passes; True when something did."""
+        fired = bool(self._event.wait(timeout))
+        self._event.clear()
+        return fired
+
+    def take(self) -> tuple[tuple[int, dict[str, Any]] | None, bool]:
+        """The newest event and the re-read flag, both reset."""
+        latest, resync = self.latest, self.resync
+        self.latest, self.resync = None, False
+        return latest, resync
+
+    def _push(self, version: int, view: dict[str, Any]) -> None:
+        if self.latest is None or version > self.latest[0]:
+            self.latest = (version, view)
+        self._event.set()
+
+    def _wake(self) -> None:
+        self.resync = True
+        self._event.set()
+
+    def _close(self) -> None:
+        self.closed = True
+        self._event.set()
+
+
+class Hub:
+    """The process's subscriber. Start it after forking (it refuses without gevent)."""
+
+    def __init__(
+        self,
+        connect: Callable[[], redis.Redis],
+        versions: Callable[[list[str]], list[int | None]],
+    ) -> None:
+        self._connect = connect
+        self._versions = versions
+        self._waiters: dict[str, set[Waiter]] = {}
+        self._requested: set[str] = set()  # subscribed (or asked) on the current connection
+        self._confirmed: set[str] = set()  # subscriptions confirmed, versions not yet checked
+        self._greenlet: Any = None
+        self._closing = False
+        self.connected = False
+        self.reconnects = 0
+        _hubs.add(self)
+
+    @property
+    def waiting(self) -> int:
+        """How many waiters this process holds."""
+        return sum(len(w) for w in self._waiters.values())
+
+    def start(self) -> None:
+        if self._greenlet is not None and not self._greenlet.dead:
+            return
+        if not gevent_patched():
+            raise HubError(
+                "qrlogin's event hub needs gevent, and the socket module is not patched: "
+                "run under gunicorn with the gevent worker (Procfile, gunicorn.conf.py) "
+                "or with `python app.py`"
+            )
+        import gevent
+
+        self._closing = False
+        self._greenlet = gevent.spawn(self._run)
+
+    @contextmanager
+    def watch(self, qr_id: str, version: int) -> Iterator[Waiter]:
+        """Wait on a QR, whose state the caller read at ``version``, for the block."""
+        self.start()
+        waiter = Waiter(qr_id, version)
+        if self._closing:
+            waiter._close()
+        self._waiters.setdefault(Keys.channel(qr_id), set()).add(waiter)
+        try:
+            yield waiter
+        finally:
+            channel = Keys.channel(qr_id)
+            waiters = self._waiters.get(channel)
+            if waiters is not None:
+                waiters.discard(waiter)
+                if not waiters:
+                    del self._waiters[channel]
+
+    def shutdown(self) -> None:
+        """End every wait now (waiters see ``closed``) and stop the subscriber."""
+        self._closing = True
+        for waiters in list(self._waiters.values()):
+            for waiter in list(waiters):
+                waiter._close()
+
+    # The hub's own greenlet from here on.
+
+    def _run(self) -> None:
+        delay = BACKOFF_FIRST_S
+        while not self._closing:
+            try:
+                self._serve()
+            except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError) as e:
+                # Waiters keep waiting: once resubscribed, those whose QR changed are woken.
+                self.connected = False
+                log.warning("event hub lost Redis (%s); reconnecting in %.1fs", e, delay)
+                time.sleep(delay + random.uniform(0, delay / 2))  # noqa: S311 (jitter)
+                delay = min(delay * 2, BACKOFF_CAP_S)
+                self.reconnects += 1
+            else:
+                delay = BACKOFF_FIRST_S
+
+    def _serve(self) -> None:
+        pubsub = self._connect().pubsub()  # type: ignore[no-untyped-call]
+        self._requested, self._confirmed = set(), set()
+        last_traffic = last_ping = time.monotonic()
+        try:
+            while not self._closing:
+                self._sync(pubsub)
+                if not self._requested:
+                    last_traffic = time.monotonic()
+                    time.sleep(POLL_S)
+                    continue
+                message = pubsub.get_message(timeout=0 if self._confirmed else POLL_S)
+                now = time.monotonic()
+                if message is None and self._confirmed:
+                    self._check_confirmed()  # the socket is drained: check the batch
+                    continue
+                if message is None:
+                    idle = now - last_traffic
+                    if idle > DEAD_AFTER_S:
+                        raise DeadConnectionError(f"no answer from Redis for {DEAD_AFTER_S}s")
+                    if idle > HEALTH_CHECK_S and now - last_ping > HEALTH_CHECK_S:
+                        pubsub.ping(PING_MESSAGE)  # its answer counts as traffic
+                        last_ping = now
+                    continue
+                last_traffic = now
+                self.connected = True
+                self._dispatch(message)
+        finally:
+            self._requested, self._confirmed = set(), set()
+            try:
+                pubsub.close()
+            except (redis.exceptions.RedisError, OSError):
+                log.debug("closing a broken subscriber connection failed", exc_info=True)
+
+    def _sync(self, pubsub: Any) -> None:
+        wanted = set(self._waiters)
+        add = sorted(wanted - self._requested)
+        drop = sorted(self._requested - wanted)
+        for i in range(0, len(add), BATCH):
+            pubsub.subscribe(*add[i : i + BATCH])
+        for i in range(0, len(drop), BATCH):
+            pubsub.unsubscribe(*drop[i : i + BATCH])
+        self._requested = wanted
+
+    def _dispatch(self, message: dict[str, Any]) -> None:
+        kind, channel = message.get("type"), message.get("channel")
+        if not isinstance(channel, str):
+            return  # e.g. the answer to a health-check PING
+        waiters = self._waiters.get(channel, ())
+        if kind == "subscribe":
+            self._confirmed.add(channel)
+            if len(self._confirmed) >= BATCH:
+                self._check_confirmed()
+        elif kind == "message":
+            event = _parse(message.get("data"))
+            for waiter in waiters:
+                if event is None:
+                    waiter._wake()
+                else:
+                    waiter._push(*event)
+
+    def _check_confirmed(self) -> None:
+        """Wake the waiters whose QR changed before their subscription was in place."""
+        channels = [c for c in self._confirmed if c in self._waiters]
+        self._confirmed = set()
+        qr_ids = [Keys.qr_id_of_channel(c) for c in channels]
+        for channel, version in zip(channels, self._versions(qr_ids), strict=True):
+            for waiter in self._waiters.get(channel, ()):
+                if version is None or version > waiter.version:
+                    waiter._wake()
+
+
+def _parse(raw: object) -> tuple[int, dict[str, Any]] | None:
+    """(version, view) from a message in flask-sse's layout; None when it is not one."""
+    try:
+        message = json.loads(raw)  # type: ignore[arg-type]
+        version, view = int(message["id"]), message["data"]
+    except (TypeError, ValueError, KeyError):
+        return None
+    return (version, view) if isinstance(view, dict) else None
+
+
+def start_all() -> None:
+    """Start every hub of this process (after the worker forked and gevent patched it)."""
+    for hub in list(_hubs):
+        hub.start()
+
+
+def waiting_all() -> int:
+    return sum(hub.waiting for hub in list(_hubs))
+
+
+def shutdown_all() -> None:
+    """End the waits of every hub in this process (graceful worker shutdown)."""
+    for hub in list(_hubs):
+        hub.shutdown()

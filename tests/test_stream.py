@@ -1,0 +1,258 @@
+"""The SSE stream and the long poll, through a real gunicorn + gevent process and real Redis."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Callable, Iterator
+
+import pytest
+import redis
+from itsdangerous import URLSafeTimedSerializer
+
+from qrlogin.engine import MAX_POOL_CONNECTIONS
+from tests.conftest import SECRET
+from tests.live import Browser, Service, open_streams, phone_step
+from tests.redis_server import RedisServer
+
+pytestmark = pytest.mark.slow
+
+StartService = Callable[..., Service]
+
+
+def user_token(user_id: str = "u-alice", name: str = "Alice") -> str:
+    return str(
+        URLSafeTimedSerializer(SECRET, salt="qrlogin.user").dumps({"sub": user_id, "name": name})
+    )
+
+
+@pytest.fixture
+def start_service(redis_url: str) -> Iterator[StartService]:
+    redis.Redis.from_url(redis_url).flushdb()
+    started: list[Service] = []
+
+    def start(redis_url: str = redis_url, workers: int = 1, **settings: str) -> Service:
+        env = {"SECRET_KEY": SECRET, "REDIS_URL": redis_url, **settings}
+        service = Service(env, workers=workers).start()
+        started.append(service)
+        return service
+
+    yield start
+    for service in started:
+        service.stop()
+
+
+def test_full_login_watched_on_the_stream(start_service: StartService) -> None:
+    service = start_service()
+    browser = Browser(service.url)
+    qr = browser.create()
+    stream = browser.stream(qr["id"])
+    assert stream.response.headers["Content-Type"].startswith("text/event-stream")
+    assert stream.response.headers["Cache-Control"] == "no-store"
+    assert stream.response.headers["X-Accel-Buffering"] == "no"
+    events = stream.events()
+    first = next(events)
+    assert first.retry == 3000
+    assert first.json == {"id": qr["id"], "status": "QRCODE_WAIT", "expire": qr["expire"]}
+
+    token = user_token()
+    assert phone_step(service.url, token, qr["id"], "SCAN").status_code == 200
+    scanned = next(events)
+    assert scanned.json["status"] == "QRCODE_SCANNED"
+    assert scanned.json["user"] == {"id": "u-alice", "name": "Alice", "avatar": None}
+    assert phone_step(service.url, token, qr["id"], "VERIFY").status_code == 200
+    success = next(events)
+    assert success.json["status"] == "QRCODE_SUCCESS"
+    assert "token" not in success.data
+    assert [int(e.id or 0) for e in (first, scanned, success)] == [1, 2, 3]
+    assert list(stream) == []  # the server ended the stream
+    redeemed = browser.guest(qr["id"]).json()["data"]
+    assert redeemed["status"] == "QRCODE_SUCCESS" and redeemed["token"]
+    assert redeemed["token"] not in service.log()
+
+
+def test_late_browser_and_reconnect_with_last_event_id(start_service: StartService) -> None:
+    service = start_service()
+    browser = Browser(service.url)
+    qr = browser.create()
+    token = user_token()
+    phone_step(service.url, token, qr["id"], "SCAN")
+
+    late = browser.stream(qr["id"])
+    first = next(late.events())
+    assert first.json["status"] == "QRCODE_SCANNED" and first.id == "2"
+    late.close()
+
+    resumed = browser.stream(qr["id"], last_event_id="2")
+    blocks = iter(resumed)
+    opening = next(blocks)
+    assert opening.retry == 3000 and opening.event is None  # no repeated snapshot
+    phone_step(service.url, token, qr["id"], "VERIFY")
+    following = next(e for e in blocks if e.event == "status")
+    assert following.json["status"] == "QRCODE_SUCCESS" and following.id == "3"
+
+    # After the end, a reconnect with the last id is told to stop (204).
+    done = browser.stream(qr["id"], last_event_id="3")
+    assert done.response.status_code == 204
+
+
+def test_stream_refuses_other_browsers_and_unknown_ids(start_service: StartService) -> None:
+    service = start_service()
+    qr = Browser(service.url).create()
+    stranger = Browser(service.url)
+    forbidden = stranger.stream(qr["id"]).response
+    assert forbidden.status_code == 403 and forbidden.json()["code"] == "QRCODE_FORBIDDEN"
+    unknown = Browser(service.url).stream("B" * 32).response
+    assert unknown.status_code == 404 and unknown.json()["code"] == "QRCODE_NOT_FOUND"
+
+
+def test_heartbeat_and_expiry_by_itself(start_service: StartService) -> None:
+    service = start_service(QRLOGIN_SSE_HEARTBEAT="1", QRLOGIN_QR_TTL="3")
+    browser = Browser(service.url)
+    qr = browser.create()
+    stream = browser.stream(qr["id"])
+    blocks = iter(stream)
+    opened = next(blocks).at
+    ping = next(blocks)
+    assert ping.comments == ["ping"] and ping.at - opened < 1.6
+    expired = next(e for e in blocks if e.event == "status")
+    assert expired.json["status"] == "QRCODE_EXPIRE" and expired.id == "2"
+    assert abs(time.time() - qr["expire"]) < 1.0  # at the deadline, by itself
+    assert list(stream) == []
+
+
+def _client_count(url: str) -> dict[str, int]:
+    clients = redis.Redis.from_url(url).client_list()
+    names = [c.get("name", "") for c in clients]
+    return {"total": len(clients), "hub": names.count("qrlogin-hub")}
+
+
+def test_connections_do_not_grow_with_waiting_browsers(own_redis: RedisServer) -> None:
+    service = Service({"SECRET_KEY": SECRET, "REDIS_URL": own_redis.url}).start()
+    try:
+        browser = Browser(service.url)
+        qr_ids = [browser.create()["id"] for _ in range(300)]
+
+        async def hold(count: int, arriving_together: int) -> dict[str, int]:
+            streams = await open_streams(
+                "127.0.0.1", service.port, browser.bind_cookie, qr_ids[:count], arriving_together
+            )
+            await asyncio.sleep(0.5)
+            seen = _client_count(own_redis.url)
+            for _, writer in streams:
+                writer.close()
+            return seen
+
+        # Browsers arriving a few at a time, as they do: the count depends on neither number.
+        with_3 = asyncio.run(hold(3, arriving_together=3))
+        with_300 = asyncio.run(hold(300, arriving_together=3))
+        # 100 browsers arriving at the same instant: the command pool grows to its bound only.
+        burst = asyncio.run(hold(300, arriving_together=100))
+        print(f"Redis connections: 3 streams {with_3}, 300 streams {with_300}, burst {burst}")
+        assert with_3["hub"] == with_300["hub"] == burst["hub"] == 1
+        # The pool holds as many connections as commands ran at once (here 3 arrivals, plus
+        # the hub's pipelined version check), whatever the number of waiting browsers.
+        assert with_3["total"] <= 6 and with_300["total"] <= 6
+        assert abs(with_300["total"] - with_3["total"]) <= 1
+        assert burst["total"] <= 1 + MAX_POOL_CONNECTIONS + 1  # hub + pool + this test's client
+    finally:
+        service.stop()
+
+
+def test_redis_restart_while_streams_wait(start_service: StartService) -> None:
+    server = RedisServer(persistent=True).start()
+    try:
+        service = start_service(redis_url=server.url)
+        browser = Browser(service.url)
+        qr = browser.create()
+        stream = browser.stream(qr["id"])
+        events = stream.events()
+        assert next(events).json["status"] == "QRCODE_WAIT"
+        server.stop()
+        time.sleep(1.0)
+        server.start()
+        token = user_token()
+        deadline = time.monotonic() + 15
+        while (scan := phone_step(service.url, token, qr["id"], "SCAN")).status_code == 503:
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+        assert scan.status_code == 200, scan.text
+        assert next(events).json["status"] == "QRCODE_SCANNED"
+        phone_step(service.url, token, qr["id"], "VERIFY")
+        assert next(events).json["status"] == "QRCODE_SUCCESS"
+        assert "token" in browser.guest(qr["id"]).json()["data"]
+    finally:
+        server.stop()
+
+
+def test_two_instances_on_one_redis(start_service: StartService) -> None:
+    a, b = start_service(), start_service()
+    browser = Browser(a.url)
+    qr = browser.create()
+    events = browser.stream(qr["id"]).events()
+    assert next(events).json["status"] == "QRCODE_WAIT"
+    token = user_token()
+    phone_step(b.url, token, qr["id"], "SCAN")
+    assert next(events).json["status"] == "QRCODE_SCANNED"
+    phone_step(b.url, token, qr["id"], "VERIFY")
+    assert next(events).json["status"] == "QRCODE_SUCCESS"
+
+
+def test_long_poll_returns_on_change_and_after_wait(start_service: StartService) -> None:
+    service = start_service()
+    browser = Browser(service.url)
+    qr = browser.create()
+    token = user_token()
+
+    started = time.monotonic()
+    idle = browser.guest(qr["id"], wait=2, since="QRCODE_WAIT")
+    assert 2.0 <= time.monotonic() - started < 2.5
+    assert idle.json()["data"]["status"] == "QRCODE_WAIT"
+
+    answered: dict[str, float] = {}
+    statuses: list[str] = []
+
+    def poll() -> None:
+        data = browser.guest(qr["id"], wait=10, since="QRCODE_WAIT").json()["data"]
+        answered["at"] = time.monotonic()
+        statuses.append(data["status"])
+
+    poller = threading.Thread(target=poll)
+    poller.start()
+    time.sleep(0.5)  # the poll is held
+    assert not answered
+    sent = time.monotonic()
+    assert phone_step(service.url, token, qr["id"], "SCAN").status_code == 200
+    poller.join(5)
+    assert statuses == ["QRCODE_SCANNED"]
+    assert answered["at"] - sent < 0.1
+
+    # A held poll redeems as soon as the phone confirms.
+    threading.Timer(0.3, phone_step, (service.url, token, qr["id"], "VERIFY")).start()
+    data = browser.guest(qr["id"], wait=10, since="QRCODE_SCANNED").json()["data"]
+    assert data["status"] == "QRCODE_SUCCESS" and data["token"]
+
+
+def test_sigterm_with_500_streams_open_exits_quickly(own_redis: RedisServer) -> None:
+    service = Service({"SECRET_KEY": SECRET, "REDIS_URL": own_redis.url}).start()
+    try:
+        browser = Browser(service.url)
+        qr_ids = [browser.create()["id"] for _ in range(500)]
+
+        async def hold_then_terminate() -> tuple[float, int]:
+            streams = await open_streams("127.0.0.1", service.port, browser.bind_cookie, qr_ids)
+            took = await asyncio.to_thread(service.terminate)
+            hinted = 0
+            for reader, writer in streams:
+                rest = await asyncio.wait_for(reader.read(), 5)
+                hinted += b"retry:" in rest
+                writer.close()
+            return took, hinted
+
+        took, hinted = asyncio.run(hold_then_terminate())
+        print(f"SIGTERM with 500 streams: exited in {took:.2f}s, {hinted} got a reconnect hint")
+        assert took < 5.0
+        assert hinted == 500
+    finally:
+        service.stop()
