@@ -1,0 +1,148 @@
+// The phone stand-in: sign in, scan (camera or pasted text), see who asks, confirm or cancel.
+(function () {
+  "use strict";
+  var $ = function (id) { return document.getElementById(id); };
+  var state = { token: null, qrId: null, client: null, ticker: null, stream: null };
+
+  function announce(text) { $("announce").textContent = text; }
+
+  function show(section) {
+    ["signin", "scan", "confirm"].forEach(function (id) { $(id).hidden = id !== section; });
+  }
+
+  function signIn(token, name) {
+    state.token = token;
+    $("signed-in-as").textContent = name;
+    show("scan");
+    announce("Signed in as " + name + ". Scan a QR code.");
+  }
+
+  document.querySelectorAll("button.user").forEach(function (button) {
+    button.addEventListener("click", function () {
+      signIn(button.getAttribute("data-token"), button.getAttribute("data-name"));
+    });
+  });
+  $("use-token").addEventListener("click", function () {
+    var token = $("token").value.trim();
+    if (token) signIn(token, "the token's user");
+  });
+
+  function fill(step, extra) {
+    var body = Object.assign({ id: state.qrId, step: step }, extra || {});
+    return fetch("/v1/accounts/qrcode_fill", {
+      method: "POST",
+      headers: { "Content-Type": "application/json", "Authorization": "Bearer " + state.token },
+      body: JSON.stringify(body),
+    }).then(function (response) { return response.json(); });
+  }
+
+  function ago(seconds) {
+    if (seconds < 60) return seconds + " s ago";
+    return Math.floor(seconds / 60) + " min ago";
+  }
+
+  function describe(client) {
+    var line = client.browser + " on " + client.os + ", " + client.ip + ", " + client.platform;
+    var age = Math.max(0, Math.floor(Date.now() / 1000) - client.created_at);
+    return line + ", " + ago(age);
+  }
+
+  function useQrText(text) {
+    var id = null;
+    try {
+      var parsed = JSON.parse(text);
+      id = parsed && parsed.id;
+    } catch (e) {
+      id = /^[A-Za-z0-9_-]{16,64}$/.test(text.trim()) ? text.trim() : null;
+    }
+    if (!id) { announce("That is not a login QR code."); return; }
+    state.qrId = id;
+    fill("SCAN").then(function (env) {
+      if (env.code !== "OK") { announce(env.msg); return; }
+      state.client = env.data.client;
+      var render = function () { $("requester").textContent = describe(state.client); };
+      render();
+      clearInterval(state.ticker);
+      state.ticker = setInterval(render, 1000);
+      $("requester-agent").textContent = state.client.user_agent;
+      show("confirm");
+      announce("Log in on " + describe(state.client) + "? Confirm only if this is you.");
+    }).catch(function () { announce("Cannot reach the login service."); });
+  }
+
+  $("use-text").addEventListener("click", function () { useQrText($("qr-text").value); });
+
+  function finish(step) {
+    var extra = {};
+    var codeInput = $("verify-code");
+    if (step === "VERIFY" && codeInput) extra.verify_code = codeInput.value.trim();
+    fill(step, extra).then(function (env) {
+      clearInterval(state.ticker);
+      if (env.code !== "OK") { announce(env.msg); return; }
+      announce(step === "VERIFY" ? "Confirmed. The computer is logging in." : "Cancelled. Nobody was logged in.");
+      show("scan");
+    }).catch(function () { announce("Cannot reach the login service."); });
+  }
+  $("approve").addEventListener("click", function () { finish("VERIFY"); });
+  $("reject").addEventListener("click", function () { finish("CANCEL"); });
+
+  // A photo works everywhere, even where the live camera needs HTTPS: decode it with jsQR.
+  $("photo").addEventListener("change", function () {
+    var file = $("photo").files[0];
+    if (!file) return;
+    var image = new Image();
+    image.onload = function () {
+      var canvas = document.createElement("canvas");
+      var scale = Math.min(1, 1200 / Math.max(image.width, image.height));
+      canvas.width = Math.round(image.width * scale);
+      canvas.height = Math.round(image.height * scale);
+      var context = canvas.getContext("2d");
+      context.drawImage(image, 0, 0, canvas.width, canvas.height);
+      var pixels = context.getImageData(0, 0, canvas.width, canvas.height);
+      var code = window.jsQR(pixels.data, pixels.width, pixels.height);
+      URL.revokeObjectURL(image.src);
+      if (code) useQrText(code.data); else announce("No QR code found in that photo. Try again, closer.");
+    };
+    image.src = URL.createObjectURL(file);
+  });
+
+  // The camera: the browser's BarcodeDetector where there is one, else the shipped jsQR.
+  $("camera").addEventListener("click", function () {
+    if (!navigator.mediaDevices || !navigator.mediaDevices.getUserMedia) {
+      announce("No camera here: paste the QR text instead.");
+      return;
+    }
+    var video = $("video");
+    navigator.mediaDevices.getUserMedia({ video: { facingMode: "environment" } }).then(function (stream) {
+      state.stream = stream;
+      video.srcObject = stream;
+      video.hidden = false;
+      return video.play();
+    }).then(function () {
+      var detector = "BarcodeDetector" in window ? new window.BarcodeDetector({ formats: ["qr_code"] }) : null;
+      var canvas = document.createElement("canvas");
+      var context = canvas.getContext("2d", { willReadFrequently: true });
+      function stop() {
+        state.stream.getTracks().forEach(function (t) { t.stop(); });
+        video.hidden = true;
+      }
+      function look() {
+        if (video.hidden) return;
+        var found = detector
+          ? detector.detect(video).then(function (codes) { return codes.length ? codes[0].rawValue : null; })
+          : Promise.resolve((function () {
+              canvas.width = video.videoWidth;
+              canvas.height = video.videoHeight;
+              context.drawImage(video, 0, 0);
+              var image = context.getImageData(0, 0, canvas.width, canvas.height);
+              var code = window.jsQR(image.data, image.width, image.height);
+              return code ? code.data : null;
+            })());
+        found.then(function (text) {
+          if (text) { stop(); useQrText(text); } else { requestAnimationFrame(look); }
+        });
+      }
+      look();
+    }).catch(function () { announce("The camera is not available: paste the QR text instead."); });
+  });
+})();

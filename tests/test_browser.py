@@ -1,0 +1,280 @@
+"""What a person sees, in real headless Chromium: the SDK, the pages and the phone stand-in."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import redis
+import zxingcpp
+from itsdangerous import URLSafeTimedSerializer
+from PIL import Image
+from playwright.sync_api import Browser, Page, expect, sync_playwright
+
+from tests.conftest import SECRET
+from tests.live import ROOT, Service, phone_step
+
+pytestmark = pytest.mark.slow
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+ARTIFACTS = ROOT / "tests" / "artifacts"
+SCREENSHOTS = ROOT / "docs" / "screenshots"
+CHROMIUM_ARGS = [
+    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def chromium() -> Iterator[Browser]:
+    if CHROMIUM is None:
+        pytest.fail("Chromium is needed for the browser tests: apt-get install chromium")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
+        )
+        yield browser
+        browser.close()
+
+
+def _service(redis_url: str, **settings: str) -> Service:
+    redis.Redis.from_url(redis_url).flushdb()
+    return Service(
+        {"SECRET_KEY": SECRET, "REDIS_URL": redis_url, "QRLOGIN_DEMO": "1", **settings}
+    ).start()
+
+
+@pytest.fixture(scope="module")
+def service(redis_url: str) -> Iterator[Service]:
+    started = _service(redis_url)
+    yield started
+    started.stop()
+
+
+@pytest.fixture
+def page(chromium: Browser) -> Iterator[Page]:
+    context = chromium.new_context(viewport={"width": 900, "height": 760})
+    yield context.new_page()
+    context.close()
+
+
+def shot(page: Page, name: str) -> None:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+    assert (ARTIFACTS / f"{name}.png").stat().st_size > 1000
+    if os.environ.get("QRLOGIN_SCREENSHOTS") == "1":
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
+
+
+def read_qr(page: Page) -> dict[str, Any]:
+    """Decode the QR from pixels on the screen, as a phone camera would."""
+    path = ARTIFACTS / "qr-element.png"
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.locator(".qrlogin-qr").screenshot(path=str(path))
+    found = zxingcpp.read_barcodes(Image.open(path))
+    assert len(found) == 1
+    decoded: dict[str, Any] = json.loads(found[0].text)
+    return decoded
+
+
+def user_token(user_id: str = "u-alice", name: str = "Alice Example") -> str:
+    serializer = URLSafeTimedSerializer(SECRET, salt="qrlogin.user")
+    return str(
+        serializer.dumps({"sub": user_id, "name": name, "avatar": "/static/avatars/alice.svg"})
+    )
+
+
+def open_login(page: Page, service: Service, query: str = "") -> dict[str, Any]:
+    page.goto(service.url + "/" + query)
+    expect(page.locator("#qrlogin")).to_have_attribute("data-status", "QRCODE_WAIT")
+    qr = read_qr(page)
+    assert qr["id"] == page.locator("#qrlogin").get_attribute("data-qr-id")
+    return qr
+
+
+def confirm_and_land(page: Page, service: Service, qr_id: str, screenshots: bool = False) -> None:
+    token = user_token()
+    assert phone_step(service.url, token, qr_id, "SCAN").status_code == 200
+    expect(page.locator("#qrlogin")).to_have_attribute("data-status", "QRCODE_SCANNED")
+    expect(page.locator(".qrlogin-name")).to_have_text("Alice Example")
+    expect(page.locator(".qrlogin-status")).to_contain_text("Confirm the login on your phone")
+    if screenshots:
+        shot(page, "login-scanned")
+    assert phone_step(service.url, token, qr_id, "VERIFY").status_code == 200
+    page.wait_for_url("**/app")
+    expect(page.locator("#user-name")).to_have_text("Alice Example")
+    expect(page.locator("#platform")).to_have_text("Rxx_PC")
+
+
+def test_login_over_sse(page: Page, service: Service) -> None:
+    qr = open_login(page, service)
+    assert qr["prefix"] == "rk://scanforpclogin/" and qr["platform"] == "Rxx_PC"
+    expect(page.locator("#qrlogin")).to_have_attribute("data-transport", "sse")
+    expect(page.locator(".qrlogin-countdown")).to_contain_text(":")
+    expect(page.locator(".qrlogin-status")).to_have_attribute("aria-live", "polite")
+    shot(page, "login-waiting")
+    confirm_and_land(page, service, qr["id"], screenshots=True)
+    shot(page, "app")
+
+
+@pytest.mark.parametrize("how", ["transport=poll", "no EventSource"])
+def test_login_over_the_long_poll(chromium: Browser, service: Service, how: str) -> None:
+    context = chromium.new_context()
+    page = context.new_page()
+    if how == "no EventSource":
+        page.add_init_script("delete window.EventSource;")
+    qr = open_login(page, service, "?transport=poll" if how == "transport=poll" else "")
+    expect(page.locator("#qrlogin")).to_have_attribute("data-transport", "poll")
+    confirm_and_land(page, service, qr["id"])
+    context.close()
+
+
+def test_mobile_stand_in_logs_in_another_browser(chromium: Browser, service: Service) -> None:
+    desktop = chromium.new_context()
+    login = desktop.new_page()
+    qr = open_login(login, service)
+    phone = chromium.new_context(viewport={"width": 390, "height": 844}, is_mobile=True)
+    mobile = phone.new_page()
+    mobile.goto(service.url + "/m")
+    mobile.get_by_role("button", name="Alice Example").click()
+    expect(mobile.locator("#announce")).to_contain_text("Signed in as Alice Example")
+    mobile.locator("#qr-text").fill(json.dumps(qr, separators=(",", ":")))
+    mobile.get_by_role("button", name="Use this QR").click()
+    requester = mobile.locator("#requester")
+    expect(requester).to_contain_text("HeadlessChrome")
+    expect(requester).to_contain_text("127.0.0.1, Rxx_PC")
+    expect(requester).to_contain_text("s ago")
+    approve, reject = mobile.locator("#approve"), mobile.locator("#reject")
+    assert approve.bounding_box()["width"] == reject.bounding_box()["width"]  # type: ignore[index]
+    shot(mobile, "mobile")
+    expect(login.locator(".qrlogin-name")).to_have_text("Alice Example")
+    approve.click()
+    expect(mobile.locator("#announce")).to_contain_text("Confirmed")
+    login.wait_for_url("**/app")
+    expect(login.locator("#user-name")).to_have_text("Alice Example")
+    desktop.close()
+    phone.close()
+
+
+def test_cancel_on_the_phone_shows_the_cancel_state(page: Page, service: Service) -> None:
+    qr = open_login(page, service)
+    token = user_token()
+    phone_step(service.url, token, qr["id"], "SCAN")
+    phone_step(service.url, token, qr["id"], "CANCEL")
+    expect(page.locator("#qrlogin")).to_have_attribute("data-status", "QRCODE_CANCEL")
+    expect(page.locator(".qrlogin-status")).to_have_text("The login was cancelled on the phone.")
+    expect(page.locator(".qrlogin-refresh")).to_be_visible()
+
+
+def test_refreshing_a_live_qr_replaces_it(page: Page, service: Service) -> None:
+    old = open_login(page, service)
+    page.evaluate("window.qrlogin.refresh()")
+    expect(page.locator("#qrlogin")).not_to_have_attribute("data-qr-id", old["id"])
+    new = read_qr(page)
+    answer = page.request.post(service.url + "/v1/passport/guest", data={"code": old["id"]})
+    assert answer.json()["data"]["status"] == "QRCODE_ERROR"
+    assert answer.json()["data"]["reason"] == "replaced"
+    confirm_and_land(page, service, new["id"])
+
+
+def test_expiry_offers_refresh_and_the_new_qr_works(chromium: Browser, redis_url: str) -> None:
+    short = _service(redis_url, QRLOGIN_QR_TTL="3")
+    try:
+        context = chromium.new_context(viewport={"width": 900, "height": 760})
+        page = context.new_page()
+        old = open_login(page, short)
+        expect(page.locator("#qrlogin")).to_have_attribute(
+            "data-status", "QRCODE_EXPIRE", timeout=8000
+        )
+        refresh = page.get_by_role("button", name="QR expired, click to refresh")
+        expect(refresh).to_be_visible()
+        expect(page.locator(".qrlogin-status")).to_have_text("The QR code expired.")
+        shot(page, "login-expired")
+        refresh.click()
+        expect(page.locator("#qrlogin")).to_have_attribute("data-status", "QRCODE_WAIT")
+        new = read_qr(page)
+        assert new["id"] != old["id"]
+        # An expired QR stays expired (the contract ignores an expired code on regeneration).
+        answer = page.request.post(short.url + "/v1/passport/guest", data={"code": old["id"]})
+        assert answer.json()["data"]["status"] == "QRCODE_EXPIRE"
+        token = user_token()
+        assert phone_step(short.url, token, new["id"], "SCAN").status_code == 200
+        assert phone_step(short.url, token, new["id"], "VERIFY").status_code == 200
+        page.wait_for_url("**/app")
+        context.close()
+    finally:
+        short.stop()
+
+
+SEED_SNIPPET = """
+async () => {
+  const res = await (await fetch("/v1/accounts/qrcode/", {method: "POST",
+      headers: {"Content-Type": "application/json"}, body: JSON.stringify({platform: "Rxx_PC"})})).json();
+  const qrcodeUrl = "data:image/png;base64," + res.data.png;
+  const image = new Image();
+  image.src = qrcodeUrl;
+  await image.decode();
+  const canvas = document.createElement("canvas");
+  canvas.width = image.width; canvas.height = image.height;
+  const context = canvas.getContext("2d");
+  context.drawImage(image, 0, 0);
+  const pixels = context.getImageData(0, 0, canvas.width, canvas.height);
+  const result = jsQR(pixels.data, pixels.width, pixels.height).data;
+  return {parsed: JSON.parse(result), data: res.data};
+}
+"""
+
+
+def test_seed_front_end_decodes_and_parses_unchanged(page: Page, service: Service) -> None:
+    page.goto(service.url + "/m")  # a page that ships the jsQR decoder
+    out = page.evaluate(SEED_SNIPPET)
+    parsed, data = out["parsed"], out["data"]
+    assert parsed == {
+        "id": data["id"], "expire": data["expire"], "prefix": data["prefix"], "platform": "Rxx_PC"
+    }  # fmt: skip
+    assert list(parsed) == ["id", "expire", "prefix", "platform"]
+
+
+def test_pages_render_and_app_needs_a_session(page: Page, service: Service) -> None:
+    response = page.goto(service.url + "/app")
+    assert response is not None and response.status == 401
+    expect(page.get_by_role("status")).to_contain_text("missing or has expired")
+    page.goto(service.url + "/m")
+    expect(page.get_by_role("button", name="Alice Example")).to_be_visible()
+
+
+def test_stand_in_has_no_demo_sign_in_outside_demo_mode(chromium: Browser, redis_url: str) -> None:
+    plain = Service({"SECRET_KEY": SECRET, "REDIS_URL": redis_url}).start()
+    try:
+        context = chromium.new_context()
+        page = context.new_page()
+        page.goto(plain.url + "/m")
+        expect(page.locator("#token")).to_be_visible()
+        assert page.locator("button.user").count() == 0
+        context.close()
+    finally:
+        plain.stop()
+
+
+def test_stand_in_reads_a_photo_of_the_qr(chromium: Browser, service: Service) -> None:
+    desktop = chromium.new_context(viewport={"width": 900, "height": 760})
+    login = desktop.new_page()
+    qr = open_login(login, service)
+    photo = ARTIFACTS / "photo.png"
+    login.screenshot(path=str(photo))  # the whole screen, as a phone photographs it
+    phone = chromium.new_context(viewport={"width": 390, "height": 844}, is_mobile=True)
+    mobile = phone.new_page()
+    mobile.goto(service.url + "/m")
+    mobile.get_by_role("button", name="Alice Example").click()
+    mobile.locator("#photo").set_input_files(str(photo))
+    expect(mobile.locator("#requester")).to_contain_text("Rxx_PC")
+    mobile.get_by_role("button", name="Confirm").click()
+    login.wait_for_url("**/app")
+    assert qr["id"]
+    desktop.close()
+    phone.close()
