@@ -150,7 +150,7 @@ def test_mobile_stand_in_logs_in_another_browser(chromium: Browser, service: Ser
     expect(requester).to_contain_text("127.0.0.1, Rxx_PC")
     expect(requester).to_contain_text("s ago")
     approve, reject = mobile.locator("#approve"), mobile.locator("#reject")
-    assert approve.bounding_box()["width"] == reject.bounding_box()["width"]  # type: ignore[index]
+    assert approve.bounding_box()["width"] == reject.bounding_box()["width"]
     shot(mobile, "mobile")
     expect(login.locator(".qrlogin-name")).to_have_text("Alice Example")
     approve.click()
@@ -214,7 +214,8 @@ def test_expiry_offers_refresh_and_the_new_qr_works(chromium: Browser, redis_url
 SEED_SNIPPET = """
 async () => {
   const res = await (await fetch("/v1/accounts/qrcode/", {method: "POST",
-      headers: {"Content-Type": "application/json"}, body: JSON.stringify({platform: "Rxx_PC"})})).json();
+      headers: {"Content-Type": "application/json"},
+      body: JSON.stringify({platform: "Rxx_PC"})})).json();
   const qrcodeUrl = "data:image/png;base64," + res.data.png;
   const image = new Image();
   image.src = qrcodeUrl;
