@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from qrlogin import accounts, cli, envelope, events, ops, pages, passport
+from qrlogin import accounts, cli, envelope, events, limits, ops, pages, passport, security
 from qrlogin import services as services_module
 from qrlogin.browser import describe_user_agent
 from qrlogin.config import MAX_BODY_BYTES, Settings
@@ -39,5 +39,7 @@ def create_app(env: Mapping[str, str] | None = None) -> Flask:
     cli.init_app(app)
     for blueprint in (accounts.bp, passport.bp, events.bp, ops.bp, pages.bp):
         app.register_blueprint(blueprint)
+    limits.init_app(app, settings)
+    security.init_app(app, settings)
     describe_user_agent("")  # load the user-agent rules now, not on the first request
     return app

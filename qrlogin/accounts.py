@@ -8,6 +8,7 @@ from qrlogin import qrimage
 from qrlogin.browser import (
     BIND_COOKIE,
     BIND_COOKIE_MAX_AGE_S,
+    actor,
     browser_secret,
     new_browser_secret,
     requester,
@@ -52,7 +53,7 @@ def create_qrcode() -> Response:
         secret = new_browser_secret()
     bind = bind_digest(secret)
     if previous and not fresh_secret and QR_ID_RE.match(previous):
-        svc.store.replace(previous, bind)
+        svc.store.replace(previous, bind, actor(request))
 
     snapshot = svc.store.create(platform, bind, requester(request))
     view = snapshot.view
@@ -87,7 +88,14 @@ def qrcode_fill() -> Response:
     if step not in STEPS:
         raise BadRequest("step must be one of SCAN, VERIFY, CANCEL")
     verify_code = string_field(body, "verify_code", required=False, max_chars=8)
-    result = svc.store.step(qr_id, step, user, verify_code, svc.settings.number_matching)
+    result = svc.store.step(
+        qr_id,
+        step,
+        user,
+        actor(request),
+        verify_code=verify_code,
+        matching=svc.settings.number_matching,
+    )
     return ok(
         {
             "id": qr_id,

@@ -8,7 +8,7 @@ from functools import lru_cache
 import ua_parser
 from flask import Request, Response
 
-from qrlogin.store import Requester, bind_digest
+from qrlogin.store import Actor, Requester, bind_digest
 
 BIND_COOKIE = "qrlogin_bind"
 SESSION_COOKIE = "qrlogin_session"
@@ -63,8 +63,15 @@ def describe_user_agent(user_agent: str) -> tuple[str, str]:
     return browser, os_name
 
 
+def actor(request: Request) -> Actor:
+    """Who is calling, for the audit trail; the IP is the one ProxyFix trusted."""
+    return Actor(
+        request.remote_addr or "", request.headers.get("User-Agent", "")[:MAX_USER_AGENT_CHARS]
+    )
+
+
 def requester(request: Request) -> Requester:
-    """The requesting browser's context; the IP is the one ProxyFix trusted."""
-    user_agent = request.headers.get("User-Agent", "")[:MAX_USER_AGENT_CHARS]
-    browser, os_name = describe_user_agent(user_agent)
-    return Requester(request.remote_addr or "", user_agent, browser, os_name)
+    """The requesting browser's context, as the phone will be shown it."""
+    caller = actor(request)
+    browser, os_name = describe_user_agent(caller.user_agent)
+    return Requester(caller.ip, caller.user_agent, browser, os_name)

@@ -58,6 +58,19 @@ def _int(env: Mapping[str, str], name: str, default: int, minimum: int, maximum:
     return value
 
 
+def _limit(env: Mapping[str, str], name: str, default: str) -> str:
+    from limits import parse_many
+
+    value = env.get(name, "").strip() or default
+    try:
+        parse_many(value)
+    except ValueError:
+        raise ConfigError(
+            f"{name} must be a rate limit such as '60 per minute' (got {value!r})"
+        ) from None
+    return value
+
+
 def _platforms(env: Mapping[str, str]) -> frozenset[str]:
     raw = env.get("QRLOGIN_PLATFORMS", "")
     names = [p.strip() for p in raw.split(",") if p.strip()]
@@ -68,6 +81,17 @@ def _platforms(env: Mapping[str, str]) -> frozenset[str]:
                 "(1 to 32 of A-Z a-z 0-9 _ . -)"
             )
     return frozenset(names)
+
+
+def _origins(env: Mapping[str, str]) -> frozenset[str]:
+    raw = env.get("QRLOGIN_CORS_ORIGINS", "")
+    origins = [o.strip().rstrip("/") for o in raw.split(",") if o.strip()]
+    for origin in origins:
+        if not re.match(r"^https?://[A-Za-z0-9.\-]+(:[0-9]{1,5})?$", origin):
+            raise ConfigError(
+                f"QRLOGIN_CORS_ORIGINS: {origin!r} is not an origin like https://app.example.com"
+            )
+    return frozenset(origins)
 
 
 @dataclass(frozen=True)
@@ -86,7 +110,12 @@ class Settings:
     user_token_max_age_s: int = 30 * 24 * 3600
     login_token_max_age_s: int = 24 * 3600
     rate_limits: bool = True
+    limit_create: str = "120 per minute"
+    limit_steps: str = "60 per minute"
+    limit_poll: str = "10 per 5 seconds"
+    max_live_qrs: int = 20
     trusted_proxies: int = 0
+    cors_origins: frozenset[str] = field(default_factory=frozenset)
 
     @property
     def embedded(self) -> bool:
@@ -135,5 +164,10 @@ class Settings:
                 env, "QRLOGIN_LOGIN_TOKEN_MAX_AGE", 24 * 3600, 60, 365 * 24 * 3600
             ),
             rate_limits=rate_raw in _TRUE,
+            limit_create=_limit(env, "QRLOGIN_LIMIT_CREATE", "120 per minute"),
+            limit_steps=_limit(env, "QRLOGIN_LIMIT_STEPS", "60 per minute"),
+            limit_poll=_limit(env, "QRLOGIN_LIMIT_POLL", "10 per 5 seconds"),
+            max_live_qrs=_int(env, "QRLOGIN_MAX_LIVE_QRS", 20, 1, 10000),
+            cors_origins=_origins(env),
             trusted_proxies=_int(env, "QRLOGIN_TRUSTED_PROXIES", 0, 0, 10),
         )

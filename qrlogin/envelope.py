@@ -86,6 +86,8 @@ def init_app(app: Flask) -> None:
 
     @app.errorhandler(HTTPException)
     def _http(error: HTTPException) -> Response:
+        if error.response is not None:  # already an envelope (e.g. a rate limit's 429)
+            return error.response  # type: ignore[return-value]
         status = error.code or 400
         if status == 413:
             return error_response(PayloadTooLarge())
@@ -103,8 +105,3 @@ def init_app(app: Flask) -> None:
         def _redis_down(error: Exception) -> Response:
             log.warning("redis unavailable: %s", error.__class__.__name__)
             return error_response(Unavailable())
-
-    @app.after_request
-    def _no_store(response: Response) -> Response:
-        response.headers.setdefault("Cache-Control", "no-store")
-        return response

@@ -42,6 +42,10 @@ class Forbidden(QRLoginError):
     status, code, default_msg = 403, "QRCODE_FORBIDDEN", "this QR code belongs to another browser"
 
 
+class OriginForbidden(QRLoginError):
+    status, code, default_msg = 403, "ORIGIN_FORBIDDEN", "requests from this origin are not allowed"
+
+
 class VerifyFailed(QRLoginError):
     status, code, default_msg = 403, "QRCODE_VERIFY_FAILED", "wrong verification code"
 

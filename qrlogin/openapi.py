@@ -15,6 +15,7 @@ ERROR_CODES = [
     "BAD_REQUEST",
     "UNAUTHORIZED",
     "QRCODE_FORBIDDEN",
+    "ORIGIN_FORBIDDEN",
     "QRCODE_VERIFY_FAILED",
     "QRCODE_NOT_FOUND",
     "QRCODE_CONFLICT",
@@ -53,12 +54,14 @@ def _body(schema_name: str) -> dict[str, Any]:
 _ERROR_TEXT = {
     400: "Malformed request (BAD_REQUEST)",
     401: "Missing, malformed, badly signed or expired token (UNAUTHORIZED)",
-    403: "Not bound to this browser (QRCODE_FORBIDDEN) or wrong code (QRCODE_VERIFY_FAILED)",
+    403: "Not bound to this browser (QRCODE_FORBIDDEN), wrong code (QRCODE_VERIFY_FAILED), "
+    "or a foreign Origin (ORIGIN_FORBIDDEN)",
     404: "Unknown QR id (QRCODE_NOT_FOUND)",
     409: "Step not allowed in the current status (QRCODE_CONFLICT); data.status tells it",
     410: "The QR code has expired (QRCODE_EXPIRE)",
     413: "Request body larger than 16 KiB (BAD_REQUEST)",
-    429: "Polled too fast (SLOW_DOWN); see Retry-After",
+    429: "Too many requests, or too many live QR codes in one browser (SLOW_DOWN); "
+    "see Retry-After",
     503: "Redis is unreachable (UNAVAILABLE)",
 }
 
@@ -69,7 +72,7 @@ _CREATE = {
     "requestBody": _body("CreateRequest"),
     "responses": {
         "201": _json(_envelope(_ref("QRCode")), "The new QR code"),
-        **_errors(400, 413, 503),
+        **_errors(400, 403, 413, 429, 503),
     },
 }
 
@@ -92,7 +95,7 @@ PATHS: dict[str, dict[str, Any]] = {
             "requestBody": _body("FillRequest"),
             "responses": {
                 "200": _json(_envelope(_ref("FillResult")), "The step was applied (or repeated)"),
-                **_errors(400, 401, 403, 404, 409, 410, 413, 503),
+                **_errors(400, 401, 403, 404, 409, 410, 413, 429, 503),
             },
         }
     },

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import time
 
-from flask import Blueprint, Response, request
+from flask import Blueprint, Response, g, request
 
 from qrlogin.accounts import bearer_token
-from qrlogin.browser import SESSION_COOKIE, bound_digest, set_cookie
+from qrlogin.browser import SESSION_COOKIE, actor, bound_digest, set_cookie
 from qrlogin.config import MAX_WAIT_S, RECHECK_S
 from qrlogin.envelope import int_field, json_body, ok, string_field
 from qrlogin.exceptions import BadRequest, Unauthorized
 from qrlogin.services import Services, services
-from qrlogin.store import STATUSES, TERMINAL, GuestResult, check_qr_id
+from qrlogin.store import STATUSES, TERMINAL, Actor, GuestResult, check_qr_id
 
 bp = Blueprint("passport", __name__)
 
@@ -27,10 +27,12 @@ def guest() -> Response:
     if since is not None and since not in STATUSES:
         raise BadRequest("since must be one of the contract's statuses")
     bind = bound_digest(request)
-    result = svc.store.guest(qr_id, bind)
+    caller = actor(request)
+    result = svc.store.guest(qr_id, bind, caller)
     if wait_s and _unchanged(result, since or result.snapshot.status):
         baseline = since or result.snapshot.status
-        result = _long_poll(svc, qr_id, bind, since=baseline, wait_s=wait_s, first=result)
+        g.long_poll_held = True  # a held long poll does not count against the poll rate
+        result = _long_poll(svc, qr_id, bind, caller, since=baseline, wait_s=wait_s, first=result)
 
     data = {k: v for k, v in result.snapshot.view.items() if k != "id"}
     data["interval"] = svc.settings.poll_interval_s
@@ -49,7 +51,14 @@ def _unchanged(result: GuestResult, since: str) -> bool:
 
 
 def _long_poll(
-    svc: Services, qr_id: str, bind: str, *, since: str, wait_s: int, first: GuestResult
+    svc: Services,
+    qr_id: str,
+    bind: str,
+    caller: Actor,
+    *,
+    since: str,
+    wait_s: int,
+    first: GuestResult,
 ) -> GuestResult:
     """Hold the answer until the status differs from ``since`` or ``wait_s`` pass."""
     deadline = time.monotonic() + wait_s
@@ -64,7 +73,7 @@ def _long_poll(
             if woken or time.time() >= int(result.snapshot.view["expire"]):
                 # Woken (or at the deadline): the store is the truth, read it again.
                 waiter.take()
-                result = svc.store.guest(qr_id, bind)
+                result = svc.store.guest(qr_id, bind, caller)
                 waiter.version = result.snapshot.version
 
 

@@ -27,7 +27,9 @@ class Services:
 
 def init_app(app: Flask, settings: Settings) -> Services:
     client = engine.connect(settings)
-    store = Store(client, settings.qr_ttl_s)
+    store = Store(
+        client, settings.qr_ttl_s, max_live_qrs=settings.max_live_qrs if settings.rate_limits else 0
+    )
     services = Services(
         settings=settings,
         redis=client,

@@ -25,6 +25,7 @@ from qrlogin.exceptions import (
     Forbidden,
     NotFound,
     QRLoginError,
+    SlowDown,
     VerifyFailed,
 )
 
@@ -39,6 +40,8 @@ STEPS = ("SCAN", "VERIFY", "CANCEL")
 QR_ID_RE = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
 #: Bytes of randomness in a QR id (192 bits).
 QR_ID_BYTES = 24
+#: Entries kept in the audit stream (approximately).
+AUDIT_MAX_ENTRIES = 100_000
 
 
 class Keys:
@@ -57,6 +60,13 @@ class Keys:
     @classmethod
     def channel(cls, qr_id: str) -> str:
         return f"{cls.NAMESPACE}:events:{{{qr_id}}}"
+
+    @classmethod
+    def browser(cls, bind: str) -> str:
+        """The live QR codes of one browser (by binding digest)."""
+        return f"{cls.NAMESPACE}:browser:{{{bind}}}"
+
+    AUDIT = f"{NAMESPACE}:audit"
 
     @classmethod
     def qr_id_of_channel(cls, channel: str) -> str:
@@ -93,11 +103,20 @@ class GuestResult:
 
 
 @dataclass(frozen=True)
-class Requester:
-    """The browser asking for a QR, as the phone will be shown it."""
+class Actor:
+    """Who makes a call, as the audit trail records it."""
 
     ip: str
     user_agent: str
+
+
+NO_ACTOR = Actor("", "")
+
+
+@dataclass(frozen=True)
+class Requester(Actor):
+    """The browser asking for a QR, as the phone will be shown it."""
+
     browser: str
     os: str
 
@@ -130,17 +149,43 @@ def check_qr_id(value: object) -> str:
 
 
 class Store:
-    """Atomic operations on QR sessions."""
+    """Atomic operations on QR sessions.
 
-    def __init__(self, client: redis.Redis, qr_ttl_s: int) -> None:
+    ``max_live_qrs`` caps the live QR codes of one browser (0: no cap);
+    ``audit_max`` bounds the audit stream (approximately, as MAXLEN ~ does).
+    """
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        qr_ttl_s: int,
+        max_live_qrs: int = 0,
+        audit_max: int = AUDIT_MAX_ENTRIES,
+    ) -> None:
         self.redis = client
         self.qr_ttl_s = qr_ttl_s
+        self.max_live_qrs = max_live_qrs
+        self.audit_max = audit_max
+        #: Moves the Redis clock as the script sees it; only tests set it.
+        self.clock_skew_ms = 0
         source = resources.files("qrlogin").joinpath("transitions.lua").read_text()
         self._script = client.register_script(source)
 
-    def _run(self, qr_id: str, *args: str | int) -> tuple[str, str, int, str]:
+    def _run(
+        self, qr_id: str, action: str, actor: Actor, bind: str = "", **args: Any
+    ) -> tuple[str, str, int, str]:
+        payload = {
+            **args,
+            "bind": bind,
+            "ip": actor.ip,
+            "user_agent": actor.user_agent,
+            "audit_max": self.audit_max,
+        }
+        if self.clock_skew_ms:
+            payload["skew_ms"] = self.clock_skew_ms
+        keys = [Keys.qr(qr_id), Keys.channel(qr_id), Keys.browser(bind), Keys.AUDIT]
         result, view, version, extra = self._script(
-            keys=[Keys.qr(qr_id), Keys.channel(qr_id)], args=list(args)
+            keys=keys, args=[action, json.dumps(payload, separators=(",", ":"))]
         )
         if result == "NOT_FOUND":
             raise NotFound()
@@ -148,24 +193,32 @@ class Store:
             raise Forbidden()
         return str(result), str(view), int(version), str(extra)
 
-    def _call(self, qr_id: str, *args: str | int) -> tuple[str, Snapshot, Any]:
+    def _call(
+        self, qr_id: str, action: str, actor: Actor, bind: str = "", **args: Any
+    ) -> tuple[str, Snapshot, Any]:
         """Run an action on an existing QR: its result, snapshot and extra reply."""
-        result, view, version, extra = self._run(qr_id, *args)
+        result, view, version, extra = self._run(qr_id, action, actor, bind, **args)
         return result, Snapshot(json.loads(view), version), json.loads(extra) if extra else None
 
     def create(self, platform: str, bind: str, requester: Requester) -> Snapshot:
         while True:  # a taken id is astronomically unlikely; draw again if it happens
             qr_id = new_qr_id()
-            result, snapshot, _ = self._call(
-                qr_id, "create", qr_id, bind, platform, self.qr_ttl_s, RETENTION_S,
-                requester.ip, requester.user_agent, requester.browser, requester.os,
+            result, view, version, extra = self._run(
+                qr_id, "create", requester, bind, id=qr_id, platform=platform,
+                ttl_s=self.qr_ttl_s, retention_s=RETENTION_S, max_live=self.max_live_qrs,
+                browser=requester.browser, os=requester.os,
             )  # fmt: skip
+            if result == "TOO_MANY":
+                raise SlowDown(
+                    int(json.loads(extra)["retry_after"]),
+                    "too many live QR codes in this browser; regenerate with `code` instead",
+                )
             if result == "OK":
-                return snapshot
+                return Snapshot(json.loads(view), version)
 
-    def read(self, qr_id: str, bind: str) -> Snapshot:
+    def read(self, qr_id: str, bind: str, actor: Actor = NO_ACTOR) -> Snapshot:
         """The current state (an overdue QR becomes QRCODE_EXPIRE here)."""
-        return self._call(qr_id, "read", bind)[1]
+        return self._call(qr_id, "read", actor, bind)[1]
 
     def versions(self, qr_ids: list[str]) -> list[int | None]:
         """Current versions of many QRs in one round trip (None: no such QR)."""
@@ -174,23 +227,31 @@ class Store:
             pipe.hget(Keys.qr(qr_id), "version")
         return [None if v is None else int(v) for v in pipe.execute()]
 
-    def replace(self, qr_id: str, bind: str) -> None:
+    def replace(self, qr_id: str, bind: str, actor: Actor) -> None:
         """Mark a live QR of this browser ``replaced``; anything else is ignored."""
         with contextlib.suppress(NotFound):  # the contract ignores an unknown code
-            self._run(qr_id, "replace", bind)
+            self._run(qr_id, "replace", actor, bind)
 
-    def guest(self, qr_id: str, bind: str) -> GuestResult:
+    def guest(self, qr_id: str, bind: str, actor: Actor = NO_ACTOR) -> GuestResult:
         """Read the state and, on QRCODE_SUCCESS, redeem it once."""
-        result, snapshot, login = self._call(qr_id, "guest", bind)
+        result, snapshot, login = self._call(qr_id, "guest", actor, bind)
         return GuestResult(snapshot, login if result == "REDEEMED" else None)
 
     def step(
-        self, qr_id: str, step: str, user: User, verify_code: str | None, matching: bool
+        self,
+        qr_id: str,
+        step: str,
+        user: User,
+        actor: Actor,
+        *,
+        verify_code: str | None = None,
+        matching: bool = False,
     ) -> StepResult:
         fresh = f"{secrets.randbelow(100):02d}" if matching and step == "SCAN" else ""
         result, snapshot, client = self._call(
-            qr_id, "step", step, user.id, user.name, user.avatar or "", verify_code or "", fresh
-        )
+            qr_id, "step", actor, step=step, user_id=user.id, user_name=user.name,
+            user_avatar=user.avatar or "", given=verify_code or "", fresh=fresh,
+        )  # fmt: skip
         if result in ("OK", "NOOP"):
             return StepResult(snapshot, client, changed=result == "OK")
         error: QRLoginError
@@ -206,3 +267,19 @@ class Store:
                 data={"status": snapshot.status},
             )
         raise error
+
+    def audit_trail(self, qr_id: str | None = None, count: int = 100) -> list[dict[str, str]]:
+        """The newest audit entries (of one QR when ``qr_id`` is given), oldest first."""
+        entries: list[dict[str, str]] = []
+        last = "+"
+        while len(entries) < count:
+            batch: list[tuple[str, dict[str, str]]] = self.redis.xrevrange(  # type: ignore[assignment]
+                Keys.AUDIT, max=last, count=500
+            )
+            if not batch:
+                break
+            for entry_id, fields in batch:
+                if qr_id is None or fields.get("qr") == qr_id:
+                    entries.append({"id": entry_id, **fields})
+            last = "(" + batch[-1][0]
+        return list(reversed(entries[:count]))

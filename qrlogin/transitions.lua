@@ -2,26 +2,32 @@
 --
 -- Every call runs atomically inside Redis. A call first turns an overdue QR into
 -- QRCODE_EXPIRE (the Redis clock is the only clock), then performs its action.
--- Every transition bumps `version` and publishes the new public view on the QR's
--- channel in the same atomic step, in flask-sse's message layout
--- ({"data": ..., "type": "status", "id": version}).
+-- Every transition bumps `version`, publishes the new public view on the QR's
+-- channel in flask-sse's message layout ({"data": ..., "type": "status", "id": version})
+-- and appends an entry to the audit stream, all in the same atomic step.
 --
--- KEYS[1] the QR hash, KEYS[2] its pub/sub channel.
--- ARGV[1] the action: create | read | step | guest | replace; the rest depends on it.
+-- KEYS: [1] the QR hash, [2] its pub/sub channel, [3] the browser's live-QR set
+--       (browser actions only), [4] the audit stream.
+-- ARGV: [1] the action: create | read | guest | replace | step
+--       [2] JSON arguments: ip and user_agent of the caller, and the action's own.
 -- Reply: {result, view JSON, version, extra JSON}.
 
-local key, channel = KEYS[1], KEYS[2]
+local qr_key, channel, live_key, audit_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local action = ARGV[1]
+local args = cjson.decode(ARGV[2])
 
 local WAIT, SCANNED, SUCCESS = 'QRCODE_WAIT', 'QRCODE_SCANNED', 'QRCODE_SUCCESS'
 local CANCEL, EXPIRE, ERROR = 'QRCODE_CANCEL', 'QRCODE_EXPIRE', 'QRCODE_ERROR'
 local TERMINAL = {[CANCEL] = true, [EXPIRE] = true, [ERROR] = true}
 
 local clock = redis.call('TIME')
+-- skew_ms moves the clock in tests only; the service never sends it.
 local now_ms = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
+  + (tonumber(args.skew_ms) or 0)
+local now_s = math.floor(now_ms / 1000)
 
 local function load()
-  local flat = redis.call('HGETALL', key)
+  local flat = redis.call('HGETALL', qr_key)
   if #flat == 0 then
     return nil
   end
@@ -58,7 +64,14 @@ local function client(h)
   }
 end
 
-local function transition(h, fields)
+local function audit(h, event)
+  redis.call('XADD', audit_key, 'MAXLEN', '~', tonumber(args.audit_max) or 100000, '*',
+    'at', tostring(now_ms), 'event', event, 'qr', h.id, 'status', h.status,
+    'version', h.version, 'user', h.user_id or '', 'ip', args.ip or '',
+    'user_agent', args.user_agent or '')
+end
+
+local function transition(h, event, fields)
   fields.version = tonumber(h.version) + 1
   local flat = {}
   for k, v in pairs(fields) do
@@ -66,13 +79,14 @@ local function transition(h, fields)
     flat[#flat + 1] = k
     flat[#flat + 1] = h[k]
   end
-  redis.call('HSET', key, unpack(flat))
+  redis.call('HSET', qr_key, unpack(flat))
   redis.call('PUBLISH', channel, cjson.encode({data = view(h), type = 'status', id = h.version}))
+  audit(h, event)
 end
 
 local function expire_if_due(h)
   if not TERMINAL[h.status] and now_ms >= tonumber(h.expire) * 1000 then
-    transition(h, {status = EXPIRE})
+    transition(h, 'expired', {status = EXPIRE})
   end
 end
 
@@ -88,24 +102,31 @@ local function reply(result, h, extra)
 end
 
 if action == 'create' then
-  -- ARGV: id, bind, platform, ttl_s, retention_s, ip, user_agent, browser, os
-  if redis.call('EXISTS', key) == 1 then
-    return reply('TAKEN', load())
+  -- args: id, bind, platform, ttl_s, retention_s, max_live, browser, os
+  if redis.call('EXISTS', qr_key) == 1 then
+    return reply('TAKEN', nil)
   end
-  local ttl_s, retention_s = tonumber(ARGV[5]), tonumber(ARGV[6])
-  local now_s = math.floor(now_ms / 1000)
+  local ttl_s, max_live = tonumber(args.ttl_s), tonumber(args.max_live)
+  redis.call('ZREMRANGEBYSCORE', live_key, '-inf', now_s)
+  if max_live > 0 and redis.call('ZCARD', live_key) >= max_live then
+    local oldest = redis.call('ZRANGE', live_key, 0, 0, 'WITHSCORES')
+    return reply('TOO_MANY', nil, {retry_after = math.max(1, tonumber(oldest[2]) - now_s)})
+  end
   local h = {
-    id = ARGV[2], bind = ARGV[3], platform = ARGV[4], status = WAIT, version = '1',
+    id = args.id, bind = args.bind, platform = args.platform, status = WAIT, version = '1',
     created_at = tostring(now_s), expire = tostring(now_s + ttl_s),
-    ip = ARGV[7], user_agent = ARGV[8], browser = ARGV[9], os = ARGV[10],
+    ip = args.ip, user_agent = args.user_agent, browser = args.browser, os = args.os,
   }
   local flat = {}
   for k, v in pairs(h) do
     flat[#flat + 1] = k
     flat[#flat + 1] = v
   end
-  redis.call('HSET', key, unpack(flat))
-  redis.call('EXPIRE', key, ttl_s + retention_s)
+  redis.call('HSET', qr_key, unpack(flat))
+  redis.call('EXPIRE', qr_key, ttl_s + tonumber(args.retention_s))
+  redis.call('ZADD', live_key, now_s + ttl_s, h.id)
+  redis.call('EXPIRE', live_key, ttl_s)
+  audit(h, 'created')
   return reply('OK', h)
 end
 
@@ -115,8 +136,8 @@ if not h then
 end
 
 if action == 'read' or action == 'guest' or action == 'replace' then
-  -- ARGV: bind (the hash of the caller's browser secret)
-  if h.bind ~= ARGV[2] then
+  -- args: bind (the digest of the caller's browser secret)
+  if h.bind ~= args.bind then
     if action == 'replace' then
       return reply('IGNORED', nil)
     end
@@ -131,22 +152,23 @@ if action == 'read' or action == 'guest' or action == 'replace' then
       qr = h.id, platform = h.platform,
     }
     local version = tonumber(h.version)
-    transition(h, {status = ERROR, reason = 'used'})
+    transition(h, 'redeemed', {status = ERROR, reason = 'used'})
+    redis.call('ZREM', live_key, h.id)
     return {'REDEEMED', cjson.encode(answered), version, cjson.encode(login)}
   end
   if action == 'replace' then
     if TERMINAL[h.status] then
       return reply('IGNORED', h)
     end
-    transition(h, {status = ERROR, reason = 'replaced'})
+    transition(h, 'replaced', {status = ERROR, reason = 'replaced'})
+    redis.call('ZREM', live_key, h.id)
   end
   return reply('OK', h)
 end
 
 if action == 'step' then
-  -- ARGV: step, user_id, user_name, user_avatar, given verify code, fresh verify code
-  local step, user_id = ARGV[2], ARGV[3]
-  local given, fresh = ARGV[6], ARGV[7]
+  -- args: step, user_id, user_name, user_avatar, given (verify code), fresh (verify code)
+  local step, user_id = args.step, args.user_id
   expire_if_due(h)
   if h.status == EXPIRE then
     return reply('EXPIRED', h)
@@ -155,24 +177,27 @@ if action == 'step' then
   local result = 'CONFLICT'
   if step == 'SCAN' then
     if h.status == WAIT then
-      local fields = {status = SCANNED, user_id = user_id, user_name = ARGV[4], user_avatar = ARGV[5]}
-      if fresh ~= '' then
-        fields.verify_code = fresh
+      local fields = {
+        status = SCANNED, user_id = user_id, user_name = args.user_name,
+        user_avatar = args.user_avatar,
+      }
+      if args.fresh ~= '' then
+        fields.verify_code = args.fresh
       end
-      transition(h, fields)
+      transition(h, 'scanned', fields)
       result = 'OK'
     elseif h.status == SCANNED and mine then
       result = 'NOOP'
     end
   elseif step == 'VERIFY' then
     if h.status == SCANNED and mine then
-      if h.verify_code and given == '' then
+      if h.verify_code and args.given == '' then
         result = 'CODE_MISSING'
-      elseif h.verify_code and given ~= h.verify_code then
-        transition(h, {status = ERROR, reason = 'verify_failed'})
+      elseif h.verify_code and args.given ~= h.verify_code then
+        transition(h, 'verify_failed', {status = ERROR, reason = 'verify_failed'})
         result = 'VERIFY_FAILED'
       else
-        transition(h, {status = SUCCESS})
+        transition(h, 'verified', {status = SUCCESS})
         result = 'OK'
       end
     elseif h.status == SUCCESS and mine then
@@ -180,7 +205,7 @@ if action == 'step' then
     end
   elseif step == 'CANCEL' then
     if h.status == SCANNED and mine then
-      transition(h, {status = CANCEL})
+      transition(h, 'cancelled', {status = CANCEL})
       result = 'OK'
     elseif h.status == CANCEL and mine then
       result = 'NOOP'

@@ -41,9 +41,11 @@ def engine() -> str:
 @pytest.fixture
 def env(redis_url: str, engine: str) -> dict[str, str]:
     """The environment the app is built from; tests may change it before using ``app``."""
+    # Contract tests create many QRs from one test browser: limits have tests of their own.
+    base = {"SECRET_KEY": SECRET, "QRLOGIN_RATE_LIMITS": "off"}
     if engine == "embedded":
-        return {"SECRET_KEY": SECRET}
-    return {"SECRET_KEY": SECRET, "REDIS_URL": redis_url}
+        return base
+    return {**base, "REDIS_URL": redis_url}
 
 
 @pytest.fixture

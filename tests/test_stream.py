@@ -33,7 +33,12 @@ def start_service(redis_url: str) -> Iterator[StartService]:
     started: list[Service] = []
 
     def start(redis_url: str = redis_url, workers: int = 1, **settings: str) -> Service:
-        env = {"SECRET_KEY": SECRET, "REDIS_URL": redis_url, **settings}
+        env = {
+            "SECRET_KEY": SECRET,
+            "REDIS_URL": redis_url,
+            "QRLOGIN_RATE_LIMITS": "off",
+            **settings,
+        }
         service = Service(env, workers=workers).start()
         started.append(service)
         return service
@@ -129,7 +134,9 @@ def _client_count(url: str) -> dict[str, int]:
 
 
 def test_connections_do_not_grow_with_waiting_browsers(own_redis: RedisServer) -> None:
-    service = Service({"SECRET_KEY": SECRET, "REDIS_URL": own_redis.url}).start()
+    service = Service(
+        {"SECRET_KEY": SECRET, "REDIS_URL": own_redis.url, "QRLOGIN_RATE_LIMITS": "off"}
+    ).start()
     try:
         browser = Browser(service.url)
         qr_ids = [browser.create()["id"] for _ in range(300)]
@@ -235,7 +242,9 @@ def test_long_poll_returns_on_change_and_after_wait(start_service: StartService)
 
 
 def test_sigterm_with_500_streams_open_exits_quickly(own_redis: RedisServer) -> None:
-    service = Service({"SECRET_KEY": SECRET, "REDIS_URL": own_redis.url}).start()
+    service = Service(
+        {"SECRET_KEY": SECRET, "REDIS_URL": own_redis.url, "QRLOGIN_RATE_LIMITS": "off"}
+    ).start()
     try:
         browser = Browser(service.url)
         qr_ids = [browser.create()["id"] for _ in range(500)]
