@@ -60,8 +60,7 @@ _ERROR_TEXT = {
     409: "Step not allowed in the current status (QRCODE_CONFLICT); data.status tells it",
     410: "The QR code has expired (QRCODE_EXPIRE)",
     413: "Request body larger than 16 KiB (BAD_REQUEST)",
-    429: "Too many requests, or too many live QR codes in one browser (SLOW_DOWN); "
-    "see Retry-After",
+    429: "Too many requests, or too many live QR codes in one browser (SLOW_DOWN); see Retry-After",
     503: "Redis is unreachable (UNAVAILABLE)",
 }
 

@@ -28,10 +28,10 @@ class Service:
         self.port = free_port()
         self.env = {
             **os.environ,
+            "QRLOGIN_ACCESS_LOG": "",
             **env,
             "PORT": str(self.port),
             "WEB_CONCURRENCY": str(workers),
-            "QRLOGIN_ACCESS_LOG": "",
         }
         self.process: subprocess.Popen[bytes] | None = None
         self.log_path = Path(f"/tmp/qrlogin-test-gunicorn-{self.port}.log")  # noqa: S108
@@ -144,6 +144,13 @@ class SSEStream:
         self._lines = response.iter_lines(decode_unicode=True)
 
     def __iter__(self) -> Iterator[Event]:
+        """The blocks until the server ends the stream or the connection breaks."""
+        try:
+            yield from self._blocks()
+        except (requests.exceptions.ChunkedEncodingError, requests.ConnectionError):
+            return  # a dropped connection, as EventSource sees it
+
+    def _blocks(self) -> Iterator[Event]:
         block = Event()
         data: list[str] = []
         for line in self._lines:

@@ -1,0 +1,169 @@
+"""Hardening seen from outside a real gunicorn process: logs, held long polls, faults."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
+from pathlib import Path
+
+import pytest
+import redis
+import requests
+
+from tests.conftest import SECRET
+from tests.live import Browser, Service, phone_step
+from tests.test_stream import user_token
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def start(redis_url: str) -> Iterator[Callable[..., Service]]:
+    redis.Redis.from_url(redis_url).flushdb()
+    started: list[Service] = []
+
+    def go(workers: int = 1, **settings: str) -> Service:
+        service = Service({"SECRET_KEY": SECRET, "REDIS_URL": redis_url, **settings}, workers)
+        started.append(service.start())
+        return service
+
+    yield go
+    for service in started:
+        service.stop()
+
+
+def test_no_secret_in_the_logs_of_a_full_login(start: Callable[..., Service]) -> None:
+    service = start(QRLOGIN_ACCESS_LOG="-", GUNICORN_CMD_ARGS="--log-level debug")
+    browser = Browser(service.url)
+    qr = browser.create()
+    events = browser.stream(qr["id"]).events()
+    token = user_token()
+    phone_step(service.url, token, qr["id"], "SCAN")
+    phone_step(service.url, token, qr["id"], "VERIFY")
+    # Steps this quick may be coalesced on the stream: the newest state always arrives.
+    assert [e.json["status"] for e in events][-1] == "QRCODE_SUCCESS"
+    login_token = browser.guest(qr["id"]).json()["data"]["token"]
+    me = browser.session.get(service.url + "/v1/passport/me", timeout=5)
+    assert me.status_code == 200
+    time.sleep(0.5)
+    log = service.log()
+    assert "/v1/passport/guest" in log and "/v1/accounts/qrcode_fill" in log  # it does log
+    secrets = {
+        "user token": token,
+        "login token": login_token,
+        "browser secret": browser.bind_cookie,
+        "session cookie": str(browser.session.cookies["qrlogin_session"]),
+    }
+    for name, secret in secrets.items():
+        assert secret not in log, f"the {name} is in the log"
+        assert secret[-16:] not in log, f"part of the {name} is in the log"
+
+
+def test_held_long_poll_does_not_count_against_the_poll_rate(start: Callable[..., Service]) -> None:
+    service = start(QRLOGIN_RATE_LIMITS="on", QRLOGIN_LIMIT_POLL="2 per 30 seconds")
+    browser = Browser(service.url)
+    qr_id = browser.create()["id"]
+    for _ in range(3):  # held for their whole second each
+        held = browser.guest(qr_id, wait=1, since="QRCODE_WAIT")
+        assert held.status_code == 200
+    assert browser.guest(qr_id).status_code == 200
+    assert browser.guest(qr_id).status_code == 200
+    slow_down = browser.guest(qr_id)
+    assert slow_down.status_code == 429 and slow_down.json()["code"] == "SLOW_DOWN"
+    assert int(slow_down.headers["Retry-After"]) >= 1
+
+
+def _worker_pids(master: int) -> list[int]:
+    children = Path(f"/proc/{master}/task/{master}/children").read_text()
+    return [int(p) for p in children.split()]
+
+
+def test_worker_killed_while_browsers_wait(start: Callable[..., Service]) -> None:
+    service = start(workers=2, QRLOGIN_RATE_LIMITS="off")
+    assert service.process is not None
+    browsers = [Browser(service.url) for _ in range(6)]
+    qrs = [b.create() for b in browsers]
+    streams = [b.stream(q["id"]).events() for b, q in zip(browsers, qrs, strict=True)]
+    for events in streams:
+        assert next(events).json["status"] == "QRCODE_WAIT"
+    for pid in _worker_pids(service.process.pid):
+        os.kill(pid, signal.SIGKILL)  # every stream loses its worker
+    token = user_token()
+    for browser, qr, events in zip(browsers, qrs, streams, strict=True):
+        assert list(events) == []  # the stream broke
+        # The browser reconnects (as EventSource does, with Last-Event-ID) to a new worker.
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                resumed = browser.stream(qr["id"], last_event_id="1")
+                break
+            except requests.ConnectionError:
+                assert time.monotonic() < deadline
+                time.sleep(0.2)
+        assert phone_step(service.url, token, qr["id"], "SCAN").status_code == 200
+        assert phone_step(service.url, token, qr["id"], "VERIFY").status_code == 200
+        statuses = [e.json["status"] for e in resumed.events()]
+        assert statuses[-1] == "QRCODE_SUCCESS"
+        assert "token" in browser.guest(qr["id"]).json()["data"]
+
+
+def test_sigterm_during_a_burst_of_logins_loses_none(start: Callable[..., Service]) -> None:
+    a = start(QRLOGIN_RATE_LIMITS="off")
+    b = start(QRLOGIN_RATE_LIMITS="off")
+    token = user_token()
+    logins = 120
+
+    def call(fn: Callable[[str], requests.Response]) -> requests.Response:
+        """Try instance A; when it is gone, B (as a load balancer would)."""
+        for base in (a.url, b.url, b.url):
+            try:
+                response = fn(base)
+                if response.status_code != 503:
+                    return response
+            except requests.ConnectionError:
+                continue
+        raise AssertionError("no instance answered")
+
+    def login(n: int) -> tuple[float, str]:
+        browser = Browser(a.url)
+        qr_id = ""
+        for _ in range(3):
+            try:
+                qr_id = browser.create()["id"]
+                break
+            except requests.ConnectionError:
+                browser.base_url = b.url
+        for step in ("SCAN", "VERIFY"):
+            answer = call(partial(phone_step, token=token, qr_id=qr_id, step=step))
+            assert answer.status_code == 200, answer.text
+
+        def redeem(base: str) -> requests.Response:
+            return browser.session.post(
+                base + "/v1/passport/guest", json={"code": qr_id}, timeout=10
+            )
+
+        answer = call(redeem)
+        return time.monotonic(), answer.json()["data"].get("token", "")
+
+    sigterm: list[float] = []
+
+    def terminate_a() -> None:
+        sigterm.append(time.monotonic())
+        a.terminate()
+
+    with ThreadPoolExecutor(8) as pool:
+        futures = [pool.submit(login, n) for n in range(logins)]
+        stopper = threading.Timer(0.5, terminate_a)
+        stopper.start()
+        results = [f.result(timeout=60) for f in futures]
+        stopper.join()
+    assert a.process is not None and a.process.poll() is not None  # A really went away
+    finished = [at for at, _ in results]
+    assert min(finished) < sigterm[0] < max(finished), "the burst did not span the SIGTERM"
+    assert all(token for _, token in results), "a login lost its token"
+    assert len({token for _, token in results}) == logins
