@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 from collections.abc import Iterator
 from typing import Any
@@ -279,3 +280,28 @@ def test_stand_in_reads_a_photo_of_the_qr(chromium: Browser, service: Service) -
     assert qr["id"]
     desktop.close()
     phone.close()
+
+
+def test_number_matching_in_the_sdk_and_the_stand_in(chromium: Browser, redis_url: str) -> None:
+    matching = _service(redis_url, QRLOGIN_NUMBER_MATCHING="1")
+    try:
+        desktop = chromium.new_context(viewport={"width": 900, "height": 760})
+        login = desktop.new_page()
+        qr = open_login(login, matching)
+        phone = chromium.new_context(viewport={"width": 390, "height": 844}, is_mobile=True)
+        mobile = phone.new_page()
+        mobile.goto(matching.url + "/m")
+        mobile.get_by_role("button", name="Alice Example").click()
+        mobile.locator("#qr-text").fill(json.dumps(qr))
+        mobile.get_by_role("button", name="Use this QR").click()
+        shown = login.locator(".qrlogin-code")
+        expect(shown).to_have_text(re.compile(r"^Type \d\d on your phone$"))
+        code = (shown.text_content() or "").split()[1]
+        shot(login, "login-number-matching")
+        mobile.get_by_label("Type the number shown on the computer").fill(code)
+        mobile.get_by_role("button", name="Confirm").click()
+        login.wait_for_url("**/app")
+        desktop.close()
+        phone.close()
+    finally:
+        matching.stop()
