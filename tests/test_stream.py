@@ -158,10 +158,11 @@ def test_connections_do_not_grow_with_waiting_browsers(own_redis: RedisServer) -
         burst = asyncio.run(hold(300, arriving_together=100))
         print(f"Redis connections: 3 streams {with_3}, 300 streams {with_300}, burst {burst}")
         assert with_3["hub"] == with_300["hub"] == burst["hub"] == 1
-        # The pool holds as many connections as commands ran at once (here 3 arrivals, plus
-        # the hub's pipelined version check), whatever the number of waiting browsers.
-        assert with_3["total"] <= 6 and with_300["total"] <= 6
-        assert abs(with_300["total"] - with_3["total"]) <= 1
+        # The pool holds as many connections as commands ran at once (here at most 3
+        # arrivals and the hub's pipelined version check), whatever the number of waiting
+        # browsers: hub + 4 + this test's own client, with 3 streams and with 300.
+        bound = 1 + 4 + 1
+        assert with_3["total"] <= bound and with_300["total"] <= bound
         assert burst["total"] <= 1 + MAX_POOL_CONNECTIONS + 1  # hub + pool + this test's client
     finally:
         service.stop()
