@@ -169,3 +169,10 @@ def test_ops_endpoints(client: FlaskClient) -> None:
     assert client.get("/healthz").json["code"] == "OK"
     ready = client.get("/readyz")
     assert ready.status_code == 200 and ready.json["data"]["status"] == "ready"
+
+
+def test_every_qr_decodes_to_its_content(client: FlaskClient) -> None:
+    """A fixed mask must not cost readability: decode a few hundred QRs, each exactly."""
+    for _ in range(200):
+        data = create_qr(client, platform="Rxx_PC")
+        assert decode_png(data["png"]) == data["content"]
