@@ -22,10 +22,23 @@ keepalive = 2
 accesslog = os.environ.get("QRLOGIN_ACCESS_LOG", "-") or None
 control_socket_disable = True  # not used; several instances may share a machine
 
+# Prometheus metrics from every worker, merged at /metrics (prometheus-client multiprocess).
+if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    import tempfile
+
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="qrlogin-metrics-")
+
 # Every connection is a file descriptor: lift the soft limit to the hard one.
 _soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
 if _soft != resource.RLIM_INFINITY and (_hard == resource.RLIM_INFINITY or _soft < _hard):
     resource.setrlimit(resource.RLIMIT_NOFILE, (_hard, _hard))
+
+
+def child_exit(server: Any, worker: Any) -> None:
+    """Drop a dead worker's live gauges (waiting browsers) from /metrics."""
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)  # type: ignore[no-untyped-call]
 
 
 def post_worker_init(worker: Any) -> None:

@@ -9,7 +9,18 @@ from collections.abc import Mapping
 from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from qrlogin import accounts, cli, envelope, events, limits, ops, pages, passport, security
+from qrlogin import (
+    accounts,
+    cli,
+    envelope,
+    events,
+    limits,
+    metrics,
+    ops,
+    pages,
+    passport,
+    security,
+)
 from qrlogin import services as services_module
 from qrlogin.browser import describe_user_agent
 from qrlogin.config import MAX_BODY_BYTES, Settings
@@ -37,7 +48,7 @@ def create_app(env: Mapping[str, str] | None = None) -> Flask:
     services_module.init_app(app, settings)
     envelope.init_app(app)
     cli.init_app(app)
-    for blueprint in (accounts.bp, passport.bp, events.bp, ops.bp, pages.bp):
+    for blueprint in (accounts.bp, passport.bp, events.bp, ops.bp, pages.bp, metrics.bp):
         app.register_blueprint(blueprint)
     limits.init_app(app, settings)
     security.init_app(app, settings)

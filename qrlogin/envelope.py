@@ -15,6 +15,7 @@ from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from qrlogin.engine import UNAVAILABLE_ERRORS
 from qrlogin.exceptions import BadRequest, PayloadTooLarge, QRLoginError, SlowDown, Unavailable
+from qrlogin.metrics import REDIS_ERRORS
 
 log = logging.getLogger(__name__)
 
@@ -104,4 +105,5 @@ def init_app(app: Flask) -> None:
         @app.errorhandler(exc)
         def _redis_down(error: Exception) -> Response:
             log.warning("redis unavailable: %s", error.__class__.__name__)
+            REDIS_ERRORS.labels("request").inc()
             return error_response(Unavailable())

@@ -14,6 +14,7 @@ from qrlogin.config import RECHECK_S, SSE_RETRY_MS
 from qrlogin.engine import UNAVAILABLE_ERRORS
 from qrlogin.exceptions import Forbidden, NotFound
 from qrlogin.hub import Hub
+from qrlogin.metrics import DELIVERY
 from qrlogin.services import services
 from qrlogin.store import SUCCESS, TERMINAL, Snapshot, Store, check_qr_id
 
@@ -86,6 +87,7 @@ def _events(
                 return
             latest, resync = waiter.take()
             current: Snapshot | None = None
+            published_ms = 0  # when the event was made in Redis, if it came from the hub
             if resync or time.time() >= int(sent.view["expire"]):
                 try:
                     current = store.read(qr_id, bind)
@@ -95,8 +97,11 @@ def _events(
                     return
             elif latest is not None:
                 current = Snapshot(latest[1], latest[0])
+                published_ms = waiter.published_ms
             if current is not None and current.version > sent.version:
                 yield frame(current)
+                if published_ms:
+                    DELIVERY.observe(max(0.0, time.time() - published_ms / 1000))
                 sent = current
                 waiter.version = current.version
             elif time.monotonic() >= next_ping:

@@ -25,6 +25,7 @@ from typing import Any
 
 import redis
 
+from qrlogin.metrics import REDIS_ERRORS, WAITING
 from qrlogin.store import Keys
 
 log = logging.getLogger(__name__)
@@ -65,7 +66,7 @@ class Waiter:
     ``version`` is the newest state version its owner has; the owner keeps it current.
     """
 
-    __slots__ = ("_event", "closed", "latest", "qr_id", "resync", "version")
+    __slots__ = ("_event", "closed", "latest", "published_ms", "qr_id", "resync", "version")
 
     def __init__(self, qr_id: str, version: int) -> None:
         import gevent.event
@@ -73,6 +74,7 @@ class Waiter:
         self.qr_id = qr_id
         self.version = version
         self.latest: tuple[int, dict[str, Any]] | None = None
+        self.published_ms = 0  # when ``latest`` was made in Redis (ms), when known
         self.resync = False
         self.closed = False
         self._event = gevent.event.Event()
@@ -89,9 +91,10 @@ class Waiter:
         self.latest, self.resync = None, False
         return latest, resync
 
-    def _push(self, version: int, view: dict[str, Any]) -> None:
+    def _push(self, version: int, view: dict[str, Any], published_ms: int) -> None:
         if self.latest is None or version > self.latest[0]:
             self.latest = (version, view)
+            self.published_ms = published_ms
         self._event.set()
 
     def _wake(self) -> None:
@@ -149,9 +152,11 @@ class Hub:
         if self._closing:
             waiter._close()
         self._waiters.setdefault(Keys.channel(qr_id), set()).add(waiter)
+        WAITING.inc()
         try:
             yield waiter
         finally:
+            WAITING.dec()
             channel = Keys.channel(qr_id)
             waiters = self._waiters.get(channel)
             if waiters is not None:
@@ -177,6 +182,7 @@ class Hub:
                 # Waiters keep waiting: once resubscribed, those whose QR changed are woken.
                 self.connected = False
                 log.warning("event hub lost Redis (%s); reconnecting in %.1fs", e, delay)
+                REDIS_ERRORS.labels("hub").inc()
                 time.sleep(delay + random.uniform(0, delay / 2))  # noqa: S311 (jitter)
                 delay = min(delay * 2, BACKOFF_CAP_S)
                 self.reconnects += 1
@@ -255,14 +261,16 @@ class Hub:
                     waiter._wake()
 
 
-def _parse(raw: object) -> tuple[int, dict[str, Any]] | None:
-    """(version, view) from a message in flask-sse's layout; None when it is not one."""
+def _parse(raw: object) -> tuple[int, dict[str, Any], int] | None:
+    """(version, view, published ms) from a message in flask-sse's layout; None when it is
+    not one. ``at`` (when the transition was made) is ours; other publishers may omit it."""
     try:
         message = json.loads(raw)  # type: ignore[arg-type]
         version, view = int(message["id"]), message["data"]
-    except (TypeError, ValueError, KeyError):
+        at = int(message.get("at") or 0)
+    except (TypeError, ValueError, KeyError, AttributeError):
         return None
-    return (version, view) if isinstance(view, dict) else None
+    return (version, view, at) if isinstance(view, dict) else None
 
 
 def start_all() -> None:

@@ -156,6 +156,18 @@ PATHS: dict[str, dict[str, Any]] = {
             "responses": {"200": _json(_envelope({"type": "object"}), "Ready"), **_errors(503)},
         }
     },
+    "/metrics": {
+        "get": {
+            "operationId": "metrics",
+            "summary": "Prometheus metrics, merged across the process's gunicorn workers",
+            "responses": {
+                "200": {
+                    "description": "Prometheus text format",
+                    "content": {"text/plain": {"schema": {"type": "string"}}},
+                }
+            },
+        }
+    },
     "/openapi.json": {
         "get": {
             "operationId": "openapi",

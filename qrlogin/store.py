@@ -28,6 +28,7 @@ from qrlogin.exceptions import (
     SlowDown,
     VerifyFailed,
 )
+from qrlogin.metrics import TRANSITIONS
 
 WAIT, SCANNED, SUCCESS = "QRCODE_WAIT", "QRCODE_SCANNED", "QRCODE_SUCCESS"
 CANCEL, EXPIRE, ERROR = "QRCODE_CANCEL", "QRCODE_EXPIRE", "QRCODE_ERROR"
@@ -184,9 +185,11 @@ class Store:
         if self.clock_skew_ms:
             payload["skew_ms"] = self.clock_skew_ms
         keys = [Keys.qr(qr_id), Keys.channel(qr_id), Keys.browser(bind), Keys.AUDIT]
-        result, view, version, extra = self._script(
+        result, view, version, extra, made = self._script(
             keys=keys, args=[action, json.dumps(payload, separators=(",", ":"))]
         )
+        for event in json.loads(made):
+            TRANSITIONS.labels(event).inc()
         if result == "NOT_FOUND":
             raise NotFound()
         if result == "FORBIDDEN":

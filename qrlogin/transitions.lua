@@ -10,7 +10,7 @@
 --       (browser actions only), [4] the audit stream.
 -- ARGV: [1] the action: create | read | guest | replace | step
 --       [2] JSON arguments: ip and user_agent of the caller, and the action's own.
--- Reply: {result, view JSON, version, extra JSON}.
+-- Reply: {result, view JSON, version, extra JSON, JSON list of the transitions made}.
 
 local qr_key, channel, live_key, audit_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local action = ARGV[1]
@@ -64,6 +64,8 @@ local function client(h)
   }
 end
 
+local made = {}  -- the events of the transitions this call made, for the caller's metrics
+
 local function audit(h, event)
   redis.call('XADD', audit_key, 'MAXLEN', '~', tonumber(args.audit_max) or 100000, '*',
     'at', tostring(now_ms), 'event', event, 'qr', h.id, 'status', h.status,
@@ -80,8 +82,10 @@ local function transition(h, event, fields)
     flat[#flat + 1] = h[k]
   end
   redis.call('HSET', qr_key, unpack(flat))
-  redis.call('PUBLISH', channel, cjson.encode({data = view(h), type = 'status', id = h.version}))
+  redis.call('PUBLISH', channel, cjson.encode(
+    {data = view(h), type = 'status', id = h.version, at = now_ms}))
   audit(h, event)
+  made[#made + 1] = event
 end
 
 local function expire_if_due(h)
@@ -95,10 +99,14 @@ local function reply(result, h, extra)
   if extra then
     extra_json = cjson.encode(extra)
   end
-  if not h then
-    return {result, '', 0, extra_json}
+  local made_json = '[]'
+  if #made > 0 then
+    made_json = cjson.encode(made)
   end
-  return {result, cjson.encode(view(h)), tonumber(h.version), extra_json}
+  if not h then
+    return {result, '', 0, extra_json, made_json}
+  end
+  return {result, cjson.encode(view(h)), tonumber(h.version), extra_json, made_json}
 end
 
 if action == 'create' then
@@ -127,6 +135,7 @@ if action == 'create' then
   redis.call('ZADD', live_key, now_s + ttl_s, h.id)
   redis.call('EXPIRE', live_key, ttl_s)
   audit(h, 'created')
+  made[#made + 1] = 'created'
   return reply('OK', h)
 end
 
@@ -154,7 +163,7 @@ if action == 'read' or action == 'guest' or action == 'replace' then
     local version = tonumber(h.version)
     transition(h, 'redeemed', {status = ERROR, reason = 'used'})
     redis.call('ZREM', live_key, h.id)
-    return {'REDEEMED', cjson.encode(answered), version, cjson.encode(login)}
+    return {'REDEEMED', cjson.encode(answered), version, cjson.encode(login), cjson.encode(made)}
   end
   if action == 'replace' then
     if TERMINAL[h.status] then

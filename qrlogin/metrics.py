@@ -1,0 +1,55 @@
+"""Prometheus metrics at /metrics, correct under gunicorn's many worker processes.
+
+With PROMETHEUS_MULTIPROC_DIR set (gunicorn.conf.py sets it), each process writes its
+samples there and /metrics merges them; without it, the process's own registry is used.
+"""
+
+from __future__ import annotations
+
+import os
+
+from flask import Blueprint, Response
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
+
+bp = Blueprint("metrics", __name__)
+
+TRANSITIONS = Counter(
+    "qrlogin_qr_transitions_total",
+    "QR state transitions, by the event that caused them (created, scanned, verified, "
+    "cancelled, expired, redeemed, replaced, verify_failed)",
+    ["event"],
+)
+WAITING = Gauge(
+    "qrlogin_waiting_browsers",
+    "Browsers waiting on an SSE stream or a long poll",
+    multiprocess_mode="livesum",
+)
+DELIVERY = Histogram(
+    "qrlogin_event_delivery_seconds",
+    "From the transition in Redis to the event written to the browser's stream",
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+)
+REDIS_ERRORS = Counter(
+    "qrlogin_redis_errors_total",
+    "Times Redis could not be reached: by a request (503) or by the event hub (reconnect)",
+    ["where"],
+)
+
+
+@bp.get("/metrics")
+def metrics() -> Response:
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+        body = generate_latest(registry)
+    else:
+        body = generate_latest()
+    return Response(body, mimetype=CONTENT_TYPE_LATEST)
