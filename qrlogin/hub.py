@@ -131,8 +131,8 @@ class Hub:
         return sum(len(w) for w in self._waiters.values())
 
     def start(self) -> None:
-        if self._greenlet is not None and not self._greenlet.dead:
-            return
+        if self._closing or (self._greenlet is not None and not self._greenlet.dead):
+            return  # running, or shut down for good (a stopping worker takes no new waits)
         if not gevent_patched():
             raise HubError(
                 "qrlogin's event hub needs gevent, and the socket module is not patched: "
@@ -141,7 +141,6 @@ class Hub:
             )
         import gevent
 
-        self._closing = False
         self._greenlet = gevent.spawn(self._run)
 
     @contextmanager

@@ -54,6 +54,7 @@ def metrics() -> Response:
         body = generate_latest()
     return Response(body, mimetype=CONTENT_TYPE_LATEST)
 
+
 # Show the error series at zero from the start, so a dashboard can tell "none" from "unknown".
 for _where in ("request", "hub"):
     REDIS_ERRORS.labels(_where)

@@ -24,8 +24,11 @@ ROOT = Path(__file__).resolve().parent.parent
 class Service:
     """``gunicorn -c gunicorn.conf.py wsgi:app`` on a free port, as the Procfile runs it."""
 
-    def __init__(self, env: dict[str, str], workers: int = 1) -> None:
+    def __init__(
+        self, env: dict[str, str], workers: int = 1, config: str = "gunicorn.conf.py"
+    ) -> None:
         self.port = free_port()
+        self.config = config
         self.env = {
             **os.environ,
             "QRLOGIN_ACCESS_LOG": "",
@@ -43,7 +46,7 @@ class Service:
     def start(self) -> Service:
         with self.log_path.open("wb") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "wsgi:app"],
+                [sys.executable, "-m", "gunicorn", "-c", self.config, "wsgi:app"],
                 cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT,
             )  # fmt: skip
         deadline = time.monotonic() + 30

@@ -34,8 +34,9 @@ def answers(url: str) -> bool:
 class RedisServer:
     """A redis-server process of the test's own, on a port that survives restarts."""
 
-    def __init__(self, persistent: bool = False) -> None:
+    def __init__(self, persistent: bool = False, maxclients: int = 20000) -> None:
         self.persistent = persistent
+        self.maxclients = maxclients
         binary = shutil.which("redis-server")
         if binary is None:
             raise RuntimeError(INSTALL_HINT)
@@ -52,7 +53,7 @@ class RedisServer:
         self.process = subprocess.Popen(
             [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
              "--appendonly", "yes" if self.persistent else "no", "--appendfsync", "always",
-             "--dir", self.dir, "--maxclients", "20000"],
+             "--dir", self.dir, "--maxclients", str(self.maxclients)],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )  # fmt: skip
         deadline = time.monotonic() + 10

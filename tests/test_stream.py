@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import threading
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 import redis
@@ -264,5 +267,50 @@ def test_sigterm_with_500_streams_open_exits_quickly(own_redis: RedisServer) -> 
         print(f"SIGTERM with 500 streams: exited in {took:.2f}s, {hinted} got a reconnect hint")
         assert took < 5.0
         assert hinted == 500
+    finally:
+        service.stop()
+
+
+def test_browsers_reconnecting_to_a_stopping_worker_do_not_hold_it(own_redis: RedisServer) -> None:
+    """Streams that reconnect to a worker that is shutting down are ended at once too."""
+    service = Service(
+        {"SECRET_KEY": SECRET, "REDIS_URL": own_redis.url, "QRLOGIN_RATE_LIMITS": "off"}
+    ).start()
+    try:
+        browser = Browser(service.url)
+        qr_ids = [browser.create()["id"] for _ in range(200)]
+
+        async def churn() -> float:
+            streams = await open_streams("127.0.0.1", service.port, browser.bind_cookie, qr_ids)
+            assert service.process is not None
+            master = service.process.pid
+            worker = int(Path(f"/proc/{master}/task/{master}/children").read_text().split()[0])
+            started = time.monotonic()
+            os.kill(worker, signal.SIGTERM)
+
+            async def reconnect_until_refused(index: int) -> None:
+                reader, writer = streams[index]
+                while Path(f"/proc/{worker}").exists():
+                    await reader.read()  # ended by the worker
+                    writer.close()
+                    try:
+                        reader, writer = (
+                            await open_streams(
+                                "127.0.0.1", service.port, browser.bind_cookie, [qr_ids[index]]
+                            )
+                        )[0]
+                    except (OSError, AssertionError, asyncio.IncompleteReadError):
+                        return
+                writer.close()
+
+            await asyncio.wait_for(
+                asyncio.gather(*(reconnect_until_refused(i) for i in range(len(streams)))), 30
+            )
+            while Path(f"/proc/{worker}").exists():
+                await asyncio.sleep(0.05)
+            return time.monotonic() - started
+
+        took = asyncio.run(churn())
+        assert took < 5.0, f"the stopping worker took {took:.1f}s"
     finally:
         service.stop()
