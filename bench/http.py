@@ -1,0 +1,129 @@
+"""A minimal HTTP/1.1 client on raw asyncio streams: keep-alive requests and SSE streams.
+
+Load clients need thousands of connections from one process; generic client libraries
+pool and limit connections by default, so the benchmark speaks HTTP itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class Answer:
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+async def read_head(reader: asyncio.StreamReader) -> tuple[int, dict[str, str]]:
+    head = await reader.readuntil(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    status = int(lines[0].split()[1])
+    headers = {}
+    for line in lines[1:]:
+        if ":" in line:
+            name, _, value = line.partition(":")
+            headers[name.strip().lower()] = value.strip()
+    return status, headers
+
+
+@dataclass
+class Connection:
+    """One keep-alive connection for plain requests."""
+
+    host: str
+    port: int
+    cookie: str = ""
+    reader: asyncio.StreamReader | None = None
+    writer: asyncio.StreamWriter | None = None
+    requests: int = 0
+
+    async def request(
+        self, method: str, path: str, body: Any = None, headers: dict[str, str] | None = None
+    ) -> Answer:
+        if self.writer is None or self.writer.is_closing():
+            self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
+        payload = b"" if body is None else json.dumps(body).encode()
+        lines = [f"{method} {path} HTTP/1.1", f"Host: {self.host}:{self.port}"]
+        if payload:
+            lines += ["Content-Type: application/json", f"Content-Length: {len(payload)}"]
+        if self.cookie:
+            lines.append(f"Cookie: qrlogin_bind={self.cookie}")
+        lines += [f"{k}: {v}" for k, v in (headers or {}).items()]
+        self.writer.write(("\r\n".join(lines) + "\r\n\r\n").encode() + payload)
+        await self.writer.drain()
+        assert self.reader is not None
+        status, head = await read_head(self.reader)
+        data = await self.reader.readexactly(int(head.get("content-length", "0")))
+        self.requests += 1
+        cookie = head.get("set-cookie", "")
+        if cookie.startswith("qrlogin_bind="):
+            self.cookie = cookie.split(";", 1)[0].split("=", 1)[1]
+        if head.get("connection", "").lower() == "close":
+            self.writer.close()
+        return Answer(status, head, data)
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+
+@dataclass
+class Stream:
+    """One SSE stream: when it opened, which statuses arrived when."""
+
+    qr_id: str
+    opened_at: float = 0.0
+    events: list[tuple[float, str]] = field(default_factory=list)
+    ended: bool = False
+    error: str = ""
+    retry_ms: int = 0
+    reader: asyncio.StreamReader | None = None
+    writer: asyncio.StreamWriter | None = None
+
+
+async def open_stream(
+    host: str, port: int, path: str, cookie: str, stream: Stream, last_event_id: str = ""
+) -> None:
+    """Connect and read the response head (raises on anything but 200)."""
+    reader, writer = await asyncio.open_connection(host, port)
+    extra = f"Last-Event-ID: {last_event_id}\r\n" if last_event_id else ""
+    writer.write(
+        f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nAccept: text/event-stream\r\n"
+        f"Cookie: qrlogin_bind={cookie}\r\n{extra}\r\n".encode()
+    )
+    await writer.drain()
+    status, _ = await read_head(reader)
+    if status != 200:
+        writer.close()
+        raise ConnectionError(f"HTTP {status}")
+    stream.reader, stream.writer, stream.opened_at = reader, writer, time.time()
+    stream.ended = False
+
+
+async def follow(stream: Stream) -> None:
+    """Read events until the server ends the stream; record (time, status) of each."""
+    assert stream.reader is not None
+    try:
+        while True:
+            line = await stream.reader.readline()
+            if not line:
+                break
+            if line.startswith(b"retry:"):
+                stream.retry_ms = int(line[6:].strip())
+            elif line.startswith(b"data:") and b'"status"' in line:
+                status = json.loads(line[5:])["status"]
+                stream.events.append((time.time(), status))
+            elif line == b"0\r\n":  # the chunked body's end
+                break
+    except (ConnectionError, asyncio.IncompleteReadError) as e:
+        stream.error = type(e).__name__
+    stream.ended = True

@@ -1,0 +1,296 @@
+"""Load client processes: each runs its own asyncio loop and talks to the parent by queue.
+
+holder: opens and keeps SSE streams, records when each status arrives, reconnects
+        when asked to (as EventSource does, after the server's ``retry:`` hint).
+stepper: sends mobile steps at a fixed rate and records when each was sent.
+poller: polls /v1/passport/guest (short or long) until success, as the seed's page does.
+creator: creates QR codes (or whole logins) as fast as it can for a while.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import resource
+import time
+from multiprocessing.queues import Queue
+from typing import Any
+
+from bench.http import Connection, Stream, follow, open_stream
+
+HOST = "127.0.0.1"
+
+
+def _lift_fd_limit() -> None:
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+def holder(
+    port: int,
+    cookie: str,
+    paths: list[str],
+    commands: Queue[str],
+    results: Queue[Any],
+    reconnect: bool = False,
+    concurrency: int = 100,
+) -> None:
+    """Open a stream per path; report once open; on "stop" report what each saw."""
+    _lift_fd_limit()
+
+    async def run() -> None:
+        gate = asyncio.Semaphore(concurrency)
+        streams = [Stream(path) for path in paths]
+        reconnects: list[float] = []
+        errors: list[str] = []
+
+        async def keep(stream: Stream) -> None:
+            async with gate:
+                try:
+                    await open_stream(HOST, port, stream.qr_id, cookie, stream)
+                except (OSError, ConnectionError, asyncio.IncompleteReadError) as e:
+                    errors.append(f"open: {e}")
+                    return
+            while True:
+                await follow(stream)
+                final = stream.events and stream.events[-1][1] not in (
+                    "QRCODE_WAIT",
+                    "QRCODE_SCANNED",
+                )
+                if not reconnect or final:
+                    return
+                await asyncio.sleep(stream.retry_ms / 1000 if stream.retry_ms else 0.5)
+                while True:
+                    try:
+                        await open_stream(HOST, port, stream.qr_id, cookie, stream, "1")
+                        reconnects.append(time.time())
+                        break
+                    except (OSError, ConnectionError, asyncio.IncompleteReadError):
+                        await asyncio.sleep(0.2)
+
+        started = time.time()
+        tasks = [asyncio.create_task(keep(s)) for s in streams]
+        while sum(1 for s in streams if s.opened_at) + len(errors) < len(streams):
+            await asyncio.sleep(0.05)
+        opened = [s.opened_at for s in streams if s.opened_at]
+        results.put(("open", len(opened), len(errors), max(opened, default=started) - started))
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(None, commands.get)
+        waiting = ("QRCODE_WAIT", "QRCODE_SCANNED")
+        dropped = sum(
+            1
+            for s in streams
+            if s.error or (s.ended and (not s.events or s.events[-1][1] in waiting))
+        )
+        results.put(
+            (
+                "done",
+                {s.qr_id: s.events for s in streams},
+                dropped,
+                errors[:5],
+                reconnects,
+            )
+        )
+        for s in streams:
+            if s.writer is not None:
+                s.writer.close()
+        for task in tasks:
+            task.cancel()
+
+    asyncio.run(run())
+
+
+def stepper(
+    port: int,
+    token: str,
+    plan: list[tuple[str, str]],
+    rate: float,
+    results: Queue[Any],
+    connections: int = 40,
+) -> None:
+    """Send (qr_id, step) at ``rate`` per second; report the send time and status of each."""
+
+    async def run() -> None:
+        pool: asyncio.Queue[Connection] = asyncio.Queue()
+        for _ in range(connections):
+            pool.put_nowait(Connection(HOST, port))
+        sent: dict[str, tuple[float, int]] = {}
+        headers = {"Authorization": f"Bearer {token}"}
+
+        async def one(qr_id: str, step: str) -> None:
+            conn = await pool.get()
+            at = time.time()
+            try:
+                answer = await conn.request(
+                    "POST", "/v1/accounts/qrcode_fill", {"id": qr_id, "step": step}, headers
+                )
+                sent[qr_id] = (at, answer.status)
+            except (OSError, asyncio.IncompleteReadError):
+                sent[qr_id] = (at, 0)
+                conn.close()
+            pool.put_nowait(conn)
+
+        start = time.perf_counter()
+        tasks = []
+        for n, (qr_id, step) in enumerate(plan):
+            delay = start + n / rate - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.create_task(one(qr_id, step)))
+        await asyncio.gather(*tasks)
+        results.put(("sent", sent, len(plan) / (time.perf_counter() - start)))
+
+    asyncio.run(run())
+
+
+def creator(
+    port: int, cookie: str, seconds: float, connections: int, rate: float, results: Queue[Any]
+) -> None:
+    """Create QR codes for ``seconds`` (as fast as possible, or at ``rate`` per second)."""
+
+    async def run() -> None:
+        ids: list[str] = []
+        deadline = time.perf_counter() + seconds
+        start = time.perf_counter()
+
+        async def loop(conn: Connection, offset: int) -> None:
+            n = offset
+            while time.perf_counter() < deadline:
+                if rate:
+                    delay = start + n / rate - time.perf_counter()
+                    if delay > 0:
+                        await asyncio.sleep(delay)
+                    n += connections
+                answer = await conn.request("POST", "/v1/accounts/qrcode/", {"platform": "bench"})
+                if answer.status == 201:
+                    ids.append(answer.json()["data"]["id"])
+
+        conns = [Connection(HOST, port, cookie) for _ in range(connections)]
+        await asyncio.gather(*(loop(c, i) for i, c in enumerate(conns)))
+        for c in conns:
+            c.close()
+        results.put(("created", ids, time.perf_counter() - start))
+
+    asyncio.run(run())
+
+
+def login_loop(port: int, token: str, seconds: float, flows: int, results: Queue[Any]) -> None:
+    """Whole logins (create, scan, verify, redeem) back to back on ``flows`` connections."""
+
+    async def run() -> None:
+        done = 0
+        failed = 0
+        deadline = time.perf_counter() + seconds
+        headers = {"Authorization": f"Bearer {token}"}
+
+        async def flow() -> None:
+            nonlocal done, failed
+            browser, phone = Connection(HOST, port), Connection(HOST, port)
+            while time.perf_counter() < deadline:
+                qr_id = (
+                    await browser.request("POST", "/v1/accounts/qrcode/", {"platform": "b"})
+                ).json()["data"]["id"]
+                for step in ("SCAN", "VERIFY"):
+                    await phone.request(
+                        "POST", "/v1/accounts/qrcode_fill", {"id": qr_id, "step": step}, headers
+                    )
+                answer = await browser.request("POST", "/v1/passport/guest", {"code": qr_id})
+                if "token" in answer.json()["data"]:
+                    done += 1
+                else:
+                    failed += 1
+            browser.close()
+            phone.close()
+
+        start = time.perf_counter()
+        await asyncio.gather(*(flow() for _ in range(flows)))
+        results.put(("logins", done, failed, time.perf_counter() - start))
+
+    asyncio.run(run())
+
+
+def poller(
+    port: int,
+    cookie: str,
+    qr_ids: list[str],
+    long_poll: bool,
+    results: Queue[Any],
+    interval_s: float = 1.0,
+) -> None:
+    """Poll each QR until it reports success; record when and how many requests it took."""
+
+    async def run() -> None:
+        seen: dict[str, tuple[float, int]] = {}
+
+        async def watch(qr_id: str) -> None:
+            conn = Connection(HOST, port, cookie)
+            status = "QRCODE_WAIT"
+            await asyncio.sleep(random.uniform(0, interval_s))  # noqa: S311 (spread the pollers)
+            while True:
+                body: dict[str, Any] = {"code": qr_id}
+                if long_poll:
+                    body.update(wait=25, since=status)
+                answer = await conn.request("POST", "/v1/passport/guest", body)
+                data = answer.json().get("data") or {}
+                status = data.get("status", status)
+                if "token" in data or status not in ("QRCODE_WAIT", "QRCODE_SCANNED"):
+                    seen[qr_id] = (time.time(), conn.requests)
+                    break
+                if not long_poll:
+                    await asyncio.sleep(interval_s)
+            conn.close()
+
+        await asyncio.gather(*(watch(q) for q in qr_ids))
+        results.put(("polled", seen))
+
+    asyncio.run(run())
+
+
+def blind_holder(
+    port: int,
+    paths: list[str],
+    commands: Queue[str],
+    results: Queue[Any],
+    concurrency: int = 100,
+) -> None:
+    """For flask-sse, which sends nothing until a message comes: send each request, then
+    on "check" wait for one message on every stream and report how many got it."""
+    _lift_fd_limit()
+
+    async def run() -> None:
+        gate = asyncio.Semaphore(concurrency)
+        conns: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
+        errors = 0
+
+        async def one(path: str) -> None:
+            nonlocal errors
+            async with gate:
+                try:
+                    reader, writer = await asyncio.open_connection(HOST, port)
+                    writer.write(
+                        f"GET {path} HTTP/1.1\r\nHost: {HOST}\r\nAccept: text/event-stream\r\n\r\n".encode()
+                    )
+                    await writer.drain()
+                    conns.append((reader, writer))
+                except OSError:
+                    errors += 1
+
+        started = time.time()
+        await asyncio.gather(*(one(p) for p in paths))
+        results.put(("open", len(conns), errors, time.time() - started))
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(None, commands.get)
+
+        async def got_message(reader: asyncio.StreamReader) -> bool:
+            try:
+                await asyncio.wait_for(reader.readuntil(b"data:"), 15)
+                return True
+            except (TimeoutError, asyncio.IncompleteReadError, OSError, asyncio.LimitOverrunError):
+                return False
+
+        delivered = await asyncio.gather(*(got_message(r) for r, _ in conns))
+        results.put(("checked", sum(delivered), len(conns) - sum(delivered) + errors))
+        for _, writer in conns:
+            writer.close()
+
+    asyncio.run(run())
