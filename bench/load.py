@@ -217,19 +217,23 @@ def poller(
     results: Queue[Any],
     interval_s: float = 1.0,
 ) -> None:
-    """Poll each QR until it reports success; record when and how many requests it took."""
+    """Poll each QR until it reports success (for at most a minute); record when and how
+    many requests it took."""
 
     async def run() -> None:
         seen: dict[str, tuple[float, int]] = {}
+        deadline = time.monotonic() + 60
 
         async def watch(qr_id: str) -> None:
             conn = Connection(HOST, port, cookie)
             status = "QRCODE_WAIT"
             await asyncio.sleep(random.uniform(0, interval_s))  # noqa: S311 (spread the pollers)
-            while True:
+            while time.monotonic() < deadline:
                 body: dict[str, Any] = {"code": qr_id}
                 if long_poll:
-                    body.update(wait=25, since=status)
+                    body.update(
+                        wait=min(25, max(1, int(deadline - time.monotonic()))), since=status
+                    )
                 answer = await conn.request("POST", "/v1/passport/guest", body)
                 data = answer.json().get("data") or {}
                 status = data.get("status", status)
