@@ -405,6 +405,7 @@ def main() -> None:  # noqa: PLR0912, PLR0915 (one linear script: measure, then 
     report = render(results, options.quick)
     print(report)
     if not options.no_write:
+        options.out.parent.mkdir(parents=True, exist_ok=True)
         plot(results, options.out.parent / "benchmarks-latency.png")
         options.out.write_text(report)
         print(f"wrote {options.out}")
@@ -426,6 +427,16 @@ def measure_flask_sse(server: RedisServer, sizes: Sizes) -> dict[str, Any]:
         paths = [f"/stream?channel=bench-{i}" for i in range(sizes.waiting)]
         holders = Holders(port, "", paths, processes=2, blind=True)
         opened, _, _ = holders.opened()
+        # flask-sse subscribes when each stream first runs: wait until Redis stops
+        # gaining clients (or has them all), then hold.
+        settled, last, deadline = time.time(), -1, time.time() + 60
+        while time.time() < deadline and time.time() - settled < 2:
+            clients = redis_clients(server.url)
+            if clients != last:
+                settled, last = time.time(), clients
+            if clients >= clients0 + opened:
+                break
+            time.sleep(0.2)
         time.sleep(sizes.flask_sse_hold_s)
         clients = redis_clients(server.url)
         rss = (rss_kb(pid) - rss0) / max(1, opened)
