@@ -14,7 +14,7 @@ import redis
 import zxingcpp
 from itsdangerous import URLSafeTimedSerializer
 from PIL import Image
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
 
 from tests.conftest import SECRET
 from tests.live import ROOT, Service, phone_step
@@ -112,6 +112,21 @@ def confirm_and_land(page: Page, service: Service, qr_id: str, screenshots: bool
     expect(page.locator("#platform")).to_have_text("Rxx_PC")
 
 
+def phone_signed_in(chromium: Browser, service: Service) -> tuple[BrowserContext, Page]:
+    """The stand-in on a phone-sized screen, signed in as the demo user Alice."""
+    phone = chromium.new_context(viewport={"width": 390, "height": 844}, is_mobile=True)
+    mobile = phone.new_page()
+    mobile.goto(service.url + "/m")
+    mobile.get_by_role("button", name="Alice Example").click()
+    expect(mobile.locator("#announce")).to_contain_text("Signed in as Alice Example")
+    return phone, mobile
+
+
+def paste_qr(mobile: Page, qr: dict[str, Any]) -> None:
+    mobile.locator("#qr-text").fill(json.dumps(qr, separators=(",", ":")))
+    mobile.get_by_role("button", name="Use this QR").click()
+
+
 def test_login_over_sse(page: Page, service: Service) -> None:
     qr = open_login(page, service)
     assert qr["prefix"] == "rk://scanforpclogin/" and qr["platform"] == "Rxx_PC"
@@ -139,13 +154,8 @@ def test_mobile_stand_in_logs_in_another_browser(chromium: Browser, service: Ser
     desktop = chromium.new_context()
     login = desktop.new_page()
     qr = open_login(login, service)
-    phone = chromium.new_context(viewport={"width": 390, "height": 844}, is_mobile=True)
-    mobile = phone.new_page()
-    mobile.goto(service.url + "/m")
-    mobile.get_by_role("button", name="Alice Example").click()
-    expect(mobile.locator("#announce")).to_contain_text("Signed in as Alice Example")
-    mobile.locator("#qr-text").fill(json.dumps(qr, separators=(",", ":")))
-    mobile.get_by_role("button", name="Use this QR").click()
+    phone, mobile = phone_signed_in(chromium, service)
+    paste_qr(mobile, qr)
     requester = mobile.locator("#requester")
     expect(requester).to_contain_text("HeadlessChrome")
     expect(requester).to_contain_text("127.0.0.1, Rxx_PC")
@@ -269,10 +279,7 @@ def test_stand_in_reads_a_photo_of_the_qr(chromium: Browser, service: Service) -
     qr = open_login(login, service)
     photo = ARTIFACTS / "photo.png"
     login.screenshot(path=str(photo))  # the whole screen, as a phone photographs it
-    phone = chromium.new_context(viewport={"width": 390, "height": 844}, is_mobile=True)
-    mobile = phone.new_page()
-    mobile.goto(service.url + "/m")
-    mobile.get_by_role("button", name="Alice Example").click()
+    phone, mobile = phone_signed_in(chromium, service)
     mobile.locator("#photo").set_input_files(str(photo))
     expect(mobile.locator("#requester")).to_contain_text("Rxx_PC")
     mobile.get_by_role("button", name="Confirm").click()
@@ -288,12 +295,8 @@ def test_number_matching_in_the_sdk_and_the_stand_in(chromium: Browser, redis_ur
         desktop = chromium.new_context(viewport={"width": 900, "height": 760})
         login = desktop.new_page()
         qr = open_login(login, matching)
-        phone = chromium.new_context(viewport={"width": 390, "height": 844}, is_mobile=True)
-        mobile = phone.new_page()
-        mobile.goto(matching.url + "/m")
-        mobile.get_by_role("button", name="Alice Example").click()
-        mobile.locator("#qr-text").fill(json.dumps(qr))
-        mobile.get_by_role("button", name="Use this QR").click()
+        phone, mobile = phone_signed_in(chromium, matching)
+        paste_qr(mobile, qr)
         shown = login.locator(".qrlogin-code")
         expect(shown).to_have_text(re.compile(r"^Type \d\d on your phone$"))
         code = (shown.text_content() or "").split()[1]

@@ -31,6 +31,16 @@ def user_token(user_id: str = "u-alice", name: str = "Alice") -> str:
 
 
 @pytest.fixture
+def own_service(own_redis: RedisServer) -> Iterator[Service]:
+    """One worker on a Redis of this test's own (so its client list is the service's)."""
+    service = Service(
+        {"SECRET_KEY": SECRET, "REDIS_URL": own_redis.url, "QRLOGIN_RATE_LIMITS": "off"}
+    ).start()
+    yield service
+    service.stop()
+
+
+@pytest.fixture
 def start_service(redis_url: str) -> Iterator[StartService]:
     redis.Redis.from_url(redis_url).flushdb()
     started: list[Service] = []
@@ -136,39 +146,36 @@ def _client_count(url: str) -> dict[str, int]:
     return {"total": len(clients), "hub": names.count("qrlogin-hub")}
 
 
-def test_connections_do_not_grow_with_waiting_browsers(own_redis: RedisServer) -> None:
-    service = Service(
-        {"SECRET_KEY": SECRET, "REDIS_URL": own_redis.url, "QRLOGIN_RATE_LIMITS": "off"}
-    ).start()
-    try:
-        browser = Browser(service.url)
-        qr_ids = [browser.create()["id"] for _ in range(300)]
+def test_connections_do_not_grow_with_waiting_browsers(
+    own_redis: RedisServer, own_service: Service
+) -> None:
+    service = own_service
+    browser = Browser(service.url)
+    qr_ids = [browser.create()["id"] for _ in range(300)]
 
-        async def hold(count: int, arriving_together: int) -> dict[str, int]:
-            streams = await open_streams(
-                "127.0.0.1", service.port, browser.bind_cookie, qr_ids[:count], arriving_together
-            )
-            await asyncio.sleep(0.5)
-            seen = _client_count(own_redis.url)
-            for _, writer in streams:
-                writer.close()
-            return seen
+    async def hold(count: int, arriving_together: int) -> dict[str, int]:
+        streams = await open_streams(
+            "127.0.0.1", service.port, browser.bind_cookie, qr_ids[:count], arriving_together
+        )
+        await asyncio.sleep(0.5)
+        seen = _client_count(own_redis.url)
+        for _, writer in streams:
+            writer.close()
+        return seen
 
-        # Browsers arriving a few at a time, as they do: the count depends on neither number.
-        with_3 = asyncio.run(hold(3, arriving_together=3))
-        with_300 = asyncio.run(hold(300, arriving_together=3))
-        # 100 browsers arriving at the same instant: the command pool grows to its bound only.
-        burst = asyncio.run(hold(300, arriving_together=100))
-        print(f"Redis connections: 3 streams {with_3}, 300 streams {with_300}, burst {burst}")
-        assert with_3["hub"] == with_300["hub"] == burst["hub"] == 1
-        # The pool holds as many connections as commands ran at once (here at most 3
-        # arrivals and the hub's pipelined version check), whatever the number of waiting
-        # browsers: hub + 4 + this test's own client, with 3 streams and with 300.
-        bound = 1 + 4 + 1
-        assert with_3["total"] <= bound and with_300["total"] <= bound
-        assert burst["total"] <= 1 + MAX_POOL_CONNECTIONS + 1  # hub + pool + this test's client
-    finally:
-        service.stop()
+    # Browsers arriving a few at a time, as they do: the count depends on neither number.
+    with_3 = asyncio.run(hold(3, arriving_together=3))
+    with_300 = asyncio.run(hold(300, arriving_together=3))
+    # 100 browsers arriving at the same instant: the command pool grows to its bound only.
+    burst = asyncio.run(hold(300, arriving_together=100))
+    print(f"Redis connections: 3 streams {with_3}, 300 streams {with_300}, burst {burst}")
+    assert with_3["hub"] == with_300["hub"] == burst["hub"] == 1
+    # The pool holds as many connections as commands ran at once (here at most 3
+    # arrivals and the hub's pipelined version check), whatever the number of waiting
+    # browsers: hub + 4 + this test's own client, with 3 streams and with 300.
+    bound = 1 + 4 + 1
+    assert with_3["total"] <= bound and with_300["total"] <= bound
+    assert burst["total"] <= 1 + MAX_POOL_CONNECTIONS + 1  # hub + pool + this test's client
 
 
 def test_redis_restart_while_streams_wait(start_service: StartService) -> None:
@@ -245,72 +252,62 @@ def test_long_poll_returns_on_change_and_after_wait(start_service: StartService)
     assert data["status"] == "QRCODE_SUCCESS" and data["token"]
 
 
-def test_sigterm_with_500_streams_open_exits_quickly(own_redis: RedisServer) -> None:
-    service = Service(
-        {"SECRET_KEY": SECRET, "REDIS_URL": own_redis.url, "QRLOGIN_RATE_LIMITS": "off"}
-    ).start()
-    try:
-        browser = Browser(service.url)
-        qr_ids = [browser.create()["id"] for _ in range(500)]
+def test_sigterm_with_500_streams_open_exits_quickly(own_service: Service) -> None:
+    service = own_service
+    browser = Browser(service.url)
+    qr_ids = [browser.create()["id"] for _ in range(500)]
 
-        async def hold_then_terminate() -> tuple[float, int]:
-            streams = await open_streams("127.0.0.1", service.port, browser.bind_cookie, qr_ids)
-            took = await asyncio.to_thread(service.terminate)
-            hinted = 0
-            for reader, writer in streams:
-                rest = await asyncio.wait_for(reader.read(), 5)
-                hinted += b"retry:" in rest
-                writer.close()
-            return took, hinted
+    async def hold_then_terminate() -> tuple[float, int]:
+        streams = await open_streams("127.0.0.1", service.port, browser.bind_cookie, qr_ids)
+        took = await asyncio.to_thread(service.terminate)
+        hinted = 0
+        for reader, writer in streams:
+            rest = await asyncio.wait_for(reader.read(), 5)
+            hinted += b"retry:" in rest
+            writer.close()
+        return took, hinted
 
-        took, hinted = asyncio.run(hold_then_terminate())
-        print(f"SIGTERM with 500 streams: exited in {took:.2f}s, {hinted} got a reconnect hint")
-        assert took < 5.0
-        assert hinted == 500
-    finally:
-        service.stop()
+    took, hinted = asyncio.run(hold_then_terminate())
+    print(f"SIGTERM with 500 streams: exited in {took:.2f}s, {hinted} got a reconnect hint")
+    assert took < 5.0
+    assert hinted == 500
 
 
-def test_browsers_reconnecting_to_a_stopping_worker_do_not_hold_it(own_redis: RedisServer) -> None:
+def test_browsers_reconnecting_to_a_stopping_worker_do_not_hold_it(own_service: Service) -> None:
     """Streams that reconnect to a worker that is shutting down are ended at once too."""
-    service = Service(
-        {"SECRET_KEY": SECRET, "REDIS_URL": own_redis.url, "QRLOGIN_RATE_LIMITS": "off"}
-    ).start()
-    try:
-        browser = Browser(service.url)
-        qr_ids = [browser.create()["id"] for _ in range(200)]
+    service = own_service
+    browser = Browser(service.url)
+    qr_ids = [browser.create()["id"] for _ in range(200)]
 
-        async def churn() -> float:
-            streams = await open_streams("127.0.0.1", service.port, browser.bind_cookie, qr_ids)
-            assert service.process is not None
-            master = service.process.pid
-            worker = int(Path(f"/proc/{master}/task/{master}/children").read_text().split()[0])
-            started = time.monotonic()
-            os.kill(worker, signal.SIGTERM)
+    async def churn() -> float:
+        streams = await open_streams("127.0.0.1", service.port, browser.bind_cookie, qr_ids)
+        assert service.process is not None
+        master = service.process.pid
+        worker = int(Path(f"/proc/{master}/task/{master}/children").read_text().split()[0])
+        started = time.monotonic()
+        os.kill(worker, signal.SIGTERM)
 
-            async def reconnect_until_refused(index: int) -> None:
-                reader, writer = streams[index]
-                while Path(f"/proc/{worker}").exists():
-                    await reader.read()  # ended by the worker
-                    writer.close()
-                    try:
-                        reader, writer = (
-                            await open_streams(
-                                "127.0.0.1", service.port, browser.bind_cookie, [qr_ids[index]]
-                            )
-                        )[0]
-                    except (OSError, AssertionError, asyncio.IncompleteReadError):
-                        return
-                writer.close()
-
-            await asyncio.wait_for(
-                asyncio.gather(*(reconnect_until_refused(i) for i in range(len(streams)))), 30
-            )
+        async def reconnect_until_refused(index: int) -> None:
+            reader, writer = streams[index]
             while Path(f"/proc/{worker}").exists():
-                await asyncio.sleep(0.05)
-            return time.monotonic() - started
+                await reader.read()  # ended by the worker
+                writer.close()
+                try:
+                    reader, writer = (
+                        await open_streams(
+                            "127.0.0.1", service.port, browser.bind_cookie, [qr_ids[index]]
+                        )
+                    )[0]
+                except (OSError, AssertionError, asyncio.IncompleteReadError):
+                    return
+            writer.close()
 
-        took = asyncio.run(churn())
-        assert took < 5.0, f"the stopping worker took {took:.1f}s"
-    finally:
-        service.stop()
+        await asyncio.wait_for(
+            asyncio.gather(*(reconnect_until_refused(i) for i in range(len(streams)))), 30
+        )
+        while Path(f"/proc/{worker}").exists():
+            await asyncio.sleep(0.05)
+        return time.monotonic() - started
+
+    took = asyncio.run(churn())
+    assert took < 5.0, f"the stopping worker took {took:.1f}s"
