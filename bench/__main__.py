@@ -2,7 +2,7 @@
 
 Starts its own Redis and services (gunicorn + gevent, one worker unless said), drives
 them from load-client processes on loopback, prints a table and writes
-docs/BENCHMARKS.md with a plot. Full run: about 7 minutes; --quick: under 1 minute
+docs/BENCHMARKS.md with a plot. Full run: about 5 minutes; --quick: under 1 minute
 (it leaves out the 30-second gunicorn-default restart).
 """
 
