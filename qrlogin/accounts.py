@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, request
+from flask import Blueprint, Response, g, request
 
 from qrlogin import qrimage
 from qrlogin.browser import (
@@ -32,7 +32,11 @@ def bearer_token() -> str:
 
 
 def signed_in_user() -> User:
-    return services().tokens.check_user(bearer_token())
+    """The user of the Bearer token, verified once per request (the step limit keys on it)."""
+    user: User | None = g.get("qrlogin_user")
+    if user is None:
+        user = g.qrlogin_user = services().tokens.check_user(bearer_token())
+    return user
 
 
 @bp.post("/v1/accounts/qrcode/")

@@ -10,7 +10,7 @@ import json
 import logging
 from typing import Any
 
-from flask import Flask, Response, jsonify, request
+from flask import Flask, Response, g, jsonify, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from qrlogin.engine import UNAVAILABLE_ERRORS
@@ -38,7 +38,13 @@ def error_response(error: QRLoginError) -> Response:
 
 
 def json_body() -> dict[str, Any]:
-    """The request body as a JSON object; an empty body is ``{}``."""
+    """The request body as a JSON object; an empty body is ``{}``.
+
+    Parsed once per request (the poll limit's key and the view both read it).
+    """
+    cached: dict[str, Any] | None = g.get("qrlogin_body")
+    if cached is not None:
+        return cached
     try:
         raw = request.get_data(cache=True)
     except RequestEntityTooLarge:
@@ -51,6 +57,7 @@ def json_body() -> dict[str, Any]:
         raise BadRequest("request body is not valid JSON") from None
     if not isinstance(body, dict):
         raise BadRequest("request body must be a JSON object")
+    g.qrlogin_body = body
     return body
 
 

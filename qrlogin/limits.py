@@ -12,10 +12,10 @@ import time
 from flask import Flask, Response, g, request
 from flask_limiter import Limiter, RequestLimit
 
+from qrlogin.accounts import signed_in_user
 from qrlogin.config import Settings
 from qrlogin.envelope import error_response, json_body
 from qrlogin.exceptions import QRLoginError, SlowDown
-from qrlogin.services import services
 
 EXTENSION = "qrlogin.limiter"
 
@@ -26,9 +26,8 @@ def client_ip() -> str:
 
 def user_key() -> str:
     """The signed-in user of a mobile step; the IP when the token does not verify."""
-    header = request.headers.get("Authorization", "")
     try:
-        return "user:" + services().tokens.check_user(header.partition(" ")[2].strip()).id
+        return "user:" + signed_in_user().id
     except QRLoginError:
         return "ip:" + client_ip()
 

@@ -29,8 +29,8 @@ def guest() -> Response:
     bind = bound_digest(request)
     caller = actor(request)
     result = svc.store.guest(qr_id, bind, caller)
-    if wait_s and _unchanged(result, since or result.snapshot.status):
-        baseline = since or result.snapshot.status
+    baseline = since or result.snapshot.status
+    if wait_s and _unchanged(result, baseline):
         g.long_poll_held = True  # a held long poll does not count against the poll rate
         result = _long_poll(svc, qr_id, bind, caller, since=baseline, wait_s=wait_s, first=result)
 
