@@ -16,7 +16,8 @@ import signal  # noqa: E402
 import gevent  # noqa: E402
 from gevent.pywsgi import WSGIServer  # noqa: E402
 
-from qrlogin import create_app, hub  # noqa: E402
+from qrlogin import create_app  # noqa: E402
+from qrlogin.services import services  # noqa: E402
 
 log = logging.getLogger("qrlogin.app")
 
@@ -24,13 +25,14 @@ log = logging.getLogger("qrlogin.app")
 def main() -> None:
     os.environ.setdefault("QRLOGIN_DEMO", "1")
     app = create_app()
-    hub.start_all()
+    hub = services(app).hub
+    hub.start()
     host = os.environ.get("HOST", "127.0.0.1")
     port = int(os.environ.get("PORT", "5000"))
     server = WSGIServer((host, port), app, log=None)
 
     def stop() -> None:
-        hub.shutdown_all()
+        hub.shutdown()
         server.stop(timeout=3)
 
     gevent.signal_handler(signal.SIGTERM, stop)

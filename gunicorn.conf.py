@@ -42,12 +42,14 @@ def child_exit(server: Any, worker: Any) -> None:
 
 
 def post_worker_init(worker: Any) -> None:
-    """Start the event hub, and end every open stream as soon as the worker is told to stop."""
+    """Start the app's event hub, and end every open stream as soon as the worker is told
+    to stop. ``worker.wsgi`` is the app gunicorn loaded (``wsgi:app``)."""
     import gevent
 
-    from qrlogin import hub
+    from qrlogin.services import services
 
-    hub.start_all()
+    hub = services(worker.wsgi).hub
+    hub.start()
 
     def end_streams_on_shutdown() -> None:
         while worker.alive:
@@ -55,7 +57,7 @@ def post_worker_init(worker: Any) -> None:
         # Connections whose stream ends now are not kept alive for another request:
         # gunicorn reads the keep-alive time afresh for each wait on a connection.
         worker.cfg.set("keepalive", 0)
-        worker.log.info("ending %d open streams with a reconnect hint", hub.waiting_all())
-        hub.shutdown_all()
+        worker.log.info("ending %d open streams with a reconnect hint", hub.waiting)
+        hub.shutdown()
 
     gevent.spawn(end_streams_on_shutdown)

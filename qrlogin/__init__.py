@@ -15,7 +15,6 @@ from qrlogin import (
     envelope,
     events,
     limits,
-    metrics,
     ops,
     pages,
     passport,
@@ -48,9 +47,9 @@ def create_app(env: Mapping[str, str] | None = None) -> Flask:
     services_module.init_app(app, settings)
     envelope.init_app(app)
     cli.init_app(app)
-    for blueprint in (accounts.bp, passport.bp, events.bp, ops.bp, pages.bp, metrics.bp):
+    limits.init_app(app)
+    for blueprint in (accounts.bp, passport.bp, events.bp, ops.bp, pages.bp):
         app.register_blueprint(blueprint)
-    limits.init_app(app, settings)
     security.init_app(app, settings)
     describe_user_agent("")  # load the user-agent rules now, not on the first request
     return app

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, g, request
+from flask import Blueprint, Response, request
 
 from qrlogin import qrimage
+from qrlogin.auth import signed_in_user
 from qrlogin.browser import (
     BIND_COOKIE,
     BIND_COOKIE_MAX_AGE_S,
@@ -14,33 +15,19 @@ from qrlogin.browser import (
     requester,
     set_cookie,
 )
-from qrlogin.config import PLATFORM_RE
-from qrlogin.envelope import json_body, ok, string_field
-from qrlogin.exceptions import BadRequest, Unauthorized
+from qrlogin.envelope import ok
+from qrlogin.exceptions import BadRequest
+from qrlogin.inputs import check_qr_id, json_body, string_field
+from qrlogin.limits import client_ip, create_limit, limiter, limits_off, step_limit, user_key
+from qrlogin.models import PLATFORM_RE, QR_ID_RE, STEPS, bind_digest
 from qrlogin.services import services
-from qrlogin.store import QR_ID_RE, STEPS, User, bind_digest, check_qr_id
 
 bp = Blueprint("accounts", __name__)
 
 
-def bearer_token() -> str:
-    header = request.headers.get("Authorization", "")
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        raise Unauthorized("send the token as 'Authorization: Bearer <token>'")
-    return token.strip()
-
-
-def signed_in_user() -> User:
-    """The user of the Bearer token, verified once per request (the step limit keys on it)."""
-    user: User | None = g.get("qrlogin_user")
-    if user is None:
-        user = g.qrlogin_user = services().tokens.check_user(bearer_token())
-    return user
-
-
 @bp.post("/v1/accounts/qrcode/")
 @bp.post("/v1/accounts/qrcode")
+@limiter.limit(create_limit, key_func=client_ip, exempt_when=limits_off)
 def create_qrcode() -> Response:
     svc = services()
     body = json_body()
@@ -83,6 +70,7 @@ def create_qrcode() -> Response:
 
 
 @bp.post("/v1/accounts/qrcode_fill")
+@limiter.limit(step_limit, key_func=user_key, exempt_when=limits_off)
 def qrcode_fill() -> Response:
     svc = services()
     user = signed_in_user()
@@ -90,7 +78,7 @@ def qrcode_fill() -> Response:
     qr_id = check_qr_id(string_field(body, "id", max_chars=64))
     step = string_field(body, "step", max_chars=16)
     if step not in STEPS:
-        raise BadRequest("step must be one of SCAN, VERIFY, CANCEL")
+        raise BadRequest(f"step must be one of {', '.join(STEPS)}")
     verify_code = string_field(body, "verify_code", required=False, max_chars=8)
     result = svc.store.step(
         qr_id,

@@ -8,10 +8,9 @@ from functools import lru_cache
 import ua_parser
 from flask import Request, Response
 
-from qrlogin.store import Actor, Requester, bind_digest
+from qrlogin.models import Actor, Requester, bind_digest
 
 BIND_COOKIE = "qrlogin_bind"
-SESSION_COOKIE = "qrlogin_session"
 #: Bytes of randomness in a browser secret.
 BIND_SECRET_BYTES = 32
 #: The binding cookie outlives many QR codes, so a page that regenerates keeps it (seconds).

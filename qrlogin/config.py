@@ -1,24 +1,29 @@
 """Every setting of the service, read from the environment, with its unit.
 
-``Settings.from_env`` is the only place that reads the environment; an invalid
-value raises ``ConfigError`` with a message naming the variable, so the process
-refuses to start instead of running with a surprise.
+``Settings.from_env`` reads the service's settings; an invalid value raises
+``ConfigError`` with a message naming the variable, so the process refuses to start
+instead of running with a surprise. Each default is written once, on its field.
+Process-level variables that belong to the server rather than to the app (``PORT``,
+``WEB_CONCURRENCY``, ``PROMETHEUS_MULTIPROC_DIR``) are read where they are used:
+``gunicorn.conf.py``, ``app.py`` and ``metrics.py``.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
+from typing import Any
 
 from qrlogin.exceptions import ConfigError
+from qrlogin.models import PLATFORM_RE
 
-#: How long a QR session stays usable by default (seconds).
-DEFAULT_QR_TTL_S = 120
 #: How long a QR record is kept past its deadline, so late calls get 410, not 404 (seconds).
 RETENTION_S = 600
 #: Largest accepted request body (bytes).
 MAX_BODY_BYTES = 16 * 1024
+#: The same, as the contract's words say it.
+MAX_BODY_TEXT = f"{MAX_BODY_BYTES // 1024} KiB"
 #: Longest long poll a browser may ask for on /v1/passport/guest (seconds).
 MAX_WAIT_S = 25
 #: When a QR's deadline passed by our clock but not yet by Redis', look again after (seconds).
@@ -28,7 +33,6 @@ SSE_RETRY_MS = 3000
 #: Secret used only in demo mode when SECRET_KEY is unset. Never for production.
 DEMO_SECRET_KEY = "qrlogin-demo-secret-not-for-production"  # noqa: S105 (public on purpose)
 
-PLATFORM_RE = re.compile(r"^[A-Za-z0-9_.\-]{1,32}$")
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
 
@@ -42,7 +46,7 @@ def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
         return True
     if value in _FALSE:
         return False
-    raise ConfigError(f"{name} must be 1 or 0 (got {raw!r})")
+    raise ConfigError(f"{name} must be 1 or 0 (or on/off, true/false; got {raw!r})")
 
 
 def _int(env: Mapping[str, str], name: str, default: int, minimum: int, maximum: int) -> int:
@@ -96,12 +100,12 @@ def _origins(env: Mapping[str, str]) -> frozenset[str]:
 
 @dataclass(frozen=True)
 class Settings:
-    """The service's configuration; see README.md for the table."""
+    """The service's configuration; see README.md for the table. Units: ``_s`` seconds."""
 
     secret_key: str
     redis_url: str | None
-    demo: bool
-    qr_ttl_s: int = DEFAULT_QR_TTL_S
+    demo: bool = False
+    qr_ttl_s: int = 120
     prefix: str = "rk://scanforpclogin/"
     platforms: frozenset[str] = field(default_factory=frozenset)
     poll_interval_s: int = 2
@@ -124,7 +128,8 @@ class Settings:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
-        demo = _bool(env, "QRLOGIN_DEMO", False)
+        default = _defaults(cls)
+        demo = _bool(env, "QRLOGIN_DEMO", default["demo"])
         secret_key = env.get("SECRET_KEY", "")
         if not secret_key:
             if not demo:
@@ -141,33 +146,43 @@ class Settings:
             raise ConfigError(
                 f"REDIS_URL must start with redis://, rediss:// or unix:// (got {redis_url!r})"
             )
-        prefix = env.get("QRLOGIN_PREFIX", "rk://scanforpclogin/")
+        prefix = env.get("QRLOGIN_PREFIX", default["prefix"])
         if not prefix or len(prefix) > 200:
             raise ConfigError("QRLOGIN_PREFIX must be 1 to 200 characters long")
-        rate_raw = env.get("QRLOGIN_RATE_LIMITS", "on").strip().lower()
-        if rate_raw not in _TRUE | _FALSE:
-            raise ConfigError(f"QRLOGIN_RATE_LIMITS must be on or off (got {rate_raw!r})")
         return cls(
             secret_key=secret_key,
             redis_url=redis_url,
             demo=demo,
-            qr_ttl_s=_int(env, "QRLOGIN_QR_TTL", DEFAULT_QR_TTL_S, 1, 3600),
+            qr_ttl_s=_int(env, "QRLOGIN_QR_TTL", default["qr_ttl_s"], 1, 3600),
             prefix=prefix,
             platforms=_platforms(env),
-            poll_interval_s=_int(env, "QRLOGIN_POLL_INTERVAL", 2, 1, 60),
-            sse_heartbeat_s=_int(env, "QRLOGIN_SSE_HEARTBEAT", 15, 1, 50),
-            number_matching=_bool(env, "QRLOGIN_NUMBER_MATCHING", False),
+            poll_interval_s=_int(env, "QRLOGIN_POLL_INTERVAL", default["poll_interval_s"], 1, 60),
+            sse_heartbeat_s=_int(env, "QRLOGIN_SSE_HEARTBEAT", default["sse_heartbeat_s"], 1, 50),
+            number_matching=_bool(env, "QRLOGIN_NUMBER_MATCHING", default["number_matching"]),
             user_token_max_age_s=_int(
-                env, "QRLOGIN_USER_TOKEN_MAX_AGE", 30 * 24 * 3600, 60, 10 * 365 * 24 * 3600
+                env,
+                "QRLOGIN_USER_TOKEN_MAX_AGE",
+                default["user_token_max_age_s"],
+                60,
+                10 * 365 * 24 * 3600,
             ),
             login_token_max_age_s=_int(
-                env, "QRLOGIN_LOGIN_TOKEN_MAX_AGE", 24 * 3600, 60, 365 * 24 * 3600
+                env,
+                "QRLOGIN_LOGIN_TOKEN_MAX_AGE",
+                default["login_token_max_age_s"],
+                60,
+                365 * 24 * 3600,
             ),
-            rate_limits=rate_raw in _TRUE,
-            limit_create=_limit(env, "QRLOGIN_LIMIT_CREATE", "120 per minute"),
-            limit_steps=_limit(env, "QRLOGIN_LIMIT_STEPS", "60 per minute"),
-            limit_poll=_limit(env, "QRLOGIN_LIMIT_POLL", "10 per 5 seconds"),
-            max_live_qrs=_int(env, "QRLOGIN_MAX_LIVE_QRS", 20, 1, 10000),
+            rate_limits=_bool(env, "QRLOGIN_RATE_LIMITS", default["rate_limits"]),
+            limit_create=_limit(env, "QRLOGIN_LIMIT_CREATE", default["limit_create"]),
+            limit_steps=_limit(env, "QRLOGIN_LIMIT_STEPS", default["limit_steps"]),
+            limit_poll=_limit(env, "QRLOGIN_LIMIT_POLL", default["limit_poll"]),
+            max_live_qrs=_int(env, "QRLOGIN_MAX_LIVE_QRS", default["max_live_qrs"], 1, 10000),
             cors_origins=_origins(env),
-            trusted_proxies=_int(env, "QRLOGIN_TRUSTED_PROXIES", 0, 0, 10),
+            trusted_proxies=_int(env, "QRLOGIN_TRUSTED_PROXIES", default["trusted_proxies"], 0, 10),
         )
+
+
+def _defaults(cls: type[Settings]) -> dict[str, Any]:
+    """Each field's default, as written on the field."""
+    return {f.name: f.default for f in fields(cls)}

@@ -2,28 +2,29 @@
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import random
 import time
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 
 from flask import Blueprint, Response, request
 from flask_sse import Message
 
 from qrlogin.browser import bound_digest
-from qrlogin.config import RECHECK_S, SSE_RETRY_MS
-from qrlogin.engine import UNAVAILABLE_ERRORS
-from qrlogin.exceptions import Forbidden, NotFound
-from qrlogin.hub import Hub
+from qrlogin.config import SSE_RETRY_MS
+from qrlogin.inputs import check_qr_id
+from qrlogin.messages import EVENT_TYPE, Published
 from qrlogin.metrics import DELIVERY
+from qrlogin.models import Snapshot
 from qrlogin.services import services
-from qrlogin.store import SUCCESS, TERMINAL, Snapshot, Store, check_qr_id
+from qrlogin.waiting import Signal, follow
 
 bp = Blueprint("events", __name__)
 
-#: Statuses after which a stream ends (the browser redeems SUCCESS at /v1/passport/guest).
-FINAL = TERMINAL | {SUCCESS}
 #: On shutdown, browsers are told to come back after a random delay in this range (ms).
 SHUTDOWN_RETRY_MS = (250, 2000)
+HEARTBEAT = ": ping\n\n"
 
 
 def frame(snapshot: Snapshot, retry: bool = False) -> str:
@@ -31,11 +32,17 @@ def frame(snapshot: Snapshot, retry: bool = False) -> str:
     return str(
         Message(
             snapshot.view,
-            type="status",
+            type=EVENT_TYPE,
             id=snapshot.version,
             retry=SSE_RETRY_MS if retry else None,
         )
     )
+
+
+def last_event_id() -> int | None:
+    """The version the client saw last (``Last-Event-ID``), if it sent a number."""
+    raw = request.headers.get("Last-Event-ID", "").strip()
+    return int(raw) if raw.isdigit() and len(raw) <= 18 else None
 
 
 @bp.get("/v1/accounts/qrcode/<qr_id>/events")
@@ -44,66 +51,31 @@ def stream(qr_id: str) -> Response:
     check_qr_id(qr_id)
     bind = bound_digest(request)
     first = svc.store.read(qr_id, bind)  # 403, 404 or 503 before the stream starts
-    resumed = request.headers.get("Last-Event-ID", "").strip() == str(first.version)
-    if resumed and first.status in FINAL:
-        # Nothing more will come: 204 tells EventSource to stop reconnecting.
+    seen = last_event_id()
+    if seen is not None and first.final_version and seen >= first.final_version:
+        # The client saw a final state: nothing more concerns it, and 204 tells
+        # EventSource to stop reconnecting.
         return Response(status=204, headers={"Cache-Control": "no-store"})
-    body = _events(
-        svc.hub,
-        svc.store,
-        qr_id=qr_id,
-        bind=bind,
-        first=first,
-        resumed=resumed,
-        heartbeat_s=svc.settings.sse_heartbeat_s,
-    )
+    read = functools.partial(svc.store.read, qr_id, bind)
+    updates = follow(svc.hub, qr_id, first, read, tick_s=svc.settings.sse_heartbeat_s)
     return Response(
-        body,
+        _frames(first, resumed=seen == first.version, updates=updates),
         mimetype="text/event-stream",
         headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
     )
 
 
-def _events(
-    hub: Hub,
-    store: Store,
-    *,
-    qr_id: str,
-    bind: str,
-    first: Snapshot,
-    resumed: bool,
-    heartbeat_s: int,
+def _frames(
+    first: Snapshot, *, resumed: bool, updates: Generator[Published | Signal, None, None]
 ) -> Iterator[str]:
-    with hub.watch(qr_id, first.version) as waiter:
+    with contextlib.closing(updates):
         yield f"retry: {SSE_RETRY_MS}\n\n" if resumed else frame(first, retry=True)
-        sent = first
-        next_ping = time.monotonic() + heartbeat_s
-        while sent.status not in FINAL:
-            expire_in = int(sent.view["expire"]) - time.time()
-            timeout = min(next_ping - time.monotonic(), max(expire_in, RECHECK_S))
-            waiter.wait(max(timeout, 0.0))
-            if waiter.closed:
+        for update in updates:
+            if update is Signal.TICK:
+                yield HEARTBEAT
+            elif update is Signal.CLOSING:
                 yield f"retry: {random.randint(*SHUTDOWN_RETRY_MS)}\n: reconnect\n\n"  # noqa: S311
-                return
-            latest, resync = waiter.take()
-            current: Snapshot | None = None
-            published_ms = 0  # when the event was made in Redis, if it came from the hub
-            if resync or time.time() >= int(sent.view["expire"]):
-                try:
-                    current = store.read(qr_id, bind)
-                except UNAVAILABLE_ERRORS:
-                    current = None  # the hub wakes us again once Redis is back
-                except (NotFound, Forbidden):
-                    return
-            elif latest is not None:
-                current = Snapshot(latest[1], latest[0])
-                published_ms = waiter.published_ms
-            if current is not None and current.version > sent.version:
-                yield frame(current)
-                if published_ms:
-                    DELIVERY.observe(max(0.0, time.time() - published_ms / 1000))
-                sent = current
-                waiter.version = current.version
-            elif time.monotonic() >= next_ping:
-                yield ": ping\n\n"
-                next_ping = time.monotonic() + heartbeat_s
+            elif isinstance(update, Published):
+                yield frame(update.snapshot)
+                if update.at_ms:
+                    DELIVERY.observe(max(0.0, time.time() - update.at_ms / 1000))

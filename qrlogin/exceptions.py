@@ -1,16 +1,28 @@
 """Every error type of the service.
 
 Each ``QRLoginError`` carries the HTTP status and the envelope ``code`` of the
-contract; ``errors.py`` turns any of them into the JSON envelope in one place.
+contract; ``envelope.py`` turns any of them into the JSON envelope in one place.
+The others stop a process from starting (``ConfigError``, ``HubError``) or stay
+inside the hub (``DeadConnectionError``).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+import redis
+
 
 class ConfigError(Exception):
     """A setting in the environment is missing or invalid; the process must not start."""
+
+
+class HubError(RuntimeError):
+    """The event hub cannot run in this process (gevent has not patched it)."""
+
+
+class DeadConnectionError(redis.exceptions.ConnectionError):
+    """The hub's subscriber connection stopped answering its health checks."""
 
 
 class QRLoginError(Exception):

@@ -14,17 +14,17 @@ trips, not one read per waiter.
 
 from __future__ import annotations
 
-import json
 import logging
 import random
 import time
-import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
 import redis
 
+from qrlogin.exceptions import DeadConnectionError, HubError
+from qrlogin.messages import Published, parse
 from qrlogin.metrics import REDIS_ERRORS, WAITING
 from qrlogin.store import Keys
 
@@ -43,16 +43,6 @@ BACKOFF_CAP_S = 5.0
 #: Channels per SUBSCRIBE/UNSUBSCRIBE command.
 BATCH = 500
 
-_hubs: weakref.WeakSet[Hub] = weakref.WeakSet()
-
-
-class HubError(RuntimeError):
-    """The hub cannot run in this process."""
-
-
-class DeadConnectionError(redis.exceptions.ConnectionError):
-    """The subscriber connection stopped answering its health checks."""
-
 
 def gevent_patched() -> bool:
     import gevent.monkey
@@ -66,15 +56,14 @@ class Waiter:
     ``version`` is the newest state version its owner has; the owner keeps it current.
     """
 
-    __slots__ = ("_event", "closed", "latest", "published_ms", "qr_id", "resync", "version")
+    __slots__ = ("_event", "closed", "latest", "qr_id", "resync", "version")
 
     def __init__(self, qr_id: str, version: int) -> None:
         import gevent.event
 
         self.qr_id = qr_id
         self.version = version
-        self.latest: tuple[int, dict[str, Any]] | None = None
-        self.published_ms = 0  # when ``latest`` was made in Redis (ms), when known
+        self.latest: Published | None = None
         self.resync = False
         self.closed = False
         self._event = gevent.event.Event()
@@ -85,16 +74,15 @@ class Waiter:
         self._event.clear()
         return fired
 
-    def take(self) -> tuple[tuple[int, dict[str, Any]] | None, bool]:
+    def take(self) -> tuple[Published | None, bool]:
         """The newest event and the re-read flag, both reset."""
         latest, resync = self.latest, self.resync
         self.latest, self.resync = None, False
         return latest, resync
 
-    def _push(self, version: int, view: dict[str, Any], published_ms: int) -> None:
-        if self.latest is None or version > self.latest[0]:
-            self.latest = (version, view)
-            self.published_ms = published_ms
+    def _push(self, event: Published) -> None:
+        if self.latest is None or event.snapshot.version > self.latest.snapshot.version:
+            self.latest = event
         self._event.set()
 
     def _wake(self) -> None:
@@ -121,9 +109,7 @@ class Hub:
         self._confirmed: set[str] = set()  # subscriptions confirmed, versions not yet checked
         self._greenlet: Any = None
         self._closing = False
-        self.connected = False
         self.reconnects = 0
-        _hubs.add(self)
 
     @property
     def waiting(self) -> int:
@@ -179,7 +165,6 @@ class Hub:
                 self._serve()
             except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError) as e:
                 # Waiters keep waiting: once resubscribed, those whose QR changed are woken.
-                self.connected = False
                 log.warning("event hub lost Redis (%s); reconnecting in %.1fs", e, delay)
                 REDIS_ERRORS.labels("hub").inc()
                 time.sleep(delay + random.uniform(0, delay / 2))  # noqa: S311 (jitter)
@@ -213,7 +198,6 @@ class Hub:
                         last_ping = now
                     continue
                 last_traffic = now
-                self.connected = True
                 self._dispatch(message)
         finally:
             self._requested, self._confirmed = set(), set()
@@ -242,12 +226,12 @@ class Hub:
             if len(self._confirmed) >= BATCH:
                 self._check_confirmed()
         elif kind == "message":
-            event = _parse(message.get("data"))
+            event = parse(message.get("data"))
             for waiter in waiters:
                 if event is None:
                     waiter._wake()
                 else:
-                    waiter._push(*event)
+                    waiter._push(event)
 
     def _check_confirmed(self) -> None:
         """Wake the waiters whose QR changed before their subscription was in place."""
@@ -258,31 +242,3 @@ class Hub:
             for waiter in self._waiters.get(channel, ()):
                 if version is None or version > waiter.version:
                     waiter._wake()
-
-
-def _parse(raw: object) -> tuple[int, dict[str, Any], int] | None:
-    """(version, view, published ms) from a message in flask-sse's layout; None when it is
-    not one. ``at`` (when the transition was made) is ours; other publishers may omit it."""
-    try:
-        message = json.loads(raw)  # type: ignore[arg-type]
-        version, view = int(message["id"]), message["data"]
-        at = int(message.get("at") or 0)
-    except (TypeError, ValueError, KeyError, AttributeError):
-        return None
-    return (version, view, at) if isinstance(view, dict) else None
-
-
-def start_all() -> None:
-    """Start every hub of this process (after the worker forked and gevent patched it)."""
-    for hub in list(_hubs):
-        hub.start()
-
-
-def waiting_all() -> int:
-    return sum(hub.waiting for hub in list(_hubs))
-
-
-def shutdown_all() -> None:
-    """End the waits of every hub in this process (graceful worker shutdown)."""
-    for hub in list(_hubs):
-        hub.shutdown()

@@ -1,5 +1,6 @@
-"""Rate limits (flask-limiter on the service's Redis): QR creation per IP, mobile steps
-per user, polling per QR. Every breach is 429 ``SLOW_DOWN`` with ``Retry-After``.
+"""Rate limits (flask-limiter on the service's Redis). The views carry their own limits
+(``@limiter.limit(...)``); this module holds the limiter, its keys and the breach answer:
+429 ``SLOW_DOWN`` with ``Retry-After``, in the envelope.
 
 The cap on live QR codes per browser is kept atomically by the store instead.
 """
@@ -9,15 +10,15 @@ from __future__ import annotations
 import math
 import time
 
-from flask import Flask, Response, g, request
+from flask import Flask, Response, request
 from flask_limiter import Limiter, RequestLimit
 
-from qrlogin.accounts import signed_in_user
-from qrlogin.config import Settings
-from qrlogin.envelope import error_response, json_body
+from qrlogin.auth import signed_in_user
+from qrlogin.envelope import error_response
 from qrlogin.exceptions import QRLoginError, SlowDown
-
-EXTENSION = "qrlogin.limiter"
+from qrlogin.inputs import json_body
+from qrlogin.services import services
+from qrlogin.store import Keys
 
 
 def client_ip() -> str:
@@ -41,35 +42,40 @@ def qr_key() -> str:
     return "qr:" + code if isinstance(code, str) else "ip:" + client_ip()
 
 
+def create_limit() -> str:
+    return services().settings.limit_create
+
+
+def step_limit() -> str:
+    return services().settings.limit_steps
+
+
+def poll_limit() -> str:
+    return services().settings.limit_poll
+
+
+def limits_off() -> bool:
+    return not services().settings.rate_limits
+
+
 def _breach(limit: RequestLimit) -> Response:
     retry_after = max(1, math.ceil(limit.reset_at - time.time()))
     return error_response(SlowDown(retry_after, f"too many requests ({limit.limit}); slow down"))
 
 
-def long_poll_was_not_held(response: Response) -> bool:
-    """A held long poll does not count against the poll rate."""
-    return not g.get("long_poll_held", False)
+#: The process's limiter; each view names its limit, and the app's settings give the values.
+limiter = Limiter(
+    key_func=client_ip,
+    storage_options={"socket_connect_timeout": 2, "socket_timeout": 5},
+    strategy="moving-window",
+    key_prefix=Keys.LIMITS,
+    swallow_errors=True,  # Redis down: the request itself answers 503
+    on_breach=_breach,
+)
 
 
-def init_app(app: Flask, settings: Settings) -> Limiter:
-    limiter = Limiter(
-        key_func=client_ip,
-        app=app,
-        storage_uri=settings.redis_url or "memory://",
-        storage_options={"socket_connect_timeout": 2, "socket_timeout": 5},
-        strategy="moving-window",
-        key_prefix="qrlogin:limits",
-        swallow_errors=True,  # Redis down: the request itself answers 503
-        on_breach=_breach,
-        enabled=settings.rate_limits,
-    )
-    views = app.view_functions
-    for endpoint, value, key_func, deduct_when in (
-        ("accounts.create_qrcode", settings.limit_create, client_ip, None),
-        ("accounts.qrcode_fill", settings.limit_steps, user_key, None),
-        ("passport.guest", settings.limit_poll, qr_key, long_poll_was_not_held),
-    ):
-        limited = limiter.limit(value, key_func=key_func, deduct_when=deduct_when)
-        views[endpoint] = limited(views[endpoint])  # type: ignore[assignment]
-    app.extensions[EXTENSION] = limiter
-    return limiter
+def init_app(app: Flask) -> None:
+    """Count on the app's Redis (or in memory with the embedded engine)."""
+    settings = services(app).settings
+    app.config["RATELIMIT_STORAGE_URI"] = settings.redis_url or "memory://"
+    limiter.init_app(app)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 
-from flask import Blueprint, Response
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -18,8 +17,6 @@ from prometheus_client import (
     generate_latest,
     multiprocess,
 )
-
-bp = Blueprint("metrics", __name__)
 
 TRANSITIONS = Counter(
     "qrlogin_qr_transitions_total",
@@ -44,15 +41,17 @@ REDIS_ERRORS = Counter(
 )
 
 
-@bp.get("/metrics")
-def metrics() -> Response:
+#: The media type of ``exposition()``, to be sent exactly as it is.
+CONTENT_TYPE = CONTENT_TYPE_LATEST
+
+
+def exposition() -> bytes:
+    """Every metric of this process, or of all the server's processes, in text format."""
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
-        body = generate_latest(registry)
-    else:
-        body = generate_latest()
-    return Response(body, mimetype=CONTENT_TYPE_LATEST)
+        return generate_latest(registry)
+    return generate_latest()
 
 
 # Show the error series at zero from the start, so a dashboard can tell "none" from "unknown".

@@ -8,23 +8,48 @@ from __future__ import annotations
 
 from typing import Any
 
-from qrlogin.config import MAX_WAIT_S
-from qrlogin.store import STATUSES, STEPS
+from qrlogin.browser import BIND_COOKIE
+from qrlogin.config import MAX_BODY_TEXT, MAX_WAIT_S, SSE_RETRY_MS
+from qrlogin.envelope import HTTP_CODES, OTHER_HTTP_CODE
+from qrlogin.exceptions import (
+    BadRequest,
+    Conflict,
+    Expired,
+    Forbidden,
+    NotFound,
+    OriginForbidden,
+    PayloadTooLarge,
+    QRLoginError,
+    SlowDown,
+    Unauthorized,
+    Unavailable,
+    VerifyFailed,
+)
+from qrlogin.models import (
+    FINAL,
+    PLATFORM_PATTERN,
+    QR_ID_PATTERN,
+    REASONS,
+    STATUSES,
+    STEPS,
+    VERIFY_CODE_PATTERN,
+    WAIT,
+)
 
-ERROR_CODES = [
-    "BAD_REQUEST",
-    "UNAUTHORIZED",
-    "QRCODE_FORBIDDEN",
-    "ORIGIN_FORBIDDEN",
-    "QRCODE_VERIFY_FAILED",
-    "QRCODE_NOT_FOUND",
-    "QRCODE_CONFLICT",
-    "QRCODE_EXPIRE",
-    "SLOW_DOWN",
-    "UNAVAILABLE",
-    "NOT_FOUND",
-    "METHOD_NOT_ALLOWED",
-]
+
+def _error_codes() -> list[str]:
+    """Every envelope code an error answer can carry, from the error types themselves."""
+    codes: list[str] = []
+    pending: list[type[QRLoginError]] = [QRLoginError]
+    while pending:
+        cls = pending.pop(0)
+        if cls.code not in codes:
+            codes.append(cls.code)
+        pending.extend(cls.__subclasses__())
+    return [*codes, *(c for c in (*HTTP_CODES.values(), OTHER_HTTP_CODE) if c not in codes)]
+
+
+ERROR_CODES = _error_codes()
 
 
 def _ref(name: str) -> dict[str, str]:
@@ -52,35 +77,57 @@ def _body(schema_name: str) -> dict[str, Any]:
 
 
 _ERROR_TEXT = {
-    400: "Malformed request (BAD_REQUEST)",
-    401: "Missing, malformed, badly signed or expired token (UNAUTHORIZED)",
-    403: "Not bound to this browser (QRCODE_FORBIDDEN), wrong code (QRCODE_VERIFY_FAILED), "
-    "or a foreign Origin (ORIGIN_FORBIDDEN)",
-    404: "Unknown QR id (QRCODE_NOT_FOUND)",
-    409: "Step not allowed in the current status (QRCODE_CONFLICT); data.status tells it",
-    410: "The QR code has expired (QRCODE_EXPIRE)",
-    413: "Request body larger than 16 KiB (BAD_REQUEST)",
-    429: "Too many requests, or too many live QR codes in one browser (SLOW_DOWN); see Retry-After",
-    503: "Redis is unreachable (UNAVAILABLE)",
+    400: f"Malformed request ({BadRequest.code})",
+    401: f"Missing, malformed, badly signed or expired token ({Unauthorized.code})",
+    403: f"Not bound to this browser ({Forbidden.code}), wrong code ({VerifyFailed.code}), "
+    f"or a foreign Origin ({OriginForbidden.code})",
+    404: f"Unknown QR id ({NotFound.code})",
+    409: f"Step not allowed in the current status ({Conflict.code}); data.status tells it",
+    410: f"The QR code has expired ({Expired.code})",
+    413: f"Request body larger than {MAX_BODY_TEXT} ({PayloadTooLarge.code})",
+    429: f"Too many requests, or too many live QR codes in one browser ({SlowDown.code}); "
+    "see Retry-After",
+    503: f"Redis is unreachable ({Unavailable.code})",
+}
+
+_QR_ID = {"type": "string", "pattern": QR_ID_PATTERN}
+#: The binding cookie: set on the first create, sent back by the stream, the poll and
+#: regeneration. Browsers send it by themselves; other HTTP clients must keep it.
+_BIND_COOKIE = {
+    "name": BIND_COOKIE,
+    "in": "cookie",
+    "required": True,
+    "schema": {"type": "string"},
+    "description": "The browser binding set by the create call (Set-Cookie); without it "
+    "the QR's stream and poll answer 403",
 }
 
 _CREATE = {
     "summary": "Create a QR code (browser)",
     "description": "Creates a QR session and sets the qrlogin_bind cookie when missing. "
     "With `code`, a live QR of this browser is first marked QRCODE_ERROR (replaced).",
+    "parameters": [{**_BIND_COOKIE, "required": False}],
     "requestBody": _body("CreateRequest"),
     "responses": {
-        "201": _json(_envelope(_ref("QRCode")), "The new QR code"),
+        "201": {
+            **_json(_envelope(_ref("QRCode")), "The new QR code"),
+            "headers": {
+                "Set-Cookie": {
+                    "description": f"`{BIND_COOKIE}=...; HttpOnly; SameSite=Lax; Path=/`, "
+                    "when the request carried no valid binding cookie",
+                    "schema": {"type": "string"},
+                }
+            },
+        },
         **_errors(400, 403, 413, 429, 503),
     },
 }
 
-_QR_ID = {"type": "string", "pattern": "^[A-Za-z0-9_-]{16,64}$"}
-
 _STREAM_TEXT = (
-    "Server-Sent Events. Opens with `retry: 3000` and the current state; then one "
+    f"Server-Sent Events. Opens with `retry: {SSE_RETRY_MS}` and the current state; then one "
     "`event: status` (id = state version, data = StatusEvent) per transition, "
-    "`: ping` comments as heartbeat; ends after a terminal status or QRCODE_SUCCESS."
+    "`: ping` comments as heartbeat; ends after a final status "
+    f"({', '.join(s for s in STATUSES if s in FINAL)})."
 )
 
 PATHS: dict[str, dict[str, Any]] = {
@@ -102,6 +149,7 @@ PATHS: dict[str, dict[str, Any]] = {
         "post": {
             "operationId": "guest",
             "summary": "Poll a QR's status; redeem the login token once (browser)",
+            "parameters": [_BIND_COOKIE],
             "requestBody": _body("GuestRequest"),
             "responses": {
                 "200": _json(_envelope(_ref("GuestStatus")), "The current status"),
@@ -116,6 +164,7 @@ PATHS: dict[str, dict[str, Any]] = {
             "description": _STREAM_TEXT,
             "parameters": [
                 {"name": "qr_id", "in": "path", "required": True, "schema": _QR_ID},
+                _BIND_COOKIE,
                 {
                     "name": "Last-Event-ID",
                     "in": "header",
@@ -126,10 +175,16 @@ PATHS: dict[str, dict[str, Any]] = {
             ],
             "responses": {
                 "200": {
-                    "description": "The event stream",
-                    "content": {"text/event-stream": {"schema": {"type": "string"}}},
+                    "description": "The event stream; the data of each `status` event is a "
+                    "StatusEvent",
+                    "content": {
+                        "text/event-stream": {
+                            "schema": {"type": "string"},
+                            "x-itemSchema": _ref("StatusEvent"),
+                        }
+                    },
                 },
-                "204": {"description": "Last-Event-ID is current and the QR is final: stop"},
+                "204": {"description": "Last-Event-ID names a final state (or a later one): stop"},
                 **_errors(403, 404, 503),
             },
         }
@@ -192,7 +247,7 @@ _USER = {
     },
 }
 _STATUS = {"type": "string", "enum": list(STATUSES)}
-_REASON = {"type": "string", "enum": ["replaced", "used", "verify_failed"]}
+_REASON = {"type": "string", "enum": list(REASONS)}
 
 SCHEMAS: dict[str, Any] = {
     "Status": _STATUS,
@@ -210,7 +265,7 @@ SCHEMAS: dict[str, Any] = {
         "type": "object",
         "required": ["platform"],
         "properties": {
-            "platform": {"type": "string", "pattern": "^[A-Za-z0-9_.\\-]{1,32}$"},
+            "platform": {"type": "string", "pattern": PLATFORM_PATTERN},
             "code": {"type": "string", "maxLength": 64},
         },
     },
@@ -236,7 +291,7 @@ SCHEMAS: dict[str, Any] = {
             "expires_in": {"type": "integer"},
             "prefix": {"type": "string"},
             "platform": {"type": "string"},
-            "status": {"const": "QRCODE_WAIT"},
+            "status": {"const": WAIT},
             "interval": {"type": "integer"},
             "events": {"type": "string"},
         },
@@ -291,7 +346,7 @@ SCHEMAS: dict[str, Any] = {
             "expire": {"type": "integer"},
             "interval": {"type": "integer"},
             "user": _USER,
-            "verify_code": {"type": "string", "pattern": "^[0-9]{2}$"},
+            "verify_code": {"type": "string", "pattern": VERIFY_CODE_PATTERN},
             "reason": _REASON,
             "token": {"type": "string", "description": "The login token, once, on redemption"},
         },
@@ -304,7 +359,7 @@ SCHEMAS: dict[str, Any] = {
             "status": _STATUS,
             "expire": {"type": "integer"},
             "user": _USER,
-            "verify_code": {"type": "string", "pattern": "^[0-9]{2}$"},
+            "verify_code": {"type": "string", "pattern": VERIFY_CODE_PATTERN},
             "reason": _REASON,
         },
     },

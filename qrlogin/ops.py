@@ -1,10 +1,10 @@
-"""Operations endpoints: liveness, readiness, the OpenAPI document."""
+"""Operations endpoints: liveness, readiness, metrics, the OpenAPI document."""
 
 from __future__ import annotations
 
 from flask import Blueprint, Response, jsonify
 
-from qrlogin import openapi
+from qrlogin import metrics, openapi
 from qrlogin.envelope import ok
 from qrlogin.services import services
 
@@ -21,6 +21,12 @@ def readyz() -> Response:
     # A ConnectionError here becomes 503 UNAVAILABLE in envelope.init_app.
     services().redis.ping()
     return ok({"status": "ready", "redis": "embedded" if services().settings.embedded else "ok"})
+
+
+@bp.get("/metrics")
+def metrics_text() -> Response:
+    # content_type, not mimetype: Flask would append a second charset parameter.
+    return Response(metrics.exposition(), content_type=metrics.CONTENT_TYPE)
 
 
 @bp.get("/openapi.json")

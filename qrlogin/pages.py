@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 from flask import Blueprint, render_template, request
 
-from qrlogin.browser import SESSION_COOKIE
+from qrlogin.auth import SESSION_COOKIE
 from qrlogin.exceptions import Unauthorized
 from qrlogin.services import services
 

@@ -2,22 +2,33 @@
 
 from __future__ import annotations
 
-import time
+import contextlib
+import functools
 
 from flask import Blueprint, Response, g, request
 
-from qrlogin.accounts import bearer_token
-from qrlogin.browser import SESSION_COOKIE, actor, bound_digest, set_cookie
-from qrlogin.config import MAX_WAIT_S, RECHECK_S
-from qrlogin.envelope import int_field, json_body, ok, string_field
-from qrlogin.exceptions import BadRequest, Unauthorized
-from qrlogin.services import Services, services
-from qrlogin.store import STATUSES, TERMINAL, Actor, GuestResult, check_qr_id
+from qrlogin.auth import SESSION_COOKIE, logged_in
+from qrlogin.browser import actor, bound_digest, set_cookie
+from qrlogin.config import MAX_WAIT_S
+from qrlogin.envelope import ok
+from qrlogin.exceptions import BadRequest
+from qrlogin.inputs import check_qr_id, int_field, json_body, string_field
+from qrlogin.limits import limiter, limits_off, poll_limit, qr_key
+from qrlogin.messages import Published
+from qrlogin.models import STATUSES, TERMINAL, GuestResult
+from qrlogin.services import services
+from qrlogin.waiting import follow
 
 bp = Blueprint("passport", __name__)
 
 
+def _not_held(response: Response) -> bool:
+    """A long poll that was held (see ``guest``) does not count against the poll rate."""
+    return not g.get("long_poll_held", False)
+
+
 @bp.post("/v1/passport/guest")
+@limiter.limit(poll_limit, key_func=qr_key, exempt_when=limits_off, deduct_when=_not_held)
 def guest() -> Response:
     svc = services()
     body = json_body()
@@ -31,8 +42,14 @@ def guest() -> Response:
     result = svc.store.guest(qr_id, bind, caller)
     baseline = since or result.snapshot.status
     if wait_s and _unchanged(result, baseline):
-        g.long_poll_held = True  # a held long poll does not count against the poll rate
-        result = _long_poll(svc, qr_id, bind, caller, since=baseline, wait_s=wait_s, first=result)
+        g.long_poll_held = True
+        read = functools.partial(svc.store.read, qr_id, bind)
+        updates = follow(svc.hub, qr_id, result.snapshot, read, wait_s=wait_s)
+        with contextlib.closing(updates):
+            for update in updates:
+                if isinstance(update, Published):
+                    break  # a newer state (each transition changes the status): answer it
+        result = svc.store.guest(qr_id, bind, caller)
 
     data = {k: v for k, v in result.snapshot.view.items() if k != "id"}
     data["interval"] = svc.settings.poll_interval_s
@@ -50,43 +67,9 @@ def _unchanged(result: GuestResult, since: str) -> bool:
     return result.login is None and result.snapshot.status == since and since not in TERMINAL
 
 
-def _long_poll(
-    svc: Services,
-    qr_id: str,
-    bind: str,
-    caller: Actor,
-    *,
-    since: str,
-    wait_s: int,
-    first: GuestResult,
-) -> GuestResult:
-    """Hold the answer until the status differs from ``since`` or ``wait_s`` pass."""
-    deadline = time.monotonic() + wait_s
-    result = first
-    with svc.hub.watch(qr_id, first.snapshot.version) as waiter:
-        while True:
-            remaining = deadline - time.monotonic()
-            if not _unchanged(result, since) or remaining <= 0 or waiter.closed:
-                return result
-            expire_in = int(result.snapshot.view["expire"]) - time.time()
-            woken = waiter.wait(min(remaining, max(expire_in, RECHECK_S)))
-            if woken or time.time() >= int(result.snapshot.view["expire"]):
-                # Woken (or at the deadline): the store is the truth, read it again.
-                waiter.take()
-                result = svc.store.guest(qr_id, bind, caller)
-                waiter.version = result.snapshot.version
-
-
 @bp.get("/v1/passport/me")
 def me() -> Response:
-    svc = services()
-    if request.headers.get("Authorization"):
-        token = bearer_token()
-    else:
-        token = request.cookies.get(SESSION_COOKIE, "")
-    if not token:
-        raise Unauthorized("not logged in")
-    login = svc.tokens.check_login(token)
+    login = logged_in()
     user = login.user
     return ok(
         {

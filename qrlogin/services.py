@@ -43,7 +43,7 @@ def init_app(app: Flask, settings: Settings) -> Services:
     return services
 
 
-def services() -> Services:
-    """The services of the app handling the current request."""
-    found: Services = current_app.extensions[EXTENSION]
+def services(app: Flask | None = None) -> Services:
+    """The services of ``app``, by default the app handling the current request."""
+    found: Services = (current_app if app is None else app).extensions[EXTENSION]
     return found

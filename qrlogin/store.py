@@ -7,11 +7,8 @@ keys, calls the script and turns its replies into values or ``QRLoginError``s.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
-import re
 import secrets
-from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
@@ -29,21 +26,23 @@ from qrlogin.exceptions import (
     VerifyFailed,
 )
 from qrlogin.metrics import TRANSITIONS
+from qrlogin.models import (
+    NO_ACTOR,
+    Actor,
+    GuestResult,
+    Requester,
+    Snapshot,
+    StepResult,
+    User,
+    new_qr_id,
+)
 
-WAIT, SCANNED, SUCCESS = "QRCODE_WAIT", "QRCODE_SCANNED", "QRCODE_SUCCESS"
-CANCEL, EXPIRE, ERROR = "QRCODE_CANCEL", "QRCODE_EXPIRE", "QRCODE_ERROR"
-STATUSES = (WAIT, SCANNED, SUCCESS, CANCEL, EXPIRE, ERROR)
-#: Statuses after which nothing changes; SUCCESS also ends a stream (the browser redeems).
-TERMINAL = frozenset({CANCEL, EXPIRE, ERROR})
-STEPS = ("SCAN", "VERIFY", "CANCEL")
-
-#: What QR ids look like; anything else cannot name a QR (ids are ``secrets.token_urlsafe``).
-QR_ID_RE = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
-#: Bytes of randomness in a QR id (128 bits, the contract's minimum: a shorter id keeps
-#: the QR at version 5, which is quicker to make and to scan).
-QR_ID_BYTES = 16
 #: Entries kept in the audit stream (approximately).
 AUDIT_MAX_ENTRIES = 100_000
+#: Draws of a fresh QR id before giving up (a taken id is astronomically unlikely).
+CREATE_ATTEMPTS = 3
+#: The script with every rule of the contract.
+SOURCE = resources.files("qrlogin").joinpath("transitions.lua").read_text()
 
 
 class Keys:
@@ -69,92 +68,20 @@ class Keys:
         return f"{cls.NAMESPACE}:browser:{{{bind}}}"
 
     AUDIT = f"{NAMESPACE}:audit"
+    #: The prefix of the rate limiter's keys (flask-limiter adds the rest).
+    LIMITS = f"{NAMESPACE}:limits"
 
     @classmethod
     def qr_id_of_channel(cls, channel: str) -> str:
         return channel[channel.index("{") + 1 : channel.rindex("}")]
 
 
-@dataclass(frozen=True)
-class Snapshot:
-    """A QR's public view (what its bound browser may see) and its version."""
-
-    view: dict[str, Any]
-    version: int
-
-    @property
-    def status(self) -> str:
-        return str(self.view["status"])
-
-
-@dataclass(frozen=True)
-class StepResult:
-    """The outcome of a mobile step, with the requesting browser's context."""
-
-    snapshot: Snapshot
-    client: dict[str, Any]
-    changed: bool
-
-
-@dataclass(frozen=True)
-class GuestResult:
-    """The answer to a browser's poll; ``login`` is set once, when it redeemed."""
-
-    snapshot: Snapshot
-    login: dict[str, Any] | None
-
-
-@dataclass(frozen=True)
-class Actor:
-    """Who makes a call, as the audit trail records it."""
-
-    ip: str
-    user_agent: str
-
-
-NO_ACTOR = Actor("", "")
-
-
-@dataclass(frozen=True)
-class Requester(Actor):
-    """The browser asking for a QR, as the phone will be shown it."""
-
-    browser: str
-    os: str
-
-
-@dataclass(frozen=True)
-class User:
-    """A signed-in mobile user, from a verified user token."""
-
-    id: str
-    name: str
-    avatar: str | None
-
-
-def bind_digest(browser_secret: str) -> str:
-    """What the store keeps of a browser secret: its digest, never the secret."""
-    return hashlib.sha256(browser_secret.encode()).hexdigest()
-
-
-def new_qr_id() -> str:
-    return secrets.token_urlsafe(QR_ID_BYTES)
-
-
-def check_qr_id(value: object) -> str:
-    """A QR id from a request: 400 when not a string, 404 when it cannot exist."""
-    if not isinstance(value, str):
-        raise BadRequest("QR id must be a string")
-    if not QR_ID_RE.match(value):
-        raise NotFound()
-    return value
-
-
 class Store:
     """Atomic operations on QR sessions.
 
     ``max_live_qrs`` caps the live QR codes of one browser (0: no cap);
-    ``audit_max`` bounds the audit stream (approximately, as MAXLEN ~ does).
+    ``audit_max`` bounds the audit stream (approximately, as MAXLEN ~ does);
+    ``source`` is the script to run (tests pass one with a shifted clock).
     """
 
     def __init__(
@@ -163,19 +90,18 @@ class Store:
         qr_ttl_s: int,
         max_live_qrs: int = 0,
         audit_max: int = AUDIT_MAX_ENTRIES,
+        source: str = SOURCE,
     ) -> None:
         self.redis = client
         self.qr_ttl_s = qr_ttl_s
         self.max_live_qrs = max_live_qrs
         self.audit_max = audit_max
-        #: Moves the Redis clock as the script sees it; only tests set it.
-        self.clock_skew_ms = 0
-        source = resources.files("qrlogin").joinpath("transitions.lua").read_text()
         self._script = client.register_script(source)
 
     def _run(
         self, qr_id: str, action: str, actor: Actor, bind: str = "", **args: Any
-    ) -> tuple[str, str, int, str]:
+    ) -> tuple[str, Snapshot | None, Any]:
+        """Run one action: its result, the QR's snapshot (None: no QR) and its extra reply."""
         payload = {
             **args,
             "bind": bind,
@@ -183,10 +109,8 @@ class Store:
             "user_agent": actor.user_agent,
             "audit_max": self.audit_max,
         }
-        if self.clock_skew_ms:
-            payload["skew_ms"] = self.clock_skew_ms
         keys = [Keys.qr(qr_id), Keys.channel(qr_id), Keys.browser(bind), Keys.AUDIT]
-        result, view, version, extra, made = self._script(
+        result, view, version, extra, made, final_version = self._script(
             keys=keys, args=[action, json.dumps(payload, separators=(",", ":"))]
         )
         for event in json.loads(made):
@@ -195,30 +119,36 @@ class Store:
             raise NotFound()
         if result == "FORBIDDEN":
             raise Forbidden()
-        return str(result), str(view), int(version), str(extra)
+        snapshot = Snapshot(json.loads(view), int(version), int(final_version)) if view else None
+        return str(result), snapshot, json.loads(extra) if extra else None
 
     def _call(
         self, qr_id: str, action: str, actor: Actor, bind: str = "", **args: Any
     ) -> tuple[str, Snapshot, Any]:
         """Run an action on an existing QR: its result, snapshot and extra reply."""
-        result, view, version, extra = self._run(qr_id, action, actor, bind, **args)
-        return result, Snapshot(json.loads(view), version), json.loads(extra) if extra else None
+        result, snapshot, extra = self._run(qr_id, action, actor, bind, **args)
+        if snapshot is None:
+            raise NotFound()
+        return result, snapshot, extra
 
     def create(self, platform: str, bind: str, requester: Requester) -> Snapshot:
-        while True:  # a taken id is astronomically unlikely; draw again if it happens
+        for _ in range(CREATE_ATTEMPTS):
             qr_id = new_qr_id()
-            result, view, version, extra = self._run(
+            result, snapshot, extra = self._run(
                 qr_id, "create", requester, bind, id=qr_id, platform=platform,
                 ttl_s=self.qr_ttl_s, retention_s=RETENTION_S, max_live=self.max_live_qrs,
                 browser=requester.browser, os=requester.os,
             )  # fmt: skip
             if result == "TOO_MANY":
                 raise SlowDown(
-                    int(json.loads(extra)["retry_after"]),
+                    int(extra["retry_after"]),
                     "too many live QR codes in this browser; regenerate with `code` instead",
                 )
-            if result == "OK":
-                return Snapshot(json.loads(view), version)
+            if result == "OK" and snapshot is not None:
+                return snapshot
+            if result != "TAKEN":
+                break
+        raise RuntimeError(f"the transitions script answered {result!r} to create")
 
     def read(self, qr_id: str, bind: str, actor: Actor = NO_ACTOR) -> Snapshot:
         """The current state (an overdue QR becomes QRCODE_EXPIRE here)."""
@@ -257,7 +187,7 @@ class Store:
             user_avatar=user.avatar or "", given=verify_code or "", fresh=fresh,
         )  # fmt: skip
         if result in ("OK", "NOOP"):
-            return StepResult(snapshot, client, changed=result == "OK")
+            return StepResult(snapshot, client)
         error: QRLoginError
         if result == "EXPIRED":
             error = Expired(data={"status": snapshot.status})

@@ -12,7 +12,7 @@ from typing import Any
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 
 from qrlogin.exceptions import Unauthorized
-from qrlogin.store import User
+from qrlogin.models import User
 
 USER_SALT = "qrlogin.user"
 LOGIN_SALT = "qrlogin.login"

@@ -3,14 +3,16 @@
 -- Every call runs atomically inside Redis. A call first turns an overdue QR into
 -- QRCODE_EXPIRE (the Redis clock is the only clock), then performs its action.
 -- Every transition bumps `version`, publishes the new public view on the QR's
--- channel in flask-sse's message layout ({"data": ..., "type": "status", "id": version})
--- and appends an entry to the audit stream, all in the same atomic step.
+-- channel (the message layout is written down in messages.py) and appends an
+-- entry to the audit stream, all in the same atomic step. The status words are
+-- those of models.py (a test checks that they agree).
 --
 -- KEYS: [1] the QR hash, [2] its pub/sub channel, [3] the browser's live-QR set
 --       (browser actions only), [4] the audit stream.
 -- ARGV: [1] the action: create | read | guest | replace | step
 --       [2] JSON arguments: ip and user_agent of the caller, and the action's own.
--- Reply: {result, view JSON, version, extra JSON, JSON list of the transitions made}.
+-- Reply: {result, view JSON, version, extra JSON, JSON list of the transitions made,
+--         the version at which the QR first became final (0: not yet)}.
 
 local qr_key, channel, live_key, audit_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local action = ARGV[1]
@@ -19,11 +21,12 @@ local args = cjson.decode(ARGV[2])
 local WAIT, SCANNED, SUCCESS = 'QRCODE_WAIT', 'QRCODE_SCANNED', 'QRCODE_SUCCESS'
 local CANCEL, EXPIRE, ERROR = 'QRCODE_CANCEL', 'QRCODE_EXPIRE', 'QRCODE_ERROR'
 local TERMINAL = {[CANCEL] = true, [EXPIRE] = true, [ERROR] = true}
+-- A stream or a long poll ends at these; SUCCESS is final, though not terminal.
+local FINAL = {[SUCCESS] = true, [CANCEL] = true, [EXPIRE] = true, [ERROR] = true}
 
+-- The Redis clock is the only clock.
 local clock = redis.call('TIME')
--- skew_ms moves the clock in tests only; the service never sends it.
 local now_ms = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
-  + (tonumber(args.skew_ms) or 0)
 local now_s = math.floor(now_ms / 1000)
 
 local function load()
@@ -75,6 +78,9 @@ end
 
 local function transition(h, event, fields)
   fields.version = tonumber(h.version) + 1
+  if FINAL[fields.status] and not h.final_version then
+    fields.final_version = fields.version
+  end
   local flat = {}
   for k, v in pairs(fields) do
     h[k] = tostring(v)
@@ -104,9 +110,10 @@ local function reply(result, h, extra)
     made_json = cjson.encode(made)
   end
   if not h then
-    return {result, '', 0, extra_json, made_json}
+    return {result, '', 0, extra_json, made_json, 0}
   end
-  return {result, cjson.encode(view(h)), tonumber(h.version), extra_json, made_json}
+  return {result, cjson.encode(view(h)), tonumber(h.version), extra_json, made_json,
+    tonumber(h.final_version) or 0}
 end
 
 if action == 'create' then
@@ -163,7 +170,8 @@ if action == 'read' or action == 'guest' or action == 'replace' then
     local version = tonumber(h.version)
     transition(h, 'redeemed', {status = ERROR, reason = 'used'})
     redis.call('ZREM', live_key, h.id)
-    return {'REDEEMED', cjson.encode(answered), version, cjson.encode(login), cjson.encode(made)}
+    return {'REDEEMED', cjson.encode(answered), version, cjson.encode(login), cjson.encode(made),
+      tonumber(h.final_version)}
   end
   if action == 'replace' then
     if TERMINAL[h.status] then

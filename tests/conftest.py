@@ -10,8 +10,9 @@ from flask import Flask
 from flask.testing import FlaskClient, FlaskCliRunner
 
 from qrlogin import create_app
+from qrlogin import store as store_module
+from qrlogin.models import Snapshot, bind_digest
 from qrlogin.services import Services
-from qrlogin.store import Snapshot, bind_digest
 from tests.redis_server import RedisServer, find_or_start
 
 SECRET = "test-secret-key-0123456789"
@@ -77,6 +78,27 @@ def own_redis() -> Iterator[RedisServer]:
 def svc(app: Flask) -> Services:
     found: Services = app.extensions["qrlogin"]
     return found
+
+
+#: The clock line of the transitions script; a shifted clock replaces it.
+REDIS_CLOCK = "local clock = redis.call('TIME')"
+
+
+def shift_clock(app: Flask, seconds: float) -> None:
+    """Make the app's store see the Redis clock ``seconds`` ahead (tests only)."""
+    assert store_module.SOURCE.count(REDIS_CLOCK) == 1
+    shifted_ms = round(seconds * 1000)
+    source = store_module.SOURCE.replace(
+        REDIS_CLOCK,
+        "local real = redis.call('TIME')\n"
+        f"local shifted_us = tonumber(real[2]) + {shifted_ms} * 1000\n"
+        "local clock = {tostring(tonumber(real[1]) + math.floor(shifted_us / 1000000)),"
+        " tostring(shifted_us % 1000000)}",
+    )
+    old = svc(app).store
+    svc(app).store = store_module.Store(
+        old.redis, old.qr_ttl_s, old.max_live_qrs, old.audit_max, source=source
+    )
 
 
 def snapshot_of(app: Flask, browser: FlaskClient, qr_id: str) -> Snapshot:

@@ -14,7 +14,7 @@ from itsdangerous import URLSafeTimedSerializer
 
 from qrlogin import create_app
 from qrlogin.config import DEMO_SECRET_KEY
-from qrlogin.hub import HubError
+from qrlogin.exceptions import HubError
 from tests.conftest import SECRET
 from tests.live import ROOT, Browser, phone_step
 from tests.redis_server import free_port

@@ -15,8 +15,8 @@ from hypothesis import strategies as st
 from hypothesis.stateful import Bundle, RuleBasedStateMachine, invariant, rule
 
 from qrlogin import create_app
-from qrlogin.store import TERMINAL, bind_digest
-from tests.conftest import SECRET, svc
+from qrlogin.models import TERMINAL, bind_digest
+from tests.conftest import SECRET, shift_clock, svc
 
 USERS = ("u-ann", "u-ben", "u-cat")
 TTL_S = 120
@@ -41,7 +41,8 @@ class LoginMachine(RuleBasedStateMachine):
         super().__init__()
         self.app: Flask = LoginMachine.app_for_run
         svc(self.app).redis.flushdb()
-        svc(self.app).store.clock_skew_ms = 0
+        self.skew_s = 0
+        shift_clock(self.app, 0)
         self.browsers: list[FlaskClient] = [self.app.test_client() for _ in range(3)]
         self.tokens = {u: svc(self.app).tokens.mint_user(u, u.upper()) for u in USERS}
         self.known: dict[str, Known] = {}
@@ -49,7 +50,7 @@ class LoginMachine(RuleBasedStateMachine):
     app_for_run: Flask
 
     def now(self) -> float:
-        return time.time() + svc(self.app).store.clock_skew_ms / 1000
+        return time.time() + self.skew_s
 
     def state(self, qr: Known) -> dict[str, Any]:
         cookie = self.browsers[qr.owner].get_cookie("qrlogin_bind")
@@ -132,7 +133,8 @@ class LoginMachine(RuleBasedStateMachine):
 
     @rule(seconds=st.sampled_from([1, 5, 30, 60, 119, 121]))
     def wait(self, seconds: int) -> None:
-        svc(self.app).store.clock_skew_ms += seconds * 1000
+        self.skew_s += seconds
+        shift_clock(self.app, self.skew_s)
 
     @invariant()
     def redeemed_at_most_once(self) -> None:

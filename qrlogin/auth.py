@@ -1,0 +1,41 @@
+"""Who is calling: the phone's user token and the browser's login token."""
+
+from __future__ import annotations
+
+from flask import g, request
+
+from qrlogin.exceptions import Unauthorized
+from qrlogin.models import User
+from qrlogin.services import services
+from qrlogin.tokens import Login
+
+#: The cookie that holds the browser's login token after redemption.
+SESSION_COOKIE = "qrlogin_session"
+
+
+def bearer_token() -> str:
+    """The token of an ``Authorization: Bearer`` header; 401 when there is none."""
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthorized("send the token as 'Authorization: Bearer <token>'")
+    return token.strip()
+
+
+def signed_in_user() -> User:
+    """The user of the Bearer token, verified once per request (the step limit keys on it)."""
+    user: User | None = g.get("qrlogin_user")
+    if user is None:
+        user = g.qrlogin_user = services().tokens.check_user(bearer_token())
+    return user
+
+
+def logged_in() -> Login:
+    """The browser's login, from a Bearer login token or the session cookie; else 401."""
+    if request.headers.get("Authorization"):
+        token = bearer_token()
+    else:
+        token = request.cookies.get(SESSION_COOKIE, "")
+    if not token:
+        raise Unauthorized("not logged in")
+    return services().tokens.check_login(token)

@@ -1,0 +1,77 @@
+"""Waiting on a QR: the one loop behind the SSE stream and the long poll.
+
+``follow`` yields every newer state of a QR as the hub delivers it. The hub's events
+are trusted as they come; when the hub asks for a re-read (a resubscription, a
+message it could not parse) or the QR's deadline passes, the store is read again,
+since the store is the truth and turns an overdue QR into QRCODE_EXPIRE.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+import time
+from collections.abc import Callable, Generator
+
+from qrlogin.config import RECHECK_S
+from qrlogin.engine import UNAVAILABLE_ERRORS
+from qrlogin.exceptions import Forbidden, NotFound
+from qrlogin.hub import Hub
+from qrlogin.messages import Published
+from qrlogin.models import FINAL, Snapshot
+
+
+class Signal(enum.Enum):
+    """What ``follow`` yields when there is no new state."""
+
+    #: ``tick_s`` passed with nothing new (the stream sends its heartbeat).
+    TICK = "tick"
+    #: The process is stopping: the waiter should tell its client to come back.
+    CLOSING = "closing"
+
+
+def follow(
+    hub: Hub,
+    qr_id: str,
+    first: Snapshot,
+    read: Callable[[], Snapshot],
+    *,
+    tick_s: float | None = None,
+    wait_s: float | None = None,
+) -> Generator[Published | Signal, None, None]:
+    """Yield each state of ``qr_id`` newer than ``first`` (read at ``first.version``).
+
+    Also yields ``Signal.TICK`` every ``tick_s`` without news, and ``Signal.CLOSING``
+    (then ends) when the hub shuts down. Ends after a final status, after ``wait_s``,
+    or when the QR is gone or no longer the caller's. ``read`` reads the store.
+    """
+    now = time.monotonic()
+    deadline = math.inf if wait_s is None else now + wait_s
+    next_tick = math.inf if tick_s is None else now + tick_s
+    current = first
+    with hub.watch(qr_id, first.version) as waiter:
+        while current.status not in FINAL:
+            now = time.monotonic()
+            if now >= deadline:
+                return
+            # Past the deadline by our clock but not yet by Redis': look again soon.
+            until_expiry = max(current.expire - time.time(), RECHECK_S)
+            waiter.wait(max(0.0, min(next_tick - now, deadline - now, until_expiry)))
+            if waiter.closed:
+                yield Signal.CLOSING
+                return
+            newer, resync = waiter.take()
+            if resync or time.time() >= current.expire:
+                try:
+                    newer = Published(read())
+                except UNAVAILABLE_ERRORS:
+                    newer = None  # the hub wakes us again once Redis is back
+                except (NotFound, Forbidden):
+                    return
+            if newer is not None and newer.snapshot.version > current.version:
+                current = newer.snapshot
+                waiter.version = current.version
+                yield newer
+            elif time.monotonic() >= next_tick:
+                next_tick = time.monotonic() + (tick_s or math.inf)
+                yield Signal.TICK
