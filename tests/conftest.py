@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 from flask import Flask
 from flask.testing import FlaskClient, FlaskCliRunner
 
@@ -13,20 +15,50 @@ from qrlogin import create_app
 from qrlogin import store as store_module
 from qrlogin.models import Snapshot, bind_digest
 from qrlogin.services import Services
-from tests.redis_server import RedisServer, find_or_start
+from qrlogin.testing import RedisServer, Service, find_or_start, stop_all
 
 SECRET = "test-secret-key-0123456789"
 
 
+StartService = Callable[..., Service]
+
+
+def pytest_sessionfinish() -> None:
+    stop_all()  # whatever a failed fixture left running
+
+
 @pytest.fixture(scope="session")
-def redis_url() -> Iterator[str]:
+def server_logs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where the servers that tests start write their logs."""
+    return tmp_path_factory.mktemp("servers")
+
+
+@pytest.fixture(scope="session")
+def redis_url(server_logs: Path) -> Iterator[str]:
     try:
-        url, server = find_or_start()
+        url, server = find_or_start(server_logs)
     except RuntimeError as error:
         pytest.exit(str(error), returncode=2)
     yield url
     if server is not None:
         server.stop()
+
+
+@pytest.fixture
+def start_service(redis_url: str, server_logs: Path) -> Iterator[StartService]:
+    """Start services (gunicorn + gevent) on a flushed Redis; all are stopped afterwards."""
+    redis.Redis.from_url(redis_url).flushdb()
+    started: list[Service] = []
+
+    def start(redis_url: str = redis_url, workers: int = 1, **settings: str) -> Service:
+        env = {"SECRET_KEY": SECRET, "REDIS_URL": redis_url, **settings}
+        service = Service(env, server_logs, workers=workers)
+        started.append(service)
+        return service.start()
+
+    yield start
+    for service in started:
+        service.stop()
 
 
 #: Parametrize a module with this to run its tests on both engines.
@@ -68,11 +100,10 @@ def runner(app: Flask) -> FlaskCliRunner:
 
 
 @pytest.fixture
-def own_redis() -> Iterator[RedisServer]:
+def own_redis(server_logs: Path) -> Iterator[RedisServer]:
     """A redis-server only this test uses, so it may stop and restart it."""
-    server = RedisServer().start()
-    yield server
-    server.stop()
+    with RedisServer(server_logs).start() as server:
+        yield server
 
 
 def svc(app: Flask) -> Services:

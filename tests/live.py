@@ -1,80 +1,17 @@
-"""A real gunicorn + gevent service process, and real SSE clients, for the streaming tests."""
+"""Real HTTP and SSE clients of a running service, for the streaming tests."""
 
 from __future__ import annotations
 
 import asyncio
 import json
-import os
-import signal
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import requests
 
-from tests.redis_server import free_port
-
-ROOT = Path(__file__).resolve().parent.parent
-
-
-class Service:
-    """``gunicorn -c gunicorn.conf.py wsgi:app`` on a free port, as the Procfile runs it."""
-
-    def __init__(
-        self, env: dict[str, str], workers: int = 1, config: str = "gunicorn.conf.py"
-    ) -> None:
-        self.port = free_port()
-        self.config = config
-        self.env = {
-            **os.environ,
-            "QRLOGIN_ACCESS_LOG": "",
-            **env,
-            "PORT": str(self.port),
-            "WEB_CONCURRENCY": str(workers),
-        }
-        self.process: subprocess.Popen[bytes] | None = None
-        self.log_path = Path(f"/tmp/qrlogin-test-gunicorn-{self.port}.log")  # noqa: S108
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self) -> Service:
-        with self.log_path.open("wb") as log:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "gunicorn", "-c", self.config, "wsgi:app"],
-                cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT,
-            )  # fmt: skip
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if requests.get(self.url + "/healthz", timeout=1).status_code == 200:
-                    return self
-            except requests.ConnectionError:
-                pass
-            if self.process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"gunicorn did not start:\n{self.log()}")
-            time.sleep(0.1)
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-
-    def terminate(self) -> float:
-        """SIGTERM the master; the seconds until it exited."""
-        assert self.process is not None
-        started = time.monotonic()
-        self.process.send_signal(signal.SIGTERM)
-        self.process.wait(60)
-        return time.monotonic() - started
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.kill()
-            self.process.wait(10)
+from tests.timing import margin
 
 
 class Browser:
@@ -86,7 +23,9 @@ class Browser:
 
     def create(self, **body: Any) -> dict[str, Any]:
         response = self.session.post(
-            self.base_url + "/v1/accounts/qrcode/", json={"platform": "Rxx_PC", **body}, timeout=10
+            self.base_url + "/v1/accounts/qrcode/",
+            json={"platform": "Rxx_PC", **body},
+            timeout=margin(30),
         )
         assert response.status_code == 201, response.text
         data: dict[str, Any] = response.json()["data"]
@@ -94,7 +33,7 @@ class Browser:
 
     def guest(self, qr_id: str, **extra: Any) -> requests.Response:
         return self.session.post(
-            self.base_url + "/v1/passport/guest", json={"code": qr_id, **extra}, timeout=40
+            self.base_url + "/v1/passport/guest", json={"code": qr_id, **extra}, timeout=margin(60)
         )
 
     @property
@@ -109,7 +48,7 @@ class Browser:
             f"{self.base_url}/v1/accounts/qrcode/{qr_id}/events",
             headers=headers,
             stream=True,
-            timeout=(5, 30),
+            timeout=(margin(30), margin(30)),
         )
         return SSEStream(response)
 
@@ -119,7 +58,7 @@ def phone_step(base_url: str, token: str, qr_id: str, step: str, **extra: Any) -
         base_url + "/v1/accounts/qrcode_fill",
         json={"id": qr_id, "step": step, **extra},
         headers={"Authorization": f"Bearer {token}"},
-        timeout=10,
+        timeout=margin(30),
     )
 
 
@@ -199,9 +138,9 @@ async def open_streams(
                 f"Accept: text/event-stream\r\nCookie: qrlogin_bind={cookie}\r\n\r\n".encode()
             )
             await writer.drain()
-            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 30)
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), margin(30))
             assert head.startswith(b"HTTP/1.1 200"), head
-            await asyncio.wait_for(reader.readuntil(b"QRCODE_WAIT"), 30)
+            await asyncio.wait_for(reader.readuntil(b"QRCODE_WAIT"), margin(30))
             return reader, writer
 
     return list(await asyncio.gather(*(one(q) for q in qr_ids)))

@@ -7,6 +7,7 @@ import os
 import re
 import shutil
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,8 +17,9 @@ from itsdangerous import URLSafeTimedSerializer
 from PIL import Image
 from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
 
+from qrlogin.testing import ROOT, Service
 from tests.conftest import SECRET
-from tests.live import ROOT, Service, phone_step
+from tests.live import phone_step
 
 pytestmark = pytest.mark.slow
 
@@ -42,16 +44,16 @@ def chromium() -> Iterator[Browser]:
         browser.close()
 
 
-def _service(redis_url: str, **settings: str) -> Service:
+def _service(redis_url: str, logs: Path, **settings: str) -> Service:
     redis.Redis.from_url(redis_url).flushdb()
     return Service(
-        {"SECRET_KEY": SECRET, "REDIS_URL": redis_url, "QRLOGIN_DEMO": "1", **settings}
+        {"SECRET_KEY": SECRET, "REDIS_URL": redis_url, "QRLOGIN_DEMO": "1", **settings}, logs
     ).start()
 
 
 @pytest.fixture(scope="module")
-def service(redis_url: str) -> Iterator[Service]:
-    started = _service(redis_url)
+def service(redis_url: str, server_logs: Path) -> Iterator[Service]:
+    started = _service(redis_url, server_logs)
     yield started
     started.stop()
 
@@ -193,8 +195,10 @@ def test_refreshing_a_live_qr_replaces_it(page: Page, service: Service) -> None:
     confirm_and_land(page, service, new["id"])
 
 
-def test_expiry_offers_refresh_and_the_new_qr_works(chromium: Browser, redis_url: str) -> None:
-    short = _service(redis_url, QRLOGIN_QR_TTL="3")
+def test_expiry_offers_refresh_and_the_new_qr_works(
+    chromium: Browser, redis_url: str, server_logs: Path
+) -> None:
+    short = _service(redis_url, server_logs, QRLOGIN_QR_TTL="3")
     try:
         context = chromium.new_context(viewport={"width": 900, "height": 760})
         page = context.new_page()
@@ -260,8 +264,10 @@ def test_pages_render_and_app_needs_a_session(page: Page, service: Service) -> N
     expect(page.get_by_role("button", name="Alice Example")).to_be_visible()
 
 
-def test_stand_in_has_no_demo_sign_in_outside_demo_mode(chromium: Browser, redis_url: str) -> None:
-    plain = Service({"SECRET_KEY": SECRET, "REDIS_URL": redis_url}).start()
+def test_stand_in_has_no_demo_sign_in_outside_demo_mode(
+    chromium: Browser, redis_url: str, server_logs: Path
+) -> None:
+    plain = Service({"SECRET_KEY": SECRET, "REDIS_URL": redis_url}, server_logs).start()
     try:
         context = chromium.new_context()
         page = context.new_page()
@@ -289,8 +295,10 @@ def test_stand_in_reads_a_photo_of_the_qr(chromium: Browser, service: Service) -
     phone.close()
 
 
-def test_number_matching_in_the_sdk_and_the_stand_in(chromium: Browser, redis_url: str) -> None:
-    matching = _service(redis_url, QRLOGIN_NUMBER_MATCHING="1")
+def test_number_matching_in_the_sdk_and_the_stand_in(
+    chromium: Browser, redis_url: str, server_logs: Path
+) -> None:
+    matching = _service(redis_url, server_logs, QRLOGIN_NUMBER_MATCHING="1")
     try:
         desktop = chromium.new_context(viewport={"width": 900, "height": 760})
         login = desktop.new_page()

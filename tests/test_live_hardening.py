@@ -6,39 +6,25 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from pathlib import Path
 
 import pytest
-import redis
 import requests
 
-from tests.conftest import SECRET
-from tests.live import Browser, Service, phone_step
+from qrlogin.testing import http_answers
+from tests.conftest import StartService
+from tests.live import Browser, phone_step
 from tests.test_stream import user_token
+from tests.timing import margin, wait_until
 
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture
-def start(redis_url: str) -> Iterator[Callable[..., Service]]:
-    redis.Redis.from_url(redis_url).flushdb()
-    started: list[Service] = []
-
-    def go(workers: int = 1, **settings: str) -> Service:
-        service = Service({"SECRET_KEY": SECRET, "REDIS_URL": redis_url, **settings}, workers)
-        started.append(service.start())
-        return service
-
-    yield go
-    for service in started:
-        service.stop()
-
-
-def test_no_secret_in_the_logs_of_a_full_login(start: Callable[..., Service]) -> None:
-    service = start(QRLOGIN_ACCESS_LOG="-", GUNICORN_CMD_ARGS="--log-level debug")
+def test_no_secret_in_the_logs_of_a_full_login(start_service: StartService) -> None:
+    service = start_service(QRLOGIN_ACCESS_LOG="-", GUNICORN_CMD_ARGS="--log-level debug")
     browser = Browser(service.url)
     qr = browser.create()
     events = browser.stream(qr["id"]).events()
@@ -48,9 +34,9 @@ def test_no_secret_in_the_logs_of_a_full_login(start: Callable[..., Service]) ->
     # Steps this quick may be coalesced on the stream: the newest state always arrives.
     assert [e.json["status"] for e in events][-1] == "QRCODE_SUCCESS"
     login_token = browser.guest(qr["id"]).json()["data"]["token"]
-    me = browser.session.get(service.url + "/v1/passport/me", timeout=5)
+    me = browser.session.get(service.url + "/v1/passport/me", timeout=margin(30))
     assert me.status_code == 200
-    time.sleep(0.5)
+    wait_until(lambda: "/v1/passport/me" in service.log(), 10, "the access log is written")
     log = service.log()
     assert "/v1/passport/guest" in log and "/v1/accounts/qrcode_fill" in log  # it does log
     secrets = {
@@ -64,8 +50,8 @@ def test_no_secret_in_the_logs_of_a_full_login(start: Callable[..., Service]) ->
         assert secret[-16:] not in log, f"part of the {name} is in the log"
 
 
-def test_held_long_poll_does_not_count_against_the_poll_rate(start: Callable[..., Service]) -> None:
-    service = start(QRLOGIN_RATE_LIMITS="on", QRLOGIN_LIMIT_POLL="2 per 30 seconds")
+def test_held_long_poll_does_not_count_against_the_poll_rate(start_service: StartService) -> None:
+    service = start_service(QRLOGIN_RATE_LIMITS="on", QRLOGIN_LIMIT_POLL="2 per 30 seconds")
     browser = Browser(service.url)
     qr_id = browser.create()["id"]
     for _ in range(3):  # held for their whole second each
@@ -83,8 +69,8 @@ def _worker_pids(master: int) -> list[int]:
     return [int(p) for p in children.split()]
 
 
-def test_worker_killed_while_browsers_wait(start: Callable[..., Service]) -> None:
-    service = start(workers=2, QRLOGIN_RATE_LIMITS="off")
+def test_worker_killed_while_browsers_wait(start_service: StartService) -> None:
+    service = start_service(workers=2, QRLOGIN_RATE_LIMITS="off")
     assert service.process is not None
     browsers = [Browser(service.url) for _ in range(6)]
     qrs = [b.create() for b in browsers]
@@ -97,14 +83,8 @@ def test_worker_killed_while_browsers_wait(start: Callable[..., Service]) -> Non
     for browser, qr, events in zip(browsers, qrs, streams, strict=True):
         assert list(events) == []  # the stream broke
         # The browser reconnects (as EventSource does, with Last-Event-ID) to a new worker.
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                resumed = browser.stream(qr["id"], last_event_id="1")
-                break
-            except requests.ConnectionError:
-                assert time.monotonic() < deadline
-                time.sleep(0.2)
+        wait_until(lambda: http_answers(service.url + "/healthz"), 30, "a new worker answers")
+        resumed = browser.stream(qr["id"], last_event_id="1")
         assert phone_step(service.url, token, qr["id"], "SCAN").status_code == 200
         assert phone_step(service.url, token, qr["id"], "VERIFY").status_code == 200
         statuses = [e.json["status"] for e in resumed.events()]
@@ -112,9 +92,9 @@ def test_worker_killed_while_browsers_wait(start: Callable[..., Service]) -> Non
         assert "token" in browser.guest(qr["id"]).json()["data"]
 
 
-def test_sigterm_during_a_burst_of_logins_loses_none(start: Callable[..., Service]) -> None:
-    a = start(QRLOGIN_RATE_LIMITS="off")
-    b = start(QRLOGIN_RATE_LIMITS="off")
+def test_sigterm_during_a_burst_of_logins_loses_none(start_service: StartService) -> None:
+    a = start_service(QRLOGIN_RATE_LIMITS="off")
+    b = start_service(QRLOGIN_RATE_LIMITS="off")
     token = user_token()
     logins = 120
 
@@ -144,7 +124,7 @@ def test_sigterm_during_a_burst_of_logins_loses_none(start: Callable[..., Servic
 
         def redeem(base: str) -> requests.Response:
             return browser.session.post(
-                base + "/v1/passport/guest", json={"code": qr_id}, timeout=10
+                base + "/v1/passport/guest", json={"code": qr_id}, timeout=margin(30)
             )
 
         answer = call(redeem)
@@ -160,7 +140,7 @@ def test_sigterm_during_a_burst_of_logins_loses_none(start: Callable[..., Servic
         futures = [pool.submit(login, n) for n in range(logins)]
         stopper = threading.Timer(0.5, terminate_a)
         stopper.start()
-        results = [f.result(timeout=60) for f in futures]
+        results = [f.result(timeout=margin(120)) for f in futures]
         stopper.join()
     assert a.process is not None and a.process.poll() is not None  # A really went away
     finished = [at for at, _ in results]

@@ -5,19 +5,18 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 
 import pytest
-import requests
 from itsdangerous import URLSafeTimedSerializer
 
 from qrlogin import create_app
 from qrlogin.config import DEMO_SECRET_KEY
 from qrlogin.exceptions import HubError
+from qrlogin.testing import ROOT, free_port, http_answers
 from tests.conftest import SECRET
-from tests.live import ROOT, Browser, phone_step
-from tests.redis_server import free_port
+from tests.live import Browser, phone_step
+from tests.timing import margin, wait_until
 
 
 def test_hub_refuses_to_start_without_gevent(redis_url: str) -> None:
@@ -36,17 +35,18 @@ def local_run() -> Iterator[tuple[str, subprocess.Popen[str]]]:
         stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            requests.get(url + "/healthz", timeout=1)
-            break
-        except requests.ConnectionError:
-            assert process.poll() is None and time.monotonic() < deadline
-            time.sleep(0.1)
-    yield url, process
-    process.terminate()
-    process.wait(10)
+    try:
+        wait_until(
+            lambda: process.poll() is not None or http_answers(url + "/healthz"),
+            60,
+            "python app.py answers",
+        )
+        assert process.poll() is None, "python app.py exited while starting"
+        yield url, process
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.wait(margin(10))
 
 
 @pytest.mark.slow
@@ -64,5 +64,5 @@ def test_local_run_uses_embedded_engine_loudly_and_streams(
     phone_step(url, str(token), qr["id"], "SCAN")
     assert next(events).json["status"] == "QRCODE_SCANNED"
     process.terminate()
-    output, _ = process.communicate(timeout=10)
+    output, _ = process.communicate(timeout=margin(30))
     assert "EMBEDDED single-process" in output and "NOT FOR PRODUCTION" in output

@@ -7,8 +7,9 @@ import time
 import pytest
 
 from qrlogin import create_app
+from qrlogin.testing import RedisServer
 from tests.conftest import SECRET, create_qr, fill, guest, user_token
-from tests.redis_server import RedisServer
+from tests.timing import margin
 
 pytestmark = pytest.mark.slow
 
@@ -30,7 +31,7 @@ def test_redis_down_gives_503_and_recovers(own_redis: RedisServer) -> None:
         assert response.status_code == 503, response.get_data(as_text=True)
         assert response.json["code"] == "UNAVAILABLE"
         assert response.headers["Cache-Control"] == "no-store"
-    assert time.monotonic() - started < 10  # quick answers, not hangs
+    assert time.monotonic() - started < margin(10)  # quick answers, not hangs
     assert client.get("/healthz").status_code == 200  # the process is alive
 
     own_redis.start()

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -15,13 +16,14 @@ import redis
 from itsdangerous import URLSafeTimedSerializer
 
 from qrlogin.engine import MAX_POOL_CONNECTIONS
-from tests.conftest import SECRET
-from tests.live import Browser, Service, open_streams, phone_step
-from tests.redis_server import RedisServer
+from qrlogin.testing import RedisServer, Service
+from tests.conftest import SECRET, StartService
+from tests.live import Browser, open_streams, phone_step
+from tests.timing import PROMPT_S, margin, wait_until
 
 pytestmark = pytest.mark.slow
-
-StartService = Callable[..., Service]
+#: These tests create many QRs from one browser: the limits have tests of their own.
+NO_LIMITS = {"QRLOGIN_RATE_LIMITS": "off"}
 
 
 def user_token(user_id: str = "u-alice", name: str = "Alice") -> str:
@@ -31,38 +33,21 @@ def user_token(user_id: str = "u-alice", name: str = "Alice") -> str:
 
 
 @pytest.fixture
-def own_service(own_redis: RedisServer) -> Iterator[Service]:
+def own_service(own_redis: RedisServer, server_logs: Path) -> Iterator[Service]:
     """One worker on a Redis of this test's own (so its client list is the service's)."""
-    service = Service(
-        {"SECRET_KEY": SECRET, "REDIS_URL": own_redis.url, "QRLOGIN_RATE_LIMITS": "off"}
-    ).start()
-    yield service
-    service.stop()
+    env = {"SECRET_KEY": SECRET, "REDIS_URL": own_redis.url, **NO_LIMITS}
+    with Service(env, server_logs).start() as service:
+        yield service
 
 
 @pytest.fixture
-def start_service(redis_url: str) -> Iterator[StartService]:
-    redis.Redis.from_url(redis_url).flushdb()
-    started: list[Service] = []
-
-    def start(redis_url: str = redis_url, workers: int = 1, **settings: str) -> Service:
-        env = {
-            "SECRET_KEY": SECRET,
-            "REDIS_URL": redis_url,
-            "QRLOGIN_RATE_LIMITS": "off",
-            **settings,
-        }
-        service = Service(env, workers=workers).start()
-        started.append(service)
-        return service
-
-    yield start
-    for service in started:
-        service.stop()
+def start(start_service: StartService) -> StartService:
+    """Services with the limits off."""
+    return functools.partial(start_service, **NO_LIMITS)
 
 
-def test_full_login_watched_on_the_stream(start_service: StartService) -> None:
-    service = start_service()
+def test_full_login_watched_on_the_stream(start: StartService) -> None:
+    service = start()
     browser = Browser(service.url)
     qr = browser.create()
     stream = browser.stream(qr["id"])
@@ -90,8 +75,8 @@ def test_full_login_watched_on_the_stream(start_service: StartService) -> None:
     assert redeemed["token"] not in service.log()
 
 
-def test_late_browser_and_reconnect_with_last_event_id(start_service: StartService) -> None:
-    service = start_service()
+def test_late_browser_and_reconnect_with_last_event_id(start: StartService) -> None:
+    service = start()
     browser = Browser(service.url)
     qr = browser.create()
     token = user_token()
@@ -115,8 +100,8 @@ def test_late_browser_and_reconnect_with_last_event_id(start_service: StartServi
     assert done.response.status_code == 204
 
 
-def test_stream_refuses_other_browsers_and_unknown_ids(start_service: StartService) -> None:
-    service = start_service()
+def test_stream_refuses_other_browsers_and_unknown_ids(start: StartService) -> None:
+    service = start()
     qr = Browser(service.url).create()
     stranger = Browser(service.url)
     forbidden = stranger.stream(qr["id"]).response
@@ -125,18 +110,18 @@ def test_stream_refuses_other_browsers_and_unknown_ids(start_service: StartServi
     assert unknown.status_code == 404 and unknown.json()["code"] == "QRCODE_NOT_FOUND"
 
 
-def test_heartbeat_and_expiry_by_itself(start_service: StartService) -> None:
-    service = start_service(QRLOGIN_SSE_HEARTBEAT="1", QRLOGIN_QR_TTL="3")
+def test_heartbeat_and_expiry_by_itself(start: StartService) -> None:
+    service = start(QRLOGIN_SSE_HEARTBEAT="1", QRLOGIN_QR_TTL="3")
     browser = Browser(service.url)
     qr = browser.create()
     stream = browser.stream(qr["id"])
     blocks = iter(stream)
     opened = next(blocks).at
     ping = next(blocks)
-    assert ping.comments == ["ping"] and ping.at - opened < 1.6
+    assert ping.comments == ["ping"] and ping.at - opened < 1 + margin(PROMPT_S)
     expired = next(e for e in blocks if e.event == "status")
     assert expired.json["status"] == "QRCODE_EXPIRE" and expired.id == "2"
-    assert abs(time.time() - qr["expire"]) < 1.0  # at the deadline, by itself
+    assert abs(time.time() - qr["expire"]) < margin(PROMPT_S)  # at the deadline, by itself
     assert list(stream) == []
 
 
@@ -178,10 +163,9 @@ def test_connections_do_not_grow_with_waiting_browsers(
     assert burst["total"] <= 1 + MAX_POOL_CONNECTIONS + 1  # hub + pool + this test's client
 
 
-def test_redis_restart_while_streams_wait(start_service: StartService) -> None:
-    server = RedisServer(persistent=True).start()
-    try:
-        service = start_service(redis_url=server.url)
+def test_redis_restart_while_streams_wait(start: StartService, server_logs: Path) -> None:
+    with RedisServer(server_logs, persistent=True).start() as server:
+        service = start(redis_url=server.url)
         browser = Browser(service.url)
         qr = browser.create()
         stream = browser.stream(qr["id"])
@@ -191,21 +175,22 @@ def test_redis_restart_while_streams_wait(start_service: StartService) -> None:
         time.sleep(1.0)
         server.start()
         token = user_token()
-        deadline = time.monotonic() + 15
-        while (scan := phone_step(service.url, token, qr["id"], "SCAN")).status_code == 503:
-            assert time.monotonic() < deadline
-            time.sleep(0.2)
-        assert scan.status_code == 200, scan.text
+        scans: list[int] = []
+
+        def scanned() -> bool:
+            scans.append(phone_step(service.url, token, qr["id"], "SCAN").status_code)
+            return scans[-1] != 503
+
+        wait_until(scanned, 15, "the service answers again after Redis restarted")
+        assert scans[-1] == 200, scans
         assert next(events).json["status"] == "QRCODE_SCANNED"
         phone_step(service.url, token, qr["id"], "VERIFY")
         assert next(events).json["status"] == "QRCODE_SUCCESS"
         assert "token" in browser.guest(qr["id"]).json()["data"]
-    finally:
-        server.stop()
 
 
-def test_two_instances_on_one_redis(start_service: StartService) -> None:
-    a, b = start_service(), start_service()
+def test_two_instances_on_one_redis(start: StartService) -> None:
+    a, b = start(), start()
     browser = Browser(a.url)
     qr = browser.create()
     events = browser.stream(qr["id"]).events()
@@ -217,15 +202,15 @@ def test_two_instances_on_one_redis(start_service: StartService) -> None:
     assert next(events).json["status"] == "QRCODE_SUCCESS"
 
 
-def test_long_poll_returns_on_change_and_after_wait(start_service: StartService) -> None:
-    service = start_service()
+def test_long_poll_returns_on_change_and_after_wait(start: StartService) -> None:
+    service = start()
     browser = Browser(service.url)
     qr = browser.create()
     token = user_token()
 
     started = time.monotonic()
     idle = browser.guest(qr["id"], wait=2, since="QRCODE_WAIT")
-    assert 2.0 <= time.monotonic() - started < 2.5
+    assert 2.0 <= time.monotonic() - started < 2.0 + margin(PROMPT_S)
     assert idle.json()["data"]["status"] == "QRCODE_WAIT"
 
     answered: dict[str, float] = {}
@@ -242,9 +227,9 @@ def test_long_poll_returns_on_change_and_after_wait(start_service: StartService)
     assert not answered
     sent = time.monotonic()
     assert phone_step(service.url, token, qr["id"], "SCAN").status_code == 200
-    poller.join(5)
+    poller.join(margin(30))
     assert statuses == ["QRCODE_SCANNED"]
-    assert answered["at"] - sent < 0.1
+    assert answered["at"] - sent < margin(PROMPT_S)  # on the change, not after 10 s
 
     # A held poll redeems as soon as the phone confirms.
     threading.Timer(0.3, phone_step, (service.url, token, qr["id"], "VERIFY")).start()
@@ -262,14 +247,14 @@ def test_sigterm_with_500_streams_open_exits_quickly(own_service: Service) -> No
         took = await asyncio.to_thread(service.terminate)
         hinted = 0
         for reader, writer in streams:
-            rest = await asyncio.wait_for(reader.read(), 5)
+            rest = await asyncio.wait_for(reader.read(), margin(30))
             hinted += b"retry:" in rest
             writer.close()
         return took, hinted
 
     took, hinted = asyncio.run(hold_then_terminate())
     print(f"SIGTERM with 500 streams: exited in {took:.2f}s, {hinted} got a reconnect hint")
-    assert took < 5.0
+    assert took < margin(5.0)  # the graceful timeout is 10 s
     assert hinted == 500
 
 
@@ -303,11 +288,12 @@ def test_browsers_reconnecting_to_a_stopping_worker_do_not_hold_it(own_service: 
             writer.close()
 
         await asyncio.wait_for(
-            asyncio.gather(*(reconnect_until_refused(i) for i in range(len(streams)))), 30
+            asyncio.gather(*(reconnect_until_refused(i) for i in range(len(streams)))),
+            margin(30),
         )
         while Path(f"/proc/{worker}").exists():
             await asyncio.sleep(0.05)
         return time.monotonic() - started
 
     took = asyncio.run(churn())
-    assert took < 5.0, f"the stopping worker took {took:.1f}s"
+    assert took < margin(5.0), f"the stopping worker took {took:.1f}s"
