@@ -17,6 +17,7 @@ from multiprocessing.queues import Queue
 from typing import Any
 
 from bench.http import Connection, Stream, follow, open_stream
+from qrlogin.models import SCANNED, WAIT
 
 HOST = "127.0.0.1"
 
@@ -54,8 +55,8 @@ def holder(
             while True:
                 await follow(stream)
                 final = stream.events and stream.events[-1][1] not in (
-                    "QRCODE_WAIT",
-                    "QRCODE_SCANNED",
+                    WAIT,
+                    SCANNED,
                 )
                 if not reconnect or final:
                     return
@@ -76,7 +77,7 @@ def holder(
         results.put(("open", len(opened), len(errors), max(opened, default=started) - started))
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(None, commands.get)
-        waiting = ("QRCODE_WAIT", "QRCODE_SCANNED")
+        waiting = (WAIT, SCANNED)
         dropped = sum(
             1
             for s in streams
@@ -226,7 +227,7 @@ def poller(
 
         async def watch(qr_id: str) -> None:
             conn = Connection(HOST, port, cookie)
-            status = "QRCODE_WAIT"
+            status = WAIT
             await asyncio.sleep(random.uniform(0, interval_s))  # noqa: S311 (spread the pollers)
             while time.monotonic() < deadline:
                 body: dict[str, Any] = {"code": qr_id}
@@ -237,7 +238,7 @@ def poller(
                 answer = await conn.request("POST", "/v1/passport/guest", body)
                 data = answer.json().get("data") or {}
                 status = data.get("status", status)
-                if "token" in data or status not in ("QRCODE_WAIT", "QRCODE_SCANNED"):
+                if "token" in data or status not in (WAIT, SCANNED):
                     seen[qr_id] = (time.time(), conn.requests)
                     break
                 if not long_poll:

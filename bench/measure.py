@@ -33,6 +33,7 @@ from bench.common import (
 )
 from bench.report import parse_histogram
 from qrlogin import qrimage
+from qrlogin.models import SUCCESS
 from qrlogin.testing import Process, free_port
 
 
@@ -143,9 +144,7 @@ def measure_waiting(b: Bench, worker: Worker, ids: list[str], results: dict[str,
         values = []
         for q in group:
             success = [
-                t
-                for t, s in seen.get(f"/v1/accounts/qrcode/{q}/events", [])
-                if s == "QRCODE_SUCCESS"
+                t for t, s in seen.get(f"/v1/accounts/qrcode/{q}/events", []) if s == SUCCESS
             ]
             if q in sent and success:
                 values.append(success[0] - sent[q])

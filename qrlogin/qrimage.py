@@ -1,12 +1,9 @@
 """The QR code image: a PNG whose decoded text is exactly the QR's ``content``.
 
-segno encodes the symbol; Pillow writes the PNG. Measured in-process on this project's
-2-core box for a typical content: segno with its defaults took 6.4 ms per QR at this
-scale, of which 3.8 ms went to trying all eight masks and 1.4 ms to segno's
-pure-Python PNG writer (Pillow's C encoder: 0.3 ms). A fixed mask and Pillow bring it
-to 1.5 ms; ``python -m bench`` measures it again, with the whole request around it.
-Every mask is valid; the QR payload (a random id in JSON) has no structure that a
-particular mask would suit better, and every QR the service makes is decoded in tests.
+segno encodes the symbol with one fixed mask (it would otherwise try all eight, which
+is most of its time) and Pillow's C encoder writes the PNG; docs/BENCHMARKS.md has the
+measured cost of each. Every mask is valid: the payload (a random id in JSON) has no
+structure that a particular mask would suit better, and the tests decode every QR.
 """
 
 from __future__ import annotations

@@ -103,7 +103,7 @@
       if (state.source) { state.source.close(); state.source = null; }
     }
 
-    function api(path, body, signalTimeoutS) {
+    function api(path, body) {
       var abort = new AbortController();
       state.aborts.push(abort);
       return fetch(base + path, {

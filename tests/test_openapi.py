@@ -31,6 +31,23 @@ def test_document_is_openapi_3_1(client: FlaskClient) -> None:
         jsonschema.Draft202012Validator.check_schema(schema)
 
 
+def test_the_binding_cookie_is_declared(client: FlaskClient) -> None:
+    """A client generated from the spec knows to keep and send the binding cookie."""
+    paths = spec(client)["paths"]
+    for path, method in (
+        ("/v1/accounts/qrcode/{qr_id}/events", "get"),
+        ("/v1/passport/guest", "post"),
+        ("/v1/accounts/qrcode/", "post"),
+    ):
+        cookies = [p for p in paths[path][method]["parameters"] if p["in"] == "cookie"]
+        assert [c["name"] for c in cookies] == ["qrlogin_bind"], path
+    created = paths["/v1/accounts/qrcode/"]["post"]["responses"]["201"]
+    assert "Set-Cookie" in created["headers"]
+    stream = paths["/v1/accounts/qrcode/{qr_id}/events"]["get"]["responses"]["200"]
+    item = stream["content"]["text/event-stream"]["x-itemSchema"]
+    assert item == {"$ref": "#/components/schemas/StatusEvent"}
+
+
 def test_every_route_is_documented_and_every_path_exists(app: Flask, client: FlaskClient) -> None:
     documented = {
         (path, method.upper())

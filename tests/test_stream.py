@@ -99,6 +99,15 @@ def test_late_browser_and_reconnect_with_last_event_id(start: StartService) -> N
     done = browser.stream(qr["id"], last_event_id="3")
     assert done.response.status_code == 204
 
+    # Also once the browser redeemed (the QR moved on to QRCODE_ERROR, reason used): a
+    # client that saw QRCODE_SUCCESS gets 204, not the `used` event.
+    assert "token" in browser.guest(qr["id"]).json()["data"]
+    after = browser.stream(qr["id"], last_event_id="3")
+    assert after.response.status_code == 204
+    # A client that had not seen a final state is shown the current one.
+    behind = browser.stream(qr["id"], last_event_id="2")
+    assert [e.json["status"] for e in behind.events()] == ["QRCODE_ERROR"]
+
 
 def test_stream_refuses_other_browsers_and_unknown_ids(start: StartService) -> None:
     service = start()
