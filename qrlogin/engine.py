@@ -31,11 +31,13 @@ SOCKET_TIMEOUT_S = 5.0
 #: Idle connections are pinged before reuse after this long (seconds).
 HEALTH_CHECK_INTERVAL_S = 10
 
-#: Errors that mean "Redis is not reachable right now" (503), not a bug (500).
+#: Errors that mean "Redis cannot serve this right now" (503), not a bug (500): it is
+#: unreachable, a read-only replica, or full (maxmemory with noeviction).
 UNAVAILABLE_ERRORS: tuple[type[Exception], ...] = (
     redis.exceptions.ConnectionError,
     redis.exceptions.TimeoutError,
     redis.exceptions.ReadOnlyError,
+    redis.exceptions.OutOfMemoryError,
 )
 
 EMBEDDED_WARNING = (
@@ -62,6 +64,14 @@ def connect(settings: Settings) -> redis.Redis:
         decode_responses=True,
     )
     return redis.Redis(connection_pool=pool)
+
+
+def script_source(settings: Settings, source: str) -> str:
+    """The Lua script as this engine runs it: the embedded stand-in's Lua knows no shebang
+    line (and has no maxmemory for its flags to matter), so it gets the script without."""
+    if settings.redis_url is None and source.startswith("#!"):
+        return source.split("\n", 1)[1]
+    return source
 
 
 def subscriber_factory(settings: Settings) -> Callable[[], redis.Redis]:

@@ -33,7 +33,7 @@ def ok(data: dict[str, Any] | None, status: int = 200) -> Response:
 def error_response(error: QRLoginError) -> Response:
     response = jsonify({"code": error.code, "msg": error.msg, "data": error.data})
     response.status_code = error.status
-    if isinstance(error, SlowDown):
+    if isinstance(error, SlowDown | Unavailable):
         response.headers["Retry-After"] = str(error.retry_after_s)
     return response
 

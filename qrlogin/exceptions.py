@@ -83,4 +83,6 @@ class SlowDown(QRLoginError):
 
 
 class Unavailable(QRLoginError):
-    status, code, default_msg = 503, "UNAVAILABLE", "the state store is unreachable, try again"
+    status, code, default_msg = 503, "UNAVAILABLE", "the state store is unavailable, try again"
+    #: When to try again (seconds): the Retry-After of every 503.
+    retry_after_s = 5

@@ -12,6 +12,7 @@ from typing import Any
 from flask import g, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
+from qrlogin.config import MAX_BODY_BYTES
 from qrlogin.exceptions import BadRequest, NotFound, PayloadTooLarge
 from qrlogin.models import QR_ID_RE
 
@@ -24,20 +25,34 @@ def json_body() -> dict[str, Any]:
     cached: dict[str, Any] | None = g.get("qrlogin_body")
     if cached is not None:
         return cached
-    try:
-        raw = request.get_data(cache=True)
-    except RequestEntityTooLarge:
-        raise PayloadTooLarge() from None
+    raw = _raw_body()
     if not raw.strip():
         return {}
     try:
         body = json.loads(raw)
     except (ValueError, UnicodeDecodeError):
         raise BadRequest("request body is not valid JSON") from None
+    except RecursionError:
+        raise BadRequest("request body is nested too deeply") from None
     if not isinstance(body, dict):
         raise BadRequest("request body must be a JSON object")
     g.qrlogin_body = body
     return body
+
+
+def _raw_body() -> bytes:
+    """The body's bytes; 413 when there are more than MAX_BODY_BYTES of them."""
+    if request.content_length is None and request.environ.get("wsgi.input_terminated"):
+        # A chunked body has no length to check up front, and werkzeug's reader stops
+        # quietly at the limit: read one byte more to tell a whole body from a cut one.
+        data: bytes = request.environ["wsgi.input"].read(MAX_BODY_BYTES + 1)
+        if len(data) > MAX_BODY_BYTES:
+            raise PayloadTooLarge()
+        return data
+    try:
+        return request.get_data(cache=True)
+    except RequestEntityTooLarge:
+        raise PayloadTooLarge() from None
 
 
 def string_field(
@@ -50,6 +65,11 @@ def string_field(
         return None
     if not isinstance(value, str):
         raise BadRequest(f"{name} must be a string")
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:  # a lone surrogate: legal JSON, but not text
+            raise BadRequest(f"{name} must be Unicode text") from None
     if len(value) > max_chars:
         raise BadRequest(f"{name} must be at most {max_chars} characters")
     return value

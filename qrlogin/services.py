@@ -10,7 +10,7 @@ from flask import Flask, current_app
 from qrlogin import engine
 from qrlogin.config import Settings
 from qrlogin.hub import Hub
-from qrlogin.store import Store
+from qrlogin.store import SOURCE, Store
 from qrlogin.tokens import Tokens
 
 EXTENSION = "qrlogin"
@@ -28,7 +28,10 @@ class Services:
 def init_app(app: Flask, settings: Settings) -> Services:
     client = engine.connect(settings)
     store = Store(
-        client, settings.qr_ttl_s, max_live_qrs=settings.max_live_qrs if settings.rate_limits else 0
+        client,
+        settings.qr_ttl_s,
+        max_live_qrs=settings.max_live_qrs if settings.rate_limits else 0,
+        source=engine.script_source(settings, SOURCE),
     )
     services = Services(
         settings=settings,

@@ -1,4 +1,8 @@
+#!lua
 -- The QR state machine: the one place where the rules of the contract live.
+--
+-- The shebang above declares no flags: the script writes, so Redis refuses to run it
+-- at all when it is out of memory (maxmemory, noeviction) rather than half-way.
 --
 -- Every call runs atomically inside Redis. A call first turns an overdue QR into
 -- QRCODE_EXPIRE (the Redis clock is the only clock), then performs its action.

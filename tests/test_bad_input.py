@@ -65,6 +65,40 @@ CASES: list[tuple[str, str, Any, int, str]] = [
     ("create: huge body", CREATE, {"platform": "PC", "pad": "x" * 17000}, 413, "BAD_REQUEST"),
     ("guest: huge body", GUEST, {"code": ID, "pad": "x" * 17000}, 413, "BAD_REQUEST"),
     ("fill: huge body", FILL, {"id": ID, "step": "SCAN", "pad": "x" * 17000}, 413, "BAD_REQUEST"),
+    # JSON nested 1,000 deep (Python's parser would recurse past its limit).
+    (
+        "create: deep nesting",
+        CREATE,
+        b'{"platform": ' + b"[" * 1000 + b"]" * 1000 + b"}",
+        400,
+        "BAD_REQUEST",
+    ),
+    (
+        "guest: deep nesting",
+        GUEST,
+        b'{"code": ' + b"[" * 1000 + b"]" * 1000 + b"}",
+        400,
+        "BAD_REQUEST",
+    ),
+    (
+        "fill: deep nesting",
+        FILL,
+        b'{"id": ' + b'{"a": ' * 1000 + b"1" + b"}" * 1000 + b"}",
+        400,
+        "BAD_REQUEST",
+    ),
+    # A lone surrogate, sent raw (\\ud800 is legal JSON but no Unicode text).
+    (
+        "fill: lone surrogate code",
+        FILL,
+        b'{"id": "' + ID.encode() + b'", "step": "VERIFY", "verify_code": "\\ud800"}',
+        400,
+        "BAD_REQUEST",
+    ),
+    ("create: lone surrogate platform", CREATE, b'{"platform": "\\udfff"}', 400, "BAD_REQUEST"),
+    # A trailing newline is not part of a name or an id.
+    ("create: platform newline", CREATE, {"platform": "Rxx_PC\n"}, 400, "BAD_REQUEST"),
+    ("guest: code newline", GUEST, {"code": ID + "\n"}, 404, "QRCODE_NOT_FOUND"),
 ]
 
 
@@ -92,7 +126,10 @@ def test_bad_input(
 ) -> None:
     qr_id = create_qr(client)["id"]
     before = snapshot_of(app, client, qr_id)
-    raw = body if isinstance(body, bytes) else json.dumps(_substitute(body, qr_id)).encode()
+    if isinstance(body, bytes):
+        raw = body.replace(ID.encode(), qr_id.encode())
+    else:
+        raw = json.dumps(_substitute(body, qr_id)).encode()
     response = client.post(
         path, data=raw, headers={**bearer(user_token(app)), "Content-Type": "application/json"}
     )

@@ -1,0 +1,44 @@
+"""Bodies as gunicorn hands them over: chunked, and slow."""
+
+from __future__ import annotations
+
+import json
+import socket
+
+import pytest
+
+from tests.conftest import StartService
+from tests.timing import margin
+
+pytestmark = pytest.mark.slow
+
+
+def post_chunked(port: int, path: str, body: bytes) -> bytes:
+    chunks = b"".join(
+        b"%x\r\n%s\r\n" % (len(body[i : i + 4096]), body[i : i + 4096])
+        for i in range(0, len(body), 4096)
+    )
+    with socket.create_connection(("127.0.0.1", port), timeout=margin(30)) as sock:
+        sock.sendall(
+            f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+            "Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n".encode()
+            + chunks
+            + b"0\r\n\r\n"
+        )
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    return answer
+
+
+@pytest.mark.parametrize(("pad", "status"), [(100, b"201"), (20_000, b"413")])
+def test_chunked_bodies_are_read_whole_or_refused(
+    start_service: StartService, pad: int, status: bytes
+) -> None:
+    service = start_service()
+    body = json.dumps({"platform": "web", "pad": "x" * pad}).encode()
+    answer = post_chunked(service.port, "/v1/accounts/qrcode/", body)
+    head, _, payload = answer.partition(b"\r\n\r\n")
+    assert head.split()[1] == status, answer[:300]
+    expected = "OK" if status == b"201" else "BAD_REQUEST"
+    assert json.loads(payload)["code"] == expected
