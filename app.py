@@ -17,6 +17,7 @@ import gevent  # noqa: E402
 from gevent.pywsgi import WSGIServer  # noqa: E402
 
 from qrlogin import create_app  # noqa: E402
+from qrlogin.config import DEMO_WARNING  # noqa: E402
 from qrlogin.services import services  # noqa: E402
 
 log = logging.getLogger("qrlogin.app")
@@ -25,6 +26,8 @@ log = logging.getLogger("qrlogin.app")
 def main() -> None:
     os.environ.setdefault("QRLOGIN_DEMO", "1")
     app = create_app()
+    if services(app).settings.demo:
+        log.warning(DEMO_WARNING)
     hub = services(app).hub
     hub.start()
     host = os.environ.get("HOST", "127.0.0.1")

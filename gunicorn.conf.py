@@ -48,7 +48,12 @@ def post_worker_init(worker: Any) -> None:
 
     from qrlogin.services import services
 
-    hub = services(worker.wsgi).hub
+    found = services(worker.wsgi)
+    if found.settings.demo:
+        from qrlogin.config import DEMO_WARNING
+
+        worker.log.warning(DEMO_WARNING)
+    hub = found.hub
     hub.start()
 
     def end_streams_on_shutdown() -> None:

@@ -33,8 +33,35 @@ SSE_RETRY_MS = 3000
 #: Secret used only in demo mode when SECRET_KEY is unset. Never for production.
 DEMO_SECRET_KEY = "qrlogin-demo-secret-not-for-production"  # noqa: S105 (public on purpose)
 
+#: Shortest accepted SECRET_KEY, and the fewest different characters in it.
+MIN_SECRET_CHARS = 16
+MIN_SECRET_DISTINCT = 10
+
+#: Said at every start of a process in demo mode.
+DEMO_WARNING = (
+    "\n" + "!" * 78 + "\n"
+    "!! QRLOGIN_DEMO is on: the phone stand-in /m hands out user tokens to anyone, and\n"
+    "!! without SECRET_KEY every token is signed with the PUBLIC demo key.\n"
+    "!! NOT FOR PRODUCTION: unset QRLOGIN_DEMO and set a random SECRET_KEY.\n" + "!" * 78
+)
+
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
+
+
+def _check_secret(key: str) -> None:
+    """Refuse the public demo key and keys an attacker could guess outside demo mode."""
+    if key == DEMO_SECRET_KEY:
+        raise ConfigError(
+            "SECRET_KEY is the public demo key: anyone can sign tokens with it. Set a long "
+            "random one, or QRLOGIN_DEMO=1 to try the service locally"
+        )
+    if len(set(key)) < MIN_SECRET_DISTINCT:
+        raise ConfigError(
+            f"SECRET_KEY is too weak (fewer than {MIN_SECRET_DISTINCT} different characters): "
+            "set a long random string, e.g. "
+            "`python -c 'import secrets; print(secrets.token_urlsafe(48))'`"
+        )
 
 
 def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
@@ -139,8 +166,10 @@ class Settings:
                     "or set QRLOGIN_DEMO=1 to try the service locally"
                 )
             secret_key = DEMO_SECRET_KEY
-        elif len(secret_key) < 16:
-            raise ConfigError("SECRET_KEY must be at least 16 characters long")
+        elif len(secret_key) < MIN_SECRET_CHARS:
+            raise ConfigError(f"SECRET_KEY must be at least {MIN_SECRET_CHARS} characters long")
+        elif not demo:
+            _check_secret(secret_key)
         redis_url = env.get("REDIS_URL") or None
         if redis_url is not None and not redis_url.startswith(("redis://", "rediss://", "unix://")):
             raise ConfigError(

@@ -19,8 +19,15 @@ def healthz() -> Response:
 @bp.get("/readyz")
 def readyz() -> Response:
     # A ConnectionError here becomes 503 UNAVAILABLE in envelope.init_app.
-    services().redis.ping()
-    return ok({"status": "ready", "redis": "embedded" if services().settings.embedded else "ok"})
+    svc = services()
+    svc.redis.ping()
+    return ok(
+        {
+            "status": "ready",
+            "redis": "embedded" if svc.settings.embedded else "ok",
+            "demo": svc.settings.demo,
+        }
+    )
 
 
 @bp.get("/metrics")

@@ -12,10 +12,11 @@ from qrlogin.config import DEMO_SECRET_KEY, Settings
 from qrlogin.exceptions import ConfigError
 
 ROOT = Path(__file__).resolve().parent.parent
+GOOD_KEY = "kq3V9xL2mP7rT4wZ8bN1cF6hJ5dS0gYe"
 
 
 def test_defaults() -> None:
-    settings = Settings.from_env({"SECRET_KEY": "s" * 32})
+    settings = Settings.from_env({"SECRET_KEY": GOOD_KEY})
     assert settings.qr_ttl_s == 120
     assert settings.prefix == "rk://scanforpclogin/"
     assert settings.platforms == frozenset()
@@ -39,6 +40,10 @@ def test_demo_mode_needs_no_secret() -> None:
     [
         ({}, "SECRET_KEY is required"),
         ({"SECRET_KEY": "short"}, "at least 16"),
+        ({"SECRET_KEY": "a" * 16}, "too weak"),
+        ({"SECRET_KEY": "abababababababababababab"}, "too weak"),
+        ({"SECRET_KEY": "0123456701234567"}, "too weak"),
+        ({"SECRET_KEY": DEMO_SECRET_KEY}, "public demo key"),
         ({"QRLOGIN_QR_TTL": "two minutes"}, "QRLOGIN_QR_TTL must be a whole number"),
         ({"QRLOGIN_QR_TTL": "0"}, "QRLOGIN_QR_TTL must be between"),
         ({"QRLOGIN_POLL_INTERVAL": "-1"}, "QRLOGIN_POLL_INTERVAL"),
@@ -53,7 +58,7 @@ def test_demo_mode_needs_no_secret() -> None:
     ],
 )
 def test_invalid_settings_are_refused(env: dict[str, str], message: str) -> None:
-    full = {"SECRET_KEY": "s" * 32, **env} if "SECRET_KEY" not in env and env else env
+    full = {"SECRET_KEY": GOOD_KEY, **env} if "SECRET_KEY" not in env and env else env
     with pytest.raises(ConfigError, match=message):
         Settings.from_env(full)
 
@@ -62,7 +67,7 @@ def test_wsgi_refuses_to_start_with_a_clear_message() -> None:
     result = subprocess.run(
         [sys.executable, "-c", "import wsgi"],
         cwd=ROOT,
-        env={"PATH": "/usr/bin:/bin", "QRLOGIN_QR_TTL": "0", "SECRET_KEY": "s" * 32},
+        env={"PATH": "/usr/bin:/bin", "QRLOGIN_QR_TTL": "0", "SECRET_KEY": GOOD_KEY},
         capture_output=True,
         text=True,
         timeout=60,

@@ -147,3 +147,12 @@ def test_sigterm_during_a_burst_of_logins_loses_none(start_service: StartService
     assert min(finished) < sigterm[0] < max(finished), "the burst did not span the SIGTERM"
     assert all(token for _, token in results), "a login lost its token"
     assert len({token for _, token in results}) == logins
+
+
+def test_demo_mode_under_gunicorn_says_so_at_every_worker_start(
+    start_service: StartService,
+) -> None:
+    service = start_service(workers=2, QRLOGIN_DEMO="1")
+    ready = requests.get(service.url + "/readyz", timeout=margin(30)).json()["data"]
+    assert ready["demo"] is True and ready["redis"] == "ok"
+    wait_until(lambda: service.log().count("QRLOGIN_DEMO is on") == 2, 30, "both workers warned")
