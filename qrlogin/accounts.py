@@ -7,13 +7,11 @@ from flask import Blueprint, Response, request
 from qrlogin import qrimage
 from qrlogin.auth import signed_in_user
 from qrlogin.browser import (
-    BIND_COOKIE,
-    BIND_COOKIE_MAX_AGE_S,
     actor,
     browser_secret,
     new_browser_secret,
     requester,
-    set_cookie,
+    set_bind_cookie,
 )
 from qrlogin.envelope import ok
 from qrlogin.exceptions import BadRequest
@@ -65,7 +63,7 @@ def create_qrcode() -> Response:
         status=201,
     )
     if fresh_secret:
-        set_cookie(response, request, BIND_COOKIE, secret, BIND_COOKIE_MAX_AGE_S)
+        set_bind_cookie(response, request, secret)
     return response
 
 

@@ -9,8 +9,14 @@ import ua_parser
 from flask import Request, Response
 
 from qrlogin.models import Actor, Requester, bind_digest
+from qrlogin.services import services
 
 BIND_COOKIE = "qrlogin_bind"
+#: Browsers accept a cookie with this prefix only over HTTPS, with Secure and Path=/ and
+#: no Domain: a sibling subdomain or a plain-HTTP page cannot plant one.
+HOST_PREFIX = "__Host-"
+#: Longest binding cookie value worth checking (a signed one is about 70 characters).
+MAX_BIND_COOKIE_CHARS = 128
 #: Bytes of randomness in a browser secret.
 BIND_SECRET_BYTES = 32
 #: The binding cookie outlives many QR codes, so a page that regenerates keeps it (seconds).
@@ -19,12 +25,20 @@ BIND_COOKIE_MAX_AGE_S = 30 * 24 * 3600
 MAX_USER_AGENT_CHARS = 512
 
 
+def bind_cookie_name(request: Request) -> str:
+    """``__Host-qrlogin_bind`` over HTTPS (no other host or path can set it), else
+    ``qrlogin_bind``."""
+    return HOST_PREFIX + BIND_COOKIE if request.is_secure else BIND_COOKIE
+
+
 def browser_secret(request: Request) -> str | None:
-    """The caller's browser secret from its cookie, if it looks like one of ours."""
-    value = request.cookies.get(BIND_COOKIE)
-    if value and 32 <= len(value) <= 64 and value.replace("-", "").replace("_", "").isalnum():
-        return value
-    return None
+    """The caller's binding cookie, when it is one the service issued (signed with
+    SECRET_KEY) and the only one sent. A value the client chose, or two cookies of that
+    name (one planted from elsewhere, say), count as no binding."""
+    values = request.cookies.getlist(bind_cookie_name(request))
+    if len(values) != 1 or len(values[0]) > MAX_BIND_COOKIE_CHARS:
+        return None
+    return values[0] if services().tokens.binding_is_ours(values[0]) else None
 
 
 #: Stands for "no binding": never equal to a stored digest, so such a caller owns no QR.
@@ -38,7 +52,12 @@ def bound_digest(request: Request) -> str:
 
 
 def new_browser_secret() -> str:
-    return secrets.token_urlsafe(BIND_SECRET_BYTES)
+    """A fresh binding cookie value: random, and signed so that the service knows it."""
+    return services().tokens.sign_binding(secrets.token_urlsafe(BIND_SECRET_BYTES))
+
+
+def set_bind_cookie(response: Response, request: Request, value: str) -> None:
+    set_cookie(response, request, bind_cookie_name(request), value, BIND_COOKIE_MAX_AGE_S)
 
 
 def set_cookie(response: Response, request: Request, name: str, value: str, max_age_s: int) -> None:

@@ -8,7 +8,7 @@ import functools
 from flask import Blueprint, Response, g, request
 
 from qrlogin.auth import SESSION_COOKIE, logged_in
-from qrlogin.browser import actor, bound_digest, set_cookie
+from qrlogin.browser import actor, bound_digest, new_browser_secret, set_bind_cookie, set_cookie
 from qrlogin.config import MAX_WAIT_S
 from qrlogin.envelope import ok
 from qrlogin.exceptions import BadRequest
@@ -60,6 +60,9 @@ def guest() -> Response:
     response = ok(data)
     if token is not None:
         set_cookie(response, request, SESSION_COOKIE, token, svc.settings.login_token_max_age_s)
+        # A new binding after each login: whoever learned the old one (a planted or
+        # copied cookie) cannot bind this browser's next QR to it.
+        set_bind_cookie(response, request, new_browser_secret())
     return response
 
 

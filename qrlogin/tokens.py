@@ -9,13 +9,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
+from itsdangerous import BadSignature, SignatureExpired, Signer, URLSafeTimedSerializer
 
 from qrlogin.exceptions import Unauthorized
 from qrlogin.models import User
 
 USER_SALT = "qrlogin.user"
 LOGIN_SALT = "qrlogin.login"
+BIND_SALT = "qrlogin.bind"
 #: Longest accepted token (characters); anything longer is not one of ours.
 MAX_TOKEN_CHARS = 4096
 
@@ -34,6 +35,7 @@ class Tokens:
     def __init__(self, secret_key: str, user_max_age_s: int, login_max_age_s: int) -> None:
         self._user = URLSafeTimedSerializer(secret_key, salt=USER_SALT)
         self._login = URLSafeTimedSerializer(secret_key, salt=LOGIN_SALT)
+        self._bind = Signer(secret_key, salt=BIND_SALT)
         self.user_max_age_s = user_max_age_s
         self.login_max_age_s = login_max_age_s
 
@@ -46,6 +48,14 @@ class Tokens:
     def mint_login(self, login: dict[str, Any]) -> str:
         payload = {k: login.get(k) for k in ("sub", "name", "avatar", "qr", "platform")}
         return str(self._login.dumps(payload))
+
+    def sign_binding(self, secret: str) -> str:
+        """The binding cookie's value for a browser secret."""
+        return self._bind.sign(secret).decode()
+
+    def binding_is_ours(self, value: str) -> bool:
+        """True when ``value`` is a binding cookie this service signed."""
+        return self._bind.validate(value)
 
     def check_user(self, token: str) -> User:
         payload, _ = self._load(self._user, token, self.user_max_age_s)

@@ -132,6 +132,13 @@ def shift_clock(app: Flask, seconds: float) -> None:
     )
 
 
+def with_cookie(app: Flask, value: str) -> FlaskClient:
+    """A new browser holding the binding cookie ``value`` (a copy of another's)."""
+    other = app.test_client()
+    other.set_cookie("qrlogin_bind", value)
+    return other
+
+
 def snapshot_of(app: Flask, browser: FlaskClient, qr_id: str) -> Snapshot:
     """The QR's state straight from the store, read with the browser's binding."""
     cookie = browser.get_cookie("qrlogin_bind")

@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
+import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from tests.conftest import BOTH_ENGINES, create_qr, fill, guest, snapshot_of, user_token
+from tests.conftest import (
+    BOTH_ENGINES,
+    create_qr,
+    fill,
+    guest,
+    snapshot_of,
+    user_token,
+    with_cookie,
+)
 
 pytestmark = BOTH_ENGINES
 
@@ -46,9 +55,87 @@ def test_forged_binding_cookie_is_forbidden(app: Flask, client: FlaskClient) -> 
 def test_redemption_happens_once(app: Flask, client: FlaskClient) -> None:
     qr_id = create_qr(client)["id"]
     confirm(app, qr_id)
-    answers = [guest(client, qr_id).json["data"] for _ in range(3)]
+    binding = client.get_cookie("qrlogin_bind")
+    assert binding is not None
+    # The browser, and two copies of its binding (a retry, a copied cookie).
+    copies = [with_cookie(app, binding.value) for _ in range(2)]
+    answers = [guest(c, qr_id).json["data"] for c in (client, *copies)]
     assert [("token" in a) for a in answers] == [True, False, False]
     assert [a["status"] for a in answers[1:]] == ["QRCODE_ERROR", "QRCODE_ERROR"]
+
+
+def test_binding_rotates_after_redemption(app: Flask, client: FlaskClient) -> None:
+    qr_id = create_qr(client)["id"]
+    confirm(app, qr_id)
+    before = client.get_cookie("qrlogin_bind")
+    assert before is not None and "token" in guest(client, qr_id).json["data"]
+    after = client.get_cookie("qrlogin_bind")
+    assert after is not None and after.value != before.value
+    # The next QR of this browser is bound to the new value only.
+    fresh = create_qr(client)["id"]
+    assert guest(with_cookie(app, before.value), fresh).status_code == 403
+    assert guest(client, fresh).status_code == 200
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["Z" * 43, "A" * 43 + ".forged-signature", ""],
+    ids=["client-chosen", "bad signature", "empty"],
+)
+def test_only_issued_binding_cookies_are_accepted(
+    app: Flask, client: FlaskClient, value: str
+) -> None:
+    """A value the client chose binds nothing: creating a QR with it issues a fresh one."""
+    planted = with_cookie(app, value)
+    response = planted.post("/v1/accounts/qrcode/", json={"platform": "web"})
+    assert response.status_code == 201
+    issued = planted.get_cookie("qrlogin_bind")
+    assert issued is not None and issued.value != value
+    # The QR is bound to the issued value, not to the planted one.
+    qr_id = response.json["data"]["id"]
+    assert guest(with_cookie(app, value), qr_id).status_code == 403
+    assert guest(planted, qr_id).status_code == 200
+
+
+def test_an_ambiguous_double_cookie_binds_nothing(app: Flask, client: FlaskClient) -> None:
+    """Two binding cookies (one planted with a longer path, sent first) are refused."""
+    victim_qr = create_qr(client)["id"]
+    victims = client.get_cookie("qrlogin_bind")
+    attacker = app.test_client()
+    create_qr(attacker)
+    planted = attacker.get_cookie("qrlogin_bind")
+    assert victims is not None and planted is not None
+    both = f"qrlogin_bind={planted.value}; qrlogin_bind={victims.value}"
+    answer = app.test_client().post(
+        "/v1/passport/guest", json={"code": victim_qr}, headers={"Cookie": both}
+    )
+    assert answer.status_code == 403
+    created = app.test_client().post(
+        "/v1/accounts/qrcode/", json={"platform": "web"}, headers={"Cookie": both}
+    )
+    assert created.status_code == 201 and "qrlogin_bind=" in created.headers["Set-Cookie"]
+
+
+def test_over_https_the_cookie_is_host_prefixed_and_secure(app: Flask) -> None:
+    browser = app.test_client()
+    response = browser.post(
+        "/v1/accounts/qrcode/", json={"platform": "web"}, base_url="https://localhost"
+    )
+    cookie = response.headers["Set-Cookie"]
+    assert cookie.startswith("__Host-qrlogin_bind=")
+    assert "Secure" in cookie and "Path=/" in cookie and "Domain" not in cookie
+    qr_id = response.json["data"]["id"]
+    answer = browser.post("/v1/passport/guest", json={"code": qr_id}, base_url="https://localhost")
+    assert answer.status_code == 200
+    # The unprefixed name is not read over HTTPS.
+    value = cookie.split(";")[0].split("=", 1)[1]
+    plain = app.test_client().post(
+        "/v1/passport/guest",
+        json={"code": qr_id},
+        base_url="https://localhost",
+        headers={"Cookie": f"qrlogin_bind={value}"},
+    )
+    assert plain.status_code == 403
 
 
 def test_cookie_is_kept_across_qr_codes(client: FlaskClient) -> None:
@@ -80,10 +167,13 @@ def test_regenerate_ignores_foreign_unknown_and_dead_codes(app: Flask, client: F
 
     used = create_qr(client)["id"]
     confirm(app, used)
-    guest(client, used)
-    before = snapshot_of(app, client, used)
-    create_qr(client, code=used)
-    after = snapshot_of(app, client, used)
+    binding = client.get_cookie("qrlogin_bind")
+    assert binding is not None
+    guest(client, used)  # redeems, and the browser gets a new binding
+    keeper = with_cookie(app, binding.value)  # the binding the used QR has
+    before = snapshot_of(app, keeper, used)
+    create_qr(keeper, code=used)
+    after = snapshot_of(app, keeper, used)
     assert after == before and after.view["reason"] == "used"
 
 

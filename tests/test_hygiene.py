@@ -42,7 +42,7 @@ def test_cookies_are_http_only_lax_and_secure_over_https(app: Flask) -> None:
     qr_id = browser.post(
         "/v1/accounts/qrcode/", json={"platform": "web"}, base_url="https://login.example.com"
     ).json["data"]["id"]
-    bind = browser.get_cookie("qrlogin_bind", domain="login.example.com")
+    bind = browser.get_cookie("__Host-qrlogin_bind", domain="login.example.com")
     assert bind is not None and bind.http_only and bind.secure and bind.same_site == "Lax"
     token = user_token(app)
     fill(app.test_client(), token, qr_id, "SCAN")

@@ -29,6 +29,7 @@ class Known:
     id: str
     owner: int
     expire: int
+    bind: str  # the binding cookie the QR was created with (redemption rotates the browser's)
     scanner: str | None = None
     terminal: tuple[str, str | None] | None = None
     tokens: list[str] = field(default_factory=list)
@@ -52,10 +53,12 @@ class LoginMachine(RuleBasedStateMachine):
     def now(self) -> float:
         return time.time() + self.skew_s
 
+    def binding(self, browser: int) -> str:
+        cookie = self.browsers[browser].get_cookie("qrlogin_bind")
+        return "" if cookie is None else cookie.value
+
     def state(self, qr: Known) -> dict[str, Any]:
-        cookie = self.browsers[qr.owner].get_cookie("qrlogin_bind")
-        assert cookie is not None
-        return svc(self.app).store.read(qr.id, bind_digest(cookie.value)).view
+        return svc(self.app).store.read(qr.id, bind_digest(qr.bind)).view
 
     def observe(self, qr: Known, view: dict[str, Any]) -> None:
         """Check one answer against what was seen before, then remember it."""
@@ -76,23 +79,29 @@ class LoginMachine(RuleBasedStateMachine):
         response = self.browsers[browser].post("/v1/accounts/qrcode/", json={"platform": "web"})
         assert response.status_code == 201
         data = response.json["data"]
-        qr = Known(data["id"], browser, data["expire"])
+        qr = Known(data["id"], browser, data["expire"], self.binding(browser))
         self.known[qr.id] = qr
         return qr
 
     @rule(target=qrs, old=qrs)
     def regenerate(self, old: Known) -> Known:
         before = self.state(old)
+        still_bound = self.binding(old.owner) == old.bind
         response = self.browsers[old.owner].post(
             "/v1/accounts/qrcode/", json={"platform": "web", "code": old.id}
         )
         assert response.status_code == 201
         after = self.state(old)
-        if before["status"] not in TERMINAL:
+        if before["status"] not in TERMINAL and still_bound:
             assert (after["status"], after.get("reason")) == ("QRCODE_ERROR", "replaced")
+        if not still_bound:  # a browser with a new binding cannot replace its old QRs
+            assert (after["status"], after.get("reason")) in {
+                (before["status"], before.get("reason")),
+                ("QRCODE_EXPIRE", None),
+            }
         self.observe(old, after)
         data = response.json["data"]
-        qr = Known(data["id"], old.owner, data["expire"])
+        qr = Known(data["id"], old.owner, data["expire"], self.binding(old.owner))
         self.known[qr.id] = qr
         return qr
 
@@ -116,16 +125,26 @@ class LoginMachine(RuleBasedStateMachine):
             assert self.now() >= qr.expire - 0.5
         self.observe(qr, self.state(qr))
 
+    @rule(qr=qrs, user=st.sampled_from(USERS))
+    def log_in(self, qr: Known, user: str) -> None:
+        """The usual path as one rule (scan, confirm, the owner redeems), so that runs
+        reach redemption and the binding's rotation often."""
+        for step in ("SCAN", "VERIFY"):
+            self.phone(qr, user, step)
+        self.redeem(qr, qr.owner)
+
     @rule(qr=qrs, browser=st.integers(0, 2))
     def redeem(self, qr: Known, browser: int) -> None:
+        bound = self.binding(browser) == qr.bind
         response = self.browsers[browser].post("/v1/passport/guest", json={"code": qr.id})
-        if browser != qr.owner:
+        if not bound:
             assert response.status_code == 403
             assert "token" not in response.get_data(as_text=True)
             return
         data = response.json["data"]
         if "token" in data:
             qr.tokens.append(data["token"])
+            assert self.binding(browser) != qr.bind, "the binding did not rotate"
             assert data["status"] == "QRCODE_SUCCESS"
             assert self.now() < qr.expire + 0.5, "redeemed after the deadline"
         else:

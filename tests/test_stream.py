@@ -100,12 +100,17 @@ def test_late_browser_and_reconnect_with_last_event_id(start: StartService) -> N
     assert done.response.status_code == 204
 
     # Also once the browser redeemed (the QR moved on to QRCODE_ERROR, reason used): a
-    # client that saw QRCODE_SUCCESS gets 204, not the `used` event.
+    # client that kept the QR's binding and saw QRCODE_SUCCESS gets 204, not the `used`
+    # event; the browser itself now holds a new binding, and gets 403 (EventSource stops
+    # on either).
+    kept = Browser(service.url)
+    kept.session.cookies.set("qrlogin_bind", browser.bind_cookie)
     assert "token" in browser.guest(qr["id"]).json()["data"]
-    after = browser.stream(qr["id"], last_event_id="3")
+    after = kept.stream(qr["id"], last_event_id="3")
     assert after.response.status_code == 204
+    assert browser.stream(qr["id"], last_event_id="3").response.status_code == 403
     # A client that had not seen a final state is shown the current one.
-    behind = browser.stream(qr["id"], last_event_id="2")
+    behind = kept.stream(qr["id"], last_event_id="2")
     assert [e.json["status"] for e in behind.events()] == ["QRCODE_ERROR"]
 
 

@@ -3,12 +3,21 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from tests.conftest import BOTH_ENGINES, create_qr, fill, guest, snapshot_of, user_token
+from tests.conftest import (
+    BOTH_ENGINES,
+    create_qr,
+    fill,
+    guest,
+    snapshot_of,
+    user_token,
+    with_cookie,
+)
 
 A, B = "u-alice", "u-bob"
 
@@ -33,9 +42,18 @@ def _cancelled(app: Flask, client: FlaskClient, qr_id: str) -> None:
     assert fill(client, user_token(app, A), qr_id, "CANCEL").status_code == 200
 
 
+def _redeem(app: Flask, client: FlaskClient, qr_id: str) -> dict[str, Any]:
+    """Redeem from a copy of the browser, so that the browser keeps the QR's binding
+    (redemption gives the redeeming browser a new one)."""
+    cookie = client.get_cookie("qrlogin_bind")
+    assert cookie is not None
+    data: dict[str, Any] = guest(with_cookie(app, cookie.value), qr_id).json["data"]
+    return data
+
+
 def _used(app: Flask, client: FlaskClient, qr_id: str) -> None:
     _success(app, client, qr_id)
-    assert "token" in guest(client, qr_id).json["data"]
+    assert "token" in _redeem(app, client, qr_id)
 
 
 def _replaced(app: Flask, client: FlaskClient, qr_id: str) -> None:
@@ -122,7 +140,7 @@ def test_versions_grow_one_per_transition(app: Flask, client: FlaskClient) -> No
     assert version_of(app, client, qr_id) == ("QRCODE_WAIT", 1)
     _success(app, client, qr_id)
     assert version_of(app, client, qr_id) == ("QRCODE_SUCCESS", 3)
-    guest(client, qr_id)
+    _redeem(app, client, qr_id)
     assert version_of(app, client, qr_id) == ("QRCODE_ERROR", 4)
 
 
