@@ -144,6 +144,7 @@ class Settings:
     limit_create: str = "120 per minute"
     limit_steps: str = "60 per minute"
     limit_poll: str = "10 per 5 seconds"
+    limit_refused: str = "60 per minute"
     max_live_qrs: int = 20
     trusted_proxies: int = 0
     cors_origins: frozenset[str] = field(default_factory=frozenset)
@@ -206,6 +207,7 @@ class Settings:
             limit_create=_limit(env, "QRLOGIN_LIMIT_CREATE", default["limit_create"]),
             limit_steps=_limit(env, "QRLOGIN_LIMIT_STEPS", default["limit_steps"]),
             limit_poll=_limit(env, "QRLOGIN_LIMIT_POLL", default["limit_poll"]),
+            limit_refused=_limit(env, "QRLOGIN_LIMIT_REFUSED", default["limit_refused"]),
             max_live_qrs=_int(env, "QRLOGIN_MAX_LIVE_QRS", default["max_live_qrs"], 1, 10000),
             cors_origins=_origins(env),
             trusted_proxies=_int(env, "QRLOGIN_TRUSTED_PROXIES", default["trusted_proxies"], 0, 10),

@@ -14,6 +14,7 @@ from flask import Flask, Response, request
 from flask_limiter import Limiter, RequestLimit
 
 from qrlogin.auth import signed_in_user
+from qrlogin.browser import bound_digest
 from qrlogin.envelope import error_response
 from qrlogin.exceptions import QRLoginError, SlowDown
 from qrlogin.inputs import json_body
@@ -33,13 +34,26 @@ def user_key() -> str:
         return "ip:" + client_ip()
 
 
-def qr_key() -> str:
-    """The QR a browser polls; the IP when the body does not name one."""
+def poll_key() -> str:
+    """The QR a browser polls and the browser's binding, so that only the owner's own
+    polls spend the owner's budget; the IP when the body does not name a QR."""
     try:
         code = json_body().get("code")
     except QRLoginError:
         code = None
-    return "qr:" + code if isinstance(code, str) else "ip:" + client_ip()
+    if not isinstance(code, str):
+        return "ip:" + client_ip()
+    return f"qr:{code}:{bound_digest(request)}"
+
+
+def refused_key() -> str:
+    return "refused:" + client_ip()
+
+
+def was_refused(response: Response) -> bool:
+    """Polls of a QR that is not the caller's (no valid binding) or does not exist: they
+    count per IP, and only they write a key, so random ids cannot fill Redis."""
+    return response.status_code in (403, 404)
 
 
 def create_limit() -> str:
@@ -52,6 +66,10 @@ def step_limit() -> str:
 
 def poll_limit() -> str:
     return services().settings.limit_poll
+
+
+def refused_limit() -> str:
+    return services().settings.limit_refused
 
 
 def limits_off() -> bool:

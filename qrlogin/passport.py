@@ -13,7 +13,15 @@ from qrlogin.config import MAX_WAIT_S
 from qrlogin.envelope import ok
 from qrlogin.exceptions import BadRequest
 from qrlogin.inputs import check_qr_id, int_field, json_body, string_field
-from qrlogin.limits import limiter, limits_off, poll_limit, qr_key
+from qrlogin.limits import (
+    limiter,
+    limits_off,
+    poll_key,
+    poll_limit,
+    refused_key,
+    refused_limit,
+    was_refused,
+)
 from qrlogin.messages import Published
 from qrlogin.models import STATUSES, TERMINAL, GuestResult
 from qrlogin.services import services
@@ -22,13 +30,15 @@ from qrlogin.waiting import follow
 bp = Blueprint("passport", __name__)
 
 
-def _not_held(response: Response) -> bool:
-    """A long poll that was held (see ``guest``) does not count against the poll rate."""
-    return not g.get("long_poll_held", False)
+def _counted_poll(response: Response) -> bool:
+    """The owner's answered polls count; a long poll that was held (see ``guest``) does
+    not, and neither does a refused one (``was_refused`` counts those per IP)."""
+    return response.status_code == 200 and not g.get("long_poll_held", False)
 
 
 @bp.post("/v1/passport/guest")
-@limiter.limit(poll_limit, key_func=qr_key, exempt_when=limits_off, deduct_when=_not_held)
+@limiter.limit(poll_limit, key_func=poll_key, exempt_when=limits_off, deduct_when=_counted_poll)
+@limiter.limit(refused_limit, key_func=refused_key, exempt_when=limits_off, deduct_when=was_refused)
 def guest() -> Response:
     svc = services()
     body = json_body()

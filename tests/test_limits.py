@@ -62,6 +62,37 @@ def test_fast_polling_of_one_qr(env: dict[str, str]) -> None:
     assert guest(browser, second).status_code == 200
 
 
+def test_a_stranger_cannot_spend_the_owners_poll_budget(env: dict[str, str]) -> None:
+    app = limited_app(env, QRLOGIN_LIMIT_POLL="3 per 10 seconds")
+    owner = app.test_client()
+    qr_id = create(owner).json["data"]["id"]
+    stranger = app.test_client()  # has seen the QR, polls it from elsewhere
+    create(stranger, ip="198.51.100.9")  # with a binding of its own
+    for _ in range(10):
+        assert guest(stranger, qr_id).status_code == 403
+    for _ in range(3):
+        assert guest(owner, qr_id).status_code == 200
+
+
+def test_refused_polls_are_limited_per_ip_and_write_bounded_keys(env: dict[str, str]) -> None:
+    app = limited_app(env, QRLOGIN_LIMIT_REFUSED="5 per minute")
+    prober = app.test_client()
+    for n in range(5):
+        assert guest(prober, f"{n:032d}").status_code == 404
+    for n in range(5, 40):
+        assert_slow_down(guest(prober, f"{n:032d}"))
+    # Only the per-IP count of refusals was written, not a key per random id.
+    written = svc(app).redis.keys("qrlogin:limits*")
+    assert len(written) <= 2, written
+    # A browser at another address is not affected.
+    owner = app.test_client()
+    qr_id = create(owner, ip="192.0.2.77").json["data"]["id"]
+    answer = owner.post(
+        "/v1/passport/guest", json={"code": qr_id}, environ_base={"REMOTE_ADDR": "192.0.2.77"}
+    )
+    assert answer.status_code == 200
+
+
 def test_live_qrs_per_browser(env: dict[str, str]) -> None:
     app = limited_app(env, QRLOGIN_MAX_LIVE_QRS="3")
     browser = app.test_client()
