@@ -21,6 +21,9 @@ timeout = 30
 keepalive = 2
 accesslog = os.environ.get("QRLOGIN_ACCESS_LOG", "-") or None
 control_socket_disable = True  # not used; several instances may share a machine
+# gunicorn would itself trust X-Forwarded-Proto from 127.0.0.1; the app's ProxyFix
+# reads forwarded headers instead, governed by QRLOGIN_TRUSTED_PROXIES alone.
+forwarded_allow_ips = ""
 
 # Prometheus metrics from every worker, merged at /metrics (prometheus-client multiprocess).
 if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):

@@ -39,10 +39,11 @@ def create_app(env: Mapping[str, str] | None = None) -> Flask:
     app = Flask(__name__, template_folder="../templates", static_folder="../static")
     app.config.update(SECRET_KEY=settings.secret_key, MAX_CONTENT_LENGTH=MAX_BODY_BYTES)
     if settings.trusted_proxies:
-        # The last proxy (e.g. the Heroku router) sets X-Forwarded-Proto; X-Forwarded-For
-        # gets one entry per hop.
+        # The last proxy (e.g. the Heroku router, nginx) sets X-Forwarded-Proto, -Host and
+        # -Port; X-Forwarded-For gets one entry per hop. gunicorn.conf.py turns gunicorn's
+        # own reading of these headers off, so this is the only one.
         app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
-            app.wsgi_app, x_for=settings.trusted_proxies, x_proto=1
+            app.wsgi_app, x_for=settings.trusted_proxies, x_proto=1, x_host=1, x_port=1
         )
     services_module.init_app(app, settings)
     envelope.init_app(app)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import secrets
 from functools import lru_cache
 
@@ -81,11 +82,23 @@ def describe_user_agent(user_agent: str) -> tuple[str, str]:
     return browser, os_name
 
 
+def client_ip(request: Request) -> str:
+    """The caller's address: the one ProxyFix took from X-Forwarded-For when that is an IP
+    address, else the socket's (a proxy passes on whatever text the client sent)."""
+    for candidate in (
+        request.remote_addr,
+        request.environ.get("werkzeug.proxy_fix.orig", {}).get("REMOTE_ADDR"),
+    ):
+        try:
+            return str(ipaddress.ip_address((candidate or "").strip()))
+        except ValueError:
+            continue
+    return "-"
+
+
 def actor(request: Request) -> Actor:
-    """Who is calling, for the audit trail; the IP is the one ProxyFix trusted."""
-    return Actor(
-        request.remote_addr or "", request.headers.get("User-Agent", "")[:MAX_USER_AGENT_CHARS]
-    )
+    """Who is calling, for the audit trail."""
+    return Actor(client_ip(request), request.headers.get("User-Agent", "")[:MAX_USER_AGENT_CHARS])
 
 
 def requester(request: Request) -> Requester:

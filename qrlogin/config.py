@@ -114,14 +114,14 @@ def _platforms(env: Mapping[str, str]) -> frozenset[str]:
     return frozenset(names)
 
 
-def _origins(env: Mapping[str, str]) -> frozenset[str]:
-    raw = env.get("QRLOGIN_CORS_ORIGINS", "")
+def _origins(env: Mapping[str, str], name: str) -> frozenset[str]:
+    raw = env.get(name, "")
     origins = [o.strip().rstrip("/") for o in raw.split(",") if o.strip()]
     for origin in origins:
-        if not re.match(r"^https?://[A-Za-z0-9.\-]+(:[0-9]{1,5})?$", origin):
-            raise ConfigError(
-                f"QRLOGIN_CORS_ORIGINS: {origin!r} is not an origin like https://app.example.com"
-            )
+        if not re.match(r"^https?://[A-Za-z0-9.\-]+(:[0-9]{1,5})?\Z", origin):
+            raise ConfigError(f"{name}: {origin!r} is not an origin like https://app.example.com")
+    if name == "QRLOGIN_PUBLIC_ORIGIN" and len(origins) > 1:
+        raise ConfigError(f"{name} is one origin, like https://login.example.com")
     return frozenset(origins)
 
 
@@ -148,6 +148,7 @@ class Settings:
     max_live_qrs: int = 20
     trusted_proxies: int = 0
     cors_origins: frozenset[str] = field(default_factory=frozenset)
+    public_origin: str | None = None
 
     @property
     def embedded(self) -> bool:
@@ -209,7 +210,8 @@ class Settings:
             limit_poll=_limit(env, "QRLOGIN_LIMIT_POLL", default["limit_poll"]),
             limit_refused=_limit(env, "QRLOGIN_LIMIT_REFUSED", default["limit_refused"]),
             max_live_qrs=_int(env, "QRLOGIN_MAX_LIVE_QRS", default["max_live_qrs"], 1, 10000),
-            cors_origins=_origins(env),
+            cors_origins=_origins(env, "QRLOGIN_CORS_ORIGINS"),
+            public_origin=next(iter(_origins(env, "QRLOGIN_PUBLIC_ORIGIN")), None),
             trusted_proxies=_int(env, "QRLOGIN_TRUSTED_PROXIES", default["trusted_proxies"], 0, 10),
         )
 

@@ -13,6 +13,7 @@ import time
 from flask import Flask, Response, request
 from flask_limiter import Limiter, RequestLimit
 
+from qrlogin import browser
 from qrlogin.auth import signed_in_user
 from qrlogin.browser import bound_digest
 from qrlogin.envelope import error_response
@@ -23,7 +24,7 @@ from qrlogin.store import Keys
 
 
 def client_ip() -> str:
-    return request.remote_addr or "-"
+    return browser.client_ip(request)
 
 
 def user_key() -> str:

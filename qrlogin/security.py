@@ -23,8 +23,13 @@ CONTENT_SECURITY_POLICY = (
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 
-def own_origin() -> str:
-    return f"{request.scheme}://{request.host}"
+def own_origins(settings: Settings) -> set[str]:
+    """Where the service's own pages are: as the request (through trusted proxies) says,
+    and the configured public origin."""
+    found = {f"{request.scheme}://{request.host}"}
+    if settings.public_origin:
+        found.add(settings.public_origin)
+    return found
 
 
 def init_app(app: Flask, settings: Settings) -> None:
@@ -43,7 +48,7 @@ def init_app(app: Flask, settings: Settings) -> None:
         origin = request.headers.get("Origin")
         if request.method not in UNSAFE_METHODS or origin is None:
             return None  # not a browser's cross-site write (phones and servers send none)
-        if origin.rstrip("/") == own_origin() or origin.rstrip("/") in allowed:
+        if origin.rstrip("/") in own_origins(settings) or origin.rstrip("/") in allowed:
             return None
         return error_response(OriginForbidden(f"requests from {origin} are not allowed"))
 

@@ -132,6 +132,10 @@ def test_scan_answer_carries_requester_context(app: Flask) -> None:
     ("1", "198.51.100.7", "198.51.100.7"),
     ("1", "203.0.113.9, 198.51.100.7", "198.51.100.7"),
     ("2", "203.0.113.9, 198.51.100.7", "203.0.113.9"),
+    # Text that is no address is not shown to the phone: the socket's address is.
+    ("1", "<b>Your office</b>", "10.0.0.1"),
+    ("1", "Your office " + "x" * 2000, "10.0.0.1"),
+    ("2", "<i>x</i>, 198.51.100.7", "10.0.0.1"),
 ])  # fmt: skip
 def test_ip_behind_trusted_proxies(
     env: dict[str, str], hops: str, forwarded: str, expected: str

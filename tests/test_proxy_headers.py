@@ -1,0 +1,57 @@
+"""Behind a reverse proxy: whose Host and scheme count, and the Origin check."""
+
+from __future__ import annotations
+
+import pytest
+
+from qrlogin import create_app
+
+PUBLIC = "https://login.example.com:8443"
+#: What nginx sends upstream with a bare proxy_pass: the upstream's address as Host.
+UPSTREAM_HOST = "127.0.0.1:8001"
+
+
+def post_create(env: dict[str, str], headers: dict[str, str]) -> int:
+    app = create_app(env)
+    answer = app.test_client().post(
+        "/v1/accounts/qrcode/",
+        json={"platform": "web"},
+        headers={"Host": UPSTREAM_HOST, "Origin": PUBLIC, **headers},
+        environ_base={"REMOTE_ADDR": "127.0.0.1"},
+    )
+    return answer.status_code
+
+
+FORWARDED = {
+    "X-Forwarded-Host": "login.example.com:8443",
+    "X-Forwarded-Proto": "https",
+    "X-Forwarded-For": "198.51.100.7",
+}
+
+
+@pytest.mark.parametrize(
+    ("settings", "headers", "status"),
+    [
+        ({"QRLOGIN_TRUSTED_PROXIES": "1"}, FORWARDED, 201),
+        ({"QRLOGIN_TRUSTED_PROXIES": "1"}, {**FORWARDED, "X-Forwarded-Host": "login.example.com",
+          "X-Forwarded-Port": "8443"}, 201),
+        # Forwarded headers count only from trusted proxies.
+        ({}, FORWARDED, 403),
+        # A bare proxy_pass sends none: the configured public origin answers for it.
+        ({"QRLOGIN_PUBLIC_ORIGIN": PUBLIC}, {}, 201),
+        ({}, {}, 403),
+    ],
+    ids=["forwarded host", "forwarded host and port", "untrusted", "public origin", "bare"],
+)  # fmt: skip
+def test_browser_posts_through_a_proxy(
+    env: dict[str, str], settings: dict[str, str], headers: dict[str, str], status: int
+) -> None:
+    assert post_create({**env, **settings}, headers) == status
+
+
+def test_public_origin_is_validated(env: dict[str, str]) -> None:
+    from qrlogin.exceptions import ConfigError
+
+    for bad in ("login.example.com", "https://a.example.com,https://b.example.com"):
+        with pytest.raises(ConfigError, match="QRLOGIN_PUBLIC_ORIGIN"):
+            create_app({**env, "QRLOGIN_PUBLIC_ORIGIN": bad})
