@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, request
 
-from qrlogin import qrimage
+from qrlogin import geo, qrimage
 from qrlogin.auth import signed_in_user
 from qrlogin.browser import (
     actor,
@@ -15,6 +15,7 @@ from qrlogin.browser import (
 )
 from qrlogin.envelope import ok
 from qrlogin.exceptions import BadRequest
+from qrlogin.geo import Place
 from qrlogin.inputs import check_qr_id, json_body, string_field
 from qrlogin.limits import client_ip, create_limit, limiter, limits_off, step_limit, user_key
 from qrlogin.models import PLATFORM_RE, QR_ID_RE, STEPS, bind_digest
@@ -44,7 +45,8 @@ def create_qrcode() -> Response:
     if previous and not fresh_secret and QR_ID_RE.match(previous):
         svc.store.replace(previous, bind, actor(request))
 
-    snapshot = svc.store.create(platform, bind, requester(request))
+    asking = requester(request)
+    snapshot = svc.store.create(platform, bind, asking, svc.locator.locate(asking.ip))
     view = snapshot.view
     content = qrimage.content(view, svc.settings.prefix, platform)
     response = ok(
@@ -78,14 +80,18 @@ def qrcode_fill() -> Response:
     if step not in STEPS:
         raise BadRequest(f"step must be one of {', '.join(STEPS)}")
     verify_code = string_field(body, "verify_code", required=False, max_chars=8)
+    phone = actor(request)
     result = svc.store.step(
         qr_id,
         step,
         user,
-        actor(request),
+        phone,
         verify_code=verify_code,
         matching=svc.settings.number_matching,
     )
+    location = result.client.get("location")
+    place = Place(**location) if isinstance(location, dict) else None
+    network = geo.compare(result.client["ip"], place, phone.ip, svc.locator.locate(phone.ip))
     return ok(
         {
             "id": qr_id,
@@ -94,5 +100,6 @@ def qrcode_fill() -> Response:
             "status": result.snapshot.status,
             "expire": result.snapshot.view["expire"],
             "client": result.client,
+            "network": network,
         }
     )

@@ -89,6 +89,13 @@ def _int(env: Mapping[str, str], name: str, default: int, minimum: int, maximum:
     return value
 
 
+def _choice(env: Mapping[str, str], name: str, default: str, allowed: tuple[str, ...]) -> str:
+    value = env.get(name, "").strip().lower() or default
+    if value not in allowed:
+        raise ConfigError(f"{name} must be one of {', '.join(allowed)} (got {value!r})")
+    return value
+
+
 def _limit(env: Mapping[str, str], name: str, default: str) -> str:
     from limits import parse_many
 
@@ -149,6 +156,8 @@ class Settings:
     trusted_proxies: int = 0
     cors_origins: frozenset[str] = field(default_factory=frozenset)
     public_origin: str | None = None
+    geoip_db: str | None = None
+    reveal_scanner: str = "scan"
 
     @property
     def embedded(self) -> bool:
@@ -212,6 +221,10 @@ class Settings:
             max_live_qrs=_int(env, "QRLOGIN_MAX_LIVE_QRS", default["max_live_qrs"], 1, 10000),
             cors_origins=_origins(env, "QRLOGIN_CORS_ORIGINS"),
             public_origin=next(iter(_origins(env, "QRLOGIN_PUBLIC_ORIGIN")), None),
+            geoip_db=env.get("QRLOGIN_GEOIP_DB") or None,
+            reveal_scanner=_choice(
+                env, "QRLOGIN_REVEAL_SCANNER", default["reveal_scanner"], ("scan", "confirm")
+            ),
             trusted_proxies=_int(env, "QRLOGIN_TRUSTED_PROXIES", default["trusted_proxies"], 0, 10),
         )
 

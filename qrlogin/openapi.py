@@ -307,20 +307,62 @@ SCHEMAS: dict[str, Any] = {
     },
     "Client": {
         "type": "object",
-        "required": ["platform", "ip", "user_agent", "browser", "os", "created_at"],
+        "description": "The browser that asked for the QR. Its address (and so its location) "
+        "is the one thing here that a page relaying the QR cannot choose; the rest its "
+        "browser says about itself.",
+        "required": ["platform", "ip", "user_agent", "browser", "os", "created_at", "location"],
+        "additionalProperties": False,
         "properties": {
             "platform": {"type": "string"},
             "ip": {"type": "string"},
-            "user_agent": {"type": "string"},
-            "browser": {"type": "string"},
-            "os": {"type": "string"},
+            "user_agent": {
+                "type": "string",
+                "description": "Raw; show it behind a details control",
+            },
+            "browser": {"type": "string", "description": "Parsed, e.g. Chrome 131"},
+            "os": {"type": "string", "description": "Parsed, e.g. Windows 10"},
             "created_at": {"type": "integer"},
+            "location": {
+                "oneOf": [_ref("Location"), {"type": "null"}],
+                "description": "From the IP address; null for private addresses or unknown",
+            },
+        },
+    },
+    "Location": {
+        "type": "object",
+        "required": ["country", "country_name", "city"],
+        "additionalProperties": False,
+        "properties": {
+            "country": {"type": ["string", "null"], "description": "ISO 3166-1 alpha-2"},
+            "country_name": {"type": ["string", "null"]},
+            "city": {
+                "type": ["string", "null"],
+                "description": "Only with an operator's database (QRLOGIN_GEOIP_DB)",
+            },
+        },
+    },
+    "Network": {
+        "type": "object",
+        "description": "The phone's own address against the browser's",
+        "required": ["same_address", "same_network", "same_country", "warning"],
+        "additionalProperties": False,
+        "properties": {
+            "same_address": {"type": "boolean"},
+            "same_network": {"type": "boolean", "description": "Same /24 (IPv4) or /64 (IPv6)"},
+            "same_country": {"type": ["boolean", "null"], "description": "null: unknown"},
+            "warning": {
+                "type": ["string", "null"],
+                "description": "Plain words for the prompt when the networks differ, e.g. "
+                "'This request comes from another network, in Germany.'",
+            },
         },
     },
     "FillResult": {
         "type": "object",
-        "required": ["id", "step", "card_id", "status", "expire", "client"],
+        "required": ["id", "step", "card_id", "status", "expire", "client", "network"],
+        "additionalProperties": False,
         "properties": {
+            "network": _ref("Network"),
             "id": {"type": "string"},
             "step": {"type": "string", "enum": list(STEPS)},
             "card_id": {"type": "string"},

@@ -9,6 +9,7 @@ from flask import Flask, current_app
 
 from qrlogin import engine
 from qrlogin.config import Settings
+from qrlogin.geo import Locator
 from qrlogin.hub import Hub
 from qrlogin.store import SOURCE, Store
 from qrlogin.tokens import Tokens
@@ -23,6 +24,7 @@ class Services:
     store: Store
     tokens: Tokens
     hub: Hub
+    locator: Locator
 
 
 def init_app(app: Flask, settings: Settings) -> Services:
@@ -32,6 +34,7 @@ def init_app(app: Flask, settings: Settings) -> Services:
         settings.qr_ttl_s,
         max_live_qrs=settings.max_live_qrs if settings.rate_limits else 0,
         source=engine.script_source(settings, SOURCE),
+        reveal_on_confirm=settings.reveal_scanner == "confirm",
     )
     services = Services(
         settings=settings,
@@ -41,6 +44,7 @@ def init_app(app: Flask, settings: Settings) -> Services:
             settings.secret_key, settings.user_token_max_age_s, settings.login_token_max_age_s
         ),
         hub=Hub(engine.subscriber_factory(settings), store.versions),
+        locator=Locator(settings.geoip_db),
     )
     app.extensions[EXTENSION] = services
     return services

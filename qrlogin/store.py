@@ -25,6 +25,7 @@ from qrlogin.exceptions import (
     SlowDown,
     VerifyFailed,
 )
+from qrlogin.geo import Place
 from qrlogin.metrics import TRANSITIONS
 from qrlogin.models import (
     NO_ACTOR,
@@ -41,6 +42,7 @@ from qrlogin.models import (
 AUDIT_MAX_ENTRIES = 100_000
 #: Draws of a fresh QR id before giving up (a taken id is astronomically unlikely).
 CREATE_ATTEMPTS = 3
+EMPTY_PLACE = Place(None, None, None)
 #: The script with every rule of the contract.
 SOURCE = resources.files("qrlogin").joinpath("transitions.lua").read_text()
 
@@ -90,9 +92,13 @@ class Store:
         qr_ttl_s: int,
         max_live_qrs: int = 0,
         audit_max: int = AUDIT_MAX_ENTRIES,
+        *,
         source: str = SOURCE,
+        reveal_on_confirm: bool = False,
     ) -> None:
         self.redis = client
+        #: Show the scanner to the browser only once confirmed (not from the scan on).
+        self.reveal_on_confirm = reveal_on_confirm
         self.qr_ttl_s = qr_ttl_s
         self.max_live_qrs = max_live_qrs
         self.audit_max = audit_max
@@ -108,6 +114,7 @@ class Store:
             "ip": actor.ip,
             "user_agent": actor.user_agent,
             "audit_max": self.audit_max,
+            "reveal_on_confirm": self.reveal_on_confirm,
         }
         keys = [Keys.qr(qr_id), Keys.channel(qr_id), Keys.browser(bind), Keys.AUDIT]
         result, view, version, extra, made, final_version = self._script(
@@ -131,13 +138,16 @@ class Store:
             raise NotFound()
         return result, snapshot, extra
 
-    def create(self, platform: str, bind: str, requester: Requester) -> Snapshot:
+    def create(
+        self, platform: str, bind: str, requester: Requester, place: Place | None = None
+    ) -> Snapshot:
         for _ in range(CREATE_ATTEMPTS):
             qr_id = new_qr_id()
             result, snapshot, extra = self._run(
                 qr_id, "create", requester, bind, id=qr_id, platform=platform,
                 ttl_s=self.qr_ttl_s, retention_s=RETENTION_S, max_live=self.max_live_qrs,
                 browser=requester.browser, os=requester.os,
+                **{f"place_{k}": v or "" for k, v in (place or EMPTY_PLACE).as_dict().items()},
             )  # fmt: skip
             if result == "TOO_MANY":
                 raise SlowDown(

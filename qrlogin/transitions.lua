@@ -14,7 +14,8 @@
 -- KEYS: [1] the QR hash, [2] its pub/sub channel, [3] the browser's live-QR set
 --       (browser actions only), [4] the audit stream.
 -- ARGV: [1] the action: create | read | guest | replace | step
---       [2] JSON arguments: ip and user_agent of the caller, and the action's own.
+--       [2] JSON arguments: ip and user_agent of the caller, reveal_on_confirm, and the
+--           action's own.
 -- Reply: {result, view JSON, version, extra JSON, JSON list of the transitions made,
 --         the version at which the QR first became final (0: not yet)}.
 
@@ -46,9 +47,11 @@ local function load()
 end
 
 -- What the bound browser may see: never the login token, never the binding.
+-- With reveal_on_confirm, the scanner is shown only once the login is confirmed.
 local function view(h)
   local v = {id = h.id, status = h.status, expire = tonumber(h.expire)}
-  if h.user_id then
+  local revealed = not args.reveal_on_confirm or h.status == SUCCESS or h.reason == 'used'
+  if h.user_id and revealed then
     local avatar = cjson.null
     if h.user_avatar and h.user_avatar ~= '' then
       avatar = h.user_avatar
@@ -64,10 +67,24 @@ local function view(h)
   return v
 end
 
+-- The requesting browser's context, as the phone is shown it.
 local function client(h)
+  local location = cjson.null
+  if (h.place_country or '') ~= '' or (h.place_city or '') ~= '' then
+    local function known(value)
+      if value == nil or value == '' then
+        return cjson.null
+      end
+      return value
+    end
+    location = {
+      country = known(h.place_country), country_name = known(h.place_country_name),
+      city = known(h.place_city),
+    }
+  end
   return {
     platform = h.platform, ip = h.ip, user_agent = h.user_agent,
-    browser = h.browser, os = h.os, created_at = tonumber(h.created_at),
+    browser = h.browser, os = h.os, created_at = tonumber(h.created_at), location = location,
   }
 end
 
@@ -121,7 +138,8 @@ local function reply(result, h, extra)
 end
 
 if action == 'create' then
-  -- args: id, bind, platform, ttl_s, retention_s, max_live, browser, os
+  -- args: id, bind, platform, ttl_s, retention_s, max_live, browser, os,
+  --       place_country, place_country_name, place_city (empty when unknown)
   if redis.call('EXISTS', qr_key) == 1 then
     return reply('TAKEN', nil)
   end
@@ -135,6 +153,8 @@ if action == 'create' then
     id = args.id, bind = args.bind, platform = args.platform, status = WAIT, version = '1',
     created_at = tostring(now_s), expire = tostring(now_s + ttl_s),
     ip = args.ip, user_agent = args.user_agent, browser = args.browser, os = args.os,
+    place_country = args.place_country, place_country_name = args.place_country_name,
+    place_city = args.place_city,
   }
   local flat = {}
   for k, v in pairs(h) do

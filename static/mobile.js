@@ -41,8 +41,18 @@
     return Math.floor(seconds / 60) + " min ago";
   }
 
+  // Longest part of the raw user agent shown behind "Details" (characters).
+  var AGENT_SHOWN = 160;
+
+  function place(location) {
+    if (!location) return "location unknown";
+    return [location.city, location.country_name || location.country].filter(Boolean).join(", ");
+  }
+
+  // What the attacker of a relayed QR cannot choose comes first: where the request is from.
   function describe(client) {
-    var line = client.browser + " on " + client.os + ", " + client.ip + ", " + client.platform;
+    var line = place(client.location) + " (" + client.ip + "): " + client.browser + " on " +
+      client.os + ", " + client.platform;
     var age = Math.max(0, Math.floor(Date.now() / 1000) - client.created_at);
     return line + ", " + ago(age);
   }
@@ -64,9 +74,14 @@
       render();
       clearInterval(state.ticker);
       state.ticker = setInterval(render, 1000);
-      $("requester-agent").textContent = state.client.user_agent;
+      var agent = state.client.user_agent || "";
+      $("requester-agent").textContent = agent.length > AGENT_SHOWN ? agent.slice(0, AGENT_SHOWN) + "\u2026" : agent;
+      var warning = env.data.network && env.data.network.warning;
+      $("network-warning").hidden = !warning;
+      $("network-warning").textContent = warning || "";
       show("confirm");
-      announce("Log in on " + describe(state.client) + "? Confirm only if this is you.");
+      announce((warning ? warning + " " : "") + "A computer asks to log in as you: " +
+        describe(state.client) + ". Confirm only if it is yours.");
     }).catch(function () { announce("Cannot reach the login service."); });
   }
 

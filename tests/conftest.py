@@ -128,7 +128,12 @@ def shift_clock(app: Flask, seconds: float) -> None:
     )
     old = svc(app).store
     svc(app).store = store_module.Store(
-        old.redis, old.qr_ttl_s, old.max_live_qrs, old.audit_max, source=source
+        old.redis,
+        old.qr_ttl_s,
+        old.max_live_qrs,
+        old.audit_max,
+        source=source,
+        reveal_on_confirm=old.reveal_on_confirm,
     )
 
 

@@ -160,8 +160,11 @@ def test_mobile_stand_in_logs_in_another_browser(chromium: Browser, service: Ser
     paste_qr(mobile, qr)
     requester = mobile.locator("#requester")
     expect(requester).to_contain_text("HeadlessChrome")
-    expect(requester).to_contain_text("127.0.0.1, Rxx_PC")
+    expect(requester).to_contain_text("location unknown (127.0.0.1)")
+    expect(requester).to_contain_text("Rxx_PC")
     expect(requester).to_contain_text("s ago")
+    expect(mobile.locator("#network-warning")).to_be_hidden()  # the same address
+    expect(mobile.locator("#requester-agent")).to_be_hidden()  # behind "Details"
     approve, reject = mobile.locator("#approve"), mobile.locator("#reject")
     assert approve.bounding_box()["width"] == reject.bounding_box()["width"]
     shot(mobile, "mobile")
@@ -172,6 +175,42 @@ def test_mobile_stand_in_logs_in_another_browser(chromium: Browser, service: Ser
     expect(login.locator("#user-name")).to_have_text("Alice Example")
     desktop.close()
     phone.close()
+
+
+def test_the_stand_in_warns_of_a_request_from_another_network(
+    chromium: Browser, redis_url: str, server_logs: Path
+) -> None:
+    """A relayed QR: the browser in Germany, the phone in Britain (their addresses as a
+    trusted proxy reports them)."""
+    relayed = _service(redis_url, server_logs, QRLOGIN_TRUSTED_PROXIES="1")
+    try:
+        desktop = chromium.new_context(extra_http_headers={"X-Forwarded-For": "195.201.0.1"})
+        login = desktop.new_page()
+        qr = open_login(login, relayed)
+        phone = chromium.new_context(
+            viewport={"width": 390, "height": 844},
+            is_mobile=True,
+            extra_http_headers={"X-Forwarded-For": "81.2.69.160"},
+        )
+        mobile = phone.new_page()
+        mobile.goto(relayed.url + "/m")
+        mobile.get_by_role("button", name="Alice Example").click()
+        paste_qr(mobile, qr)
+        warning = mobile.get_by_role("alert")
+        expect(warning).to_have_text(
+            "This request comes from another network, in Germany. "
+            "Your phone's network is in United Kingdom."
+        )
+        expect(mobile.locator("#requester")).to_contain_text("Germany (195.201.0.1)")
+        agent = mobile.locator("#requester-agent")
+        expect(agent).to_be_hidden()
+        mobile.get_by_text("Details").click()
+        expect(agent).to_contain_text("HeadlessChrome")
+        shot(mobile, "mobile-other-network")
+        desktop.close()
+        phone.close()
+    finally:
+        relayed.stop()
 
 
 def test_cancel_on_the_phone_shows_the_cancel_state(page: Page, service: Service) -> None:
