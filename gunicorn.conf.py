@@ -18,6 +18,7 @@ worker_connections = int(os.environ.get("QRLOGIN_WORKER_CONNECTIONS", "12000"))
 # Open streams are ended at once on SIGTERM (see post_worker_init), so this is a backstop.
 graceful_timeout = 10
 timeout = 30
+# Also how long a request head may take to arrive: gunicorn reads each head under it.
 keepalive = 2
 accesslog = os.environ.get("QRLOGIN_ACCESS_LOG", "-") or None
 control_socket_disable = True  # not used; several instances may share a machine

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import secrets
+import socket
 from functools import lru_cache
 
 import ua_parser
@@ -94,6 +95,12 @@ def client_ip(request: Request) -> str:
         except ValueError:
             continue
     return "-"
+
+
+def client_socket(request: Request) -> socket.socket | None:
+    """The connection to the caller, when the server hands it over (gunicorn does)."""
+    found = request.environ.get("gunicorn.socket")
+    return found if isinstance(found, socket.socket) else None
 
 
 def actor(request: Request) -> Actor:

@@ -24,6 +24,9 @@ RETENTION_S = 600
 MAX_BODY_BYTES = 16 * 1024
 #: The same, as the contract's words say it.
 MAX_BODY_TEXT = f"{MAX_BODY_BYTES // 1024} KiB"
+#: Longest a request body may take to arrive (seconds); a request head has gunicorn's
+#: keep-alive time (gunicorn.conf.py).
+BODY_READ_S = 5
 #: Longest long poll a browser may ask for on /v1/passport/guest (seconds).
 MAX_WAIT_S = 25
 #: When a QR's deadline passed by our clock but not yet by Redis', look again after (seconds).
@@ -153,6 +156,9 @@ class Settings:
     limit_poll: str = "10 per 5 seconds"
     limit_refused: str = "60 per minute"
     max_live_qrs: int = 20
+    max_held_per_qr: int = 4
+    max_held_per_binding: int = 40
+    max_held_per_ip: int = 2000
     trusted_proxies: int = 0
     cors_origins: frozenset[str] = field(default_factory=frozenset)
     public_origin: str | None = None
@@ -219,6 +225,15 @@ class Settings:
             limit_poll=_limit(env, "QRLOGIN_LIMIT_POLL", default["limit_poll"]),
             limit_refused=_limit(env, "QRLOGIN_LIMIT_REFUSED", default["limit_refused"]),
             max_live_qrs=_int(env, "QRLOGIN_MAX_LIVE_QRS", default["max_live_qrs"], 1, 10000),
+            max_held_per_qr=_int(
+                env, "QRLOGIN_MAX_HELD_PER_QR", default["max_held_per_qr"], 1, 1000
+            ),
+            max_held_per_binding=_int(
+                env, "QRLOGIN_MAX_HELD_PER_BROWSER", default["max_held_per_binding"], 1, 100_000
+            ),
+            max_held_per_ip=_int(
+                env, "QRLOGIN_MAX_HELD_PER_IP", default["max_held_per_ip"], 1, 1_000_000
+            ),
             cors_origins=_origins(env, "QRLOGIN_CORS_ORIGINS"),
             public_origin=next(iter(_origins(env, "QRLOGIN_PUBLIC_ORIGIN")), None),
             geoip_db=env.get("QRLOGIN_GEOIP_DB") or None,

@@ -11,7 +11,7 @@ from collections.abc import Generator, Iterator
 from flask import Blueprint, Response, request
 from flask_sse import Message
 
-from qrlogin.browser import bound_digest
+from qrlogin.browser import bound_digest, client_ip, client_socket
 from qrlogin.config import SSE_RETRY_MS
 from qrlogin.inputs import check_qr_id
 from qrlogin.messages import EVENT_TYPE, Published
@@ -56,13 +56,27 @@ def stream(qr_id: str) -> Response:
         # The client saw a final state: nothing more concerns it, and 204 tells
         # EventSource to stop reconnecting.
         return Response(status=204, headers={"Cache-Control": "no-store"})
-    read = functools.partial(svc.store.read, qr_id, bind)
-    updates = follow(svc.hub, qr_id, first, read, tick_s=svc.settings.sse_heartbeat_s)
-    return Response(
-        _frames(first, resumed=seen == first.version, updates=updates),
-        mimetype="text/event-stream",
-        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
-    )
+    release = svc.holds.acquire(qr_id, bind, client_ip(request))  # 429 before the stream
+    try:
+        read = functools.partial(svc.store.read, qr_id, bind)
+        updates = follow(
+            svc.hub,
+            qr_id,
+            first,
+            read,
+            tick_s=svc.settings.sse_heartbeat_s,
+            client=client_socket(request),
+        )
+        response = Response(
+            _frames(first, resumed=seen == first.version, updates=updates),
+            mimetype="text/event-stream",
+            headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+        )
+        response.call_on_close(release)
+    except BaseException:
+        release()
+        raise
+    return response
 
 
 def _frames(

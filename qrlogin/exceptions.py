@@ -46,6 +46,10 @@ class PayloadTooLarge(QRLoginError):
     status, code, default_msg = 413, "BAD_REQUEST", "request body is larger than 16 KiB"
 
 
+class RequestTimeout(QRLoginError):
+    status, code, default_msg = 408, "REQUEST_TIMEOUT", "the request body came too slowly"
+
+
 class Unauthorized(QRLoginError):
     status, code, default_msg = 401, "UNAUTHORIZED", "missing, malformed or expired token"
 

@@ -56,7 +56,7 @@ class Waiter:
     ``version`` is the newest state version its owner has; the owner keeps it current.
     """
 
-    __slots__ = ("_event", "closed", "latest", "qr_id", "resync", "version")
+    __slots__ = ("_event", "closed", "latest", "poked", "qr_id", "resync", "version")
 
     def __init__(self, qr_id: str, version: int) -> None:
         import gevent.event
@@ -66,6 +66,7 @@ class Waiter:
         self.latest: Published | None = None
         self.resync = False
         self.closed = False
+        self.poked = False  # its client's socket became readable: perhaps it went away
         self._event = gevent.event.Event()
 
     def wait(self, timeout: float | None) -> bool:
@@ -83,6 +84,11 @@ class Waiter:
     def _push(self, event: Published) -> None:
         if self.latest is None or event.snapshot.version > self.latest.snapshot.version:
             self.latest = event
+        self._event.set()
+
+    def poke(self) -> None:
+        """Wake the owner to look at its client's socket (from an io watcher)."""
+        self.poked = True
         self._event.set()
 
     def _wake(self) -> None:

@@ -12,8 +12,8 @@ from typing import Any
 from flask import g, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
-from qrlogin.config import MAX_BODY_BYTES
-from qrlogin.exceptions import BadRequest, NotFound, PayloadTooLarge
+from qrlogin.config import BODY_READ_S, MAX_BODY_BYTES
+from qrlogin.exceptions import BadRequest, NotFound, PayloadTooLarge, RequestTimeout
 from qrlogin.models import QR_ID_RE
 
 
@@ -41,7 +41,16 @@ def json_body() -> dict[str, Any]:
 
 
 def _raw_body() -> bytes:
-    """The body's bytes; 413 when there are more than MAX_BODY_BYTES of them."""
+    """The body's bytes: 413 when there are more than MAX_BODY_BYTES of them, 408 when they
+    take longer than BODY_READ_S to arrive (a body sent a byte at a time holds a worker's
+    connection, and the request's greenlet, for as long as it lasts)."""
+    import gevent
+
+    with gevent.Timeout(BODY_READ_S, RequestTimeout()):
+        return _read_body()
+
+
+def _read_body() -> bytes:
     if request.content_length is None and request.environ.get("wsgi.input_terminated"):
         # A chunked body has no length to check up front, and werkzeug's reader stops
         # quietly at the limit: read one byte more to tell a whole body from a cut one.

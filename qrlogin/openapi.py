@@ -20,6 +20,7 @@ from qrlogin.exceptions import (
     OriginForbidden,
     PayloadTooLarge,
     QRLoginError,
+    RequestTimeout,
     SlowDown,
     Unauthorized,
     Unavailable,
@@ -84,6 +85,7 @@ _ERROR_TEXT = {
     404: f"Unknown QR id ({NotFound.code})",
     409: f"Step not allowed in the current status ({Conflict.code}); data.status tells it",
     410: f"The QR code has expired ({Expired.code})",
+    408: f"The request body came too slowly ({RequestTimeout.code})",
     413: f"Request body larger than {MAX_BODY_TEXT} ({PayloadTooLarge.code})",
     429: f"Too many requests, or too many live QR codes in one browser ({SlowDown.code}); "
     "see Retry-After",
@@ -119,7 +121,7 @@ _CREATE = {
                 }
             },
         },
-        **_errors(400, 403, 413, 429, 503),
+        **_errors(400, 403, 408, 413, 429, 503),
     },
 }
 
@@ -141,7 +143,7 @@ PATHS: dict[str, dict[str, Any]] = {
             "requestBody": _body("FillRequest"),
             "responses": {
                 "200": _json(_envelope(_ref("FillResult")), "The step was applied (or repeated)"),
-                **_errors(400, 401, 403, 404, 409, 410, 413, 429, 503),
+                **_errors(400, 401, 403, 404, 408, 409, 410, 413, 429, 503),
             },
         }
     },
@@ -153,7 +155,7 @@ PATHS: dict[str, dict[str, Any]] = {
             "requestBody": _body("GuestRequest"),
             "responses": {
                 "200": _json(_envelope(_ref("GuestStatus")), "The current status"),
-                **_errors(400, 403, 404, 413, 429, 503),
+                **_errors(400, 403, 404, 408, 413, 429, 503),
             },
         }
     },
@@ -185,7 +187,7 @@ PATHS: dict[str, dict[str, Any]] = {
                     },
                 },
                 "204": {"description": "Last-Event-ID names a final state (or a later one): stop"},
-                **_errors(403, 404, 503),
+                **_errors(403, 404, 429, 503),
             },
         }
     },

@@ -8,7 +8,14 @@ import functools
 from flask import Blueprint, Response, g, request
 
 from qrlogin.auth import SESSION_COOKIE, logged_in
-from qrlogin.browser import actor, bound_digest, new_browser_secret, set_bind_cookie, set_cookie
+from qrlogin.browser import (
+    actor,
+    bound_digest,
+    client_socket,
+    new_browser_secret,
+    set_bind_cookie,
+    set_cookie,
+)
 from qrlogin.config import MAX_WAIT_S
 from qrlogin.envelope import ok
 from qrlogin.exceptions import BadRequest
@@ -54,8 +61,10 @@ def guest() -> Response:
     if wait_s and _unchanged(result, baseline):
         g.long_poll_held = True
         read = functools.partial(svc.store.read, qr_id, bind)
-        updates = follow(svc.hub, qr_id, result.snapshot, read, wait_s=wait_s)
-        with contextlib.closing(updates):
+        updates = follow(
+            svc.hub, qr_id, result.snapshot, read, wait_s=wait_s, client=client_socket(request)
+        )
+        with svc.holds.hold(qr_id, bind, caller.ip), contextlib.closing(updates):
             for update in updates:
                 if isinstance(update, Published):
                     break  # a newer state (each transition changes the status): answer it

@@ -10,6 +10,7 @@ from flask import Flask, current_app
 from qrlogin import engine
 from qrlogin.config import Settings
 from qrlogin.geo import Locator
+from qrlogin.holds import Holds
 from qrlogin.hub import Hub
 from qrlogin.store import SOURCE, Store
 from qrlogin.tokens import Tokens
@@ -25,6 +26,7 @@ class Services:
     tokens: Tokens
     hub: Hub
     locator: Locator
+    holds: Holds
 
 
 def init_app(app: Flask, settings: Settings) -> Services:
@@ -45,9 +47,17 @@ def init_app(app: Flask, settings: Settings) -> Services:
         ),
         hub=Hub(engine.subscriber_factory(settings), store.versions),
         locator=Locator(settings.geoip_db),
+        holds=Holds(*_held_caps(settings)),
     )
     app.extensions[EXTENSION] = services
     return services
+
+
+def _held_caps(settings: Settings) -> tuple[int, int, int]:
+    """The held-connection caps; none when the limits are off (load tests, benchmarks)."""
+    if not settings.rate_limits:
+        return 0, 0, 0
+    return settings.max_held_per_qr, settings.max_held_per_binding, settings.max_held_per_ip
 
 
 def services(app: Flask | None = None) -> Services:

@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import enum
 import math
+import socket
 import time
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Iterator
+from contextlib import contextmanager
 
 from qrlogin.config import RECHECK_S
 from qrlogin.engine import UNAVAILABLE_ERRORS
 from qrlogin.exceptions import Forbidden, NotFound
-from qrlogin.hub import Hub
+from qrlogin.hub import Hub, Waiter
 from qrlogin.messages import Published
 from qrlogin.models import FINAL, Snapshot
 
@@ -38,18 +40,21 @@ def follow(
     *,
     tick_s: float | None = None,
     wait_s: float | None = None,
+    client: socket.socket | None = None,
 ) -> Generator[Published | Signal, None, None]:
     """Yield each state of ``qr_id`` newer than ``first`` (read at ``first.version``).
 
     Also yields ``Signal.TICK`` every ``tick_s`` without news, and ``Signal.CLOSING``
     (then ends) when the hub shuts down. Ends after a final status, after ``wait_s``,
-    or when the QR is gone or no longer the caller's. ``read`` reads the store.
+    when the QR is gone or no longer the caller's, or as soon as ``client`` (the
+    connection, when the server gives it) is closed by the browser.
+    ``read`` reads the store.
     """
     now = time.monotonic()
     deadline = math.inf if wait_s is None else now + wait_s
     next_tick = math.inf if tick_s is None else now + tick_s
     current = first
-    with hub.watch(qr_id, first.version) as waiter:
+    with hub.watch(qr_id, first.version) as waiter, _watch_client(client, waiter) as unwatch:
         while current.status not in FINAL:
             now = time.monotonic()
             if now >= deadline:
@@ -60,6 +65,11 @@ def follow(
             if waiter.closed:
                 yield Signal.CLOSING
                 return
+            if waiter.poked:
+                waiter.poked = False
+                if client is not None and _went_away(client):
+                    return
+                unwatch()  # it sent something instead (pipelined): stop looking
             newer, resync = waiter.take()
             if resync or time.time() >= current.expire:
                 try:
@@ -75,3 +85,30 @@ def follow(
             elif time.monotonic() >= next_tick:
                 next_tick = time.monotonic() + (tick_s or math.inf)
                 yield Signal.TICK
+
+
+@contextmanager
+def _watch_client(client: socket.socket | None, waiter: Waiter) -> Iterator[Callable[[], None]]:
+    """Poke ``waiter`` when its client's socket turns readable: a browser that goes away
+    closes it, and its slot is freed at once rather than at the next write. Yields the
+    function that stops the watching."""
+    if client is None:
+        yield lambda: None
+        return
+    import gevent
+
+    watcher = gevent.get_hub().loop.io(client.fileno(), 1)
+    watcher.start(waiter.poke)
+    try:
+        yield watcher.stop
+    finally:
+        watcher.stop()
+        watcher.close()
+
+
+def _went_away(client: socket.socket) -> bool:
+    """True when the peer closed the connection (it is readable and at its end)."""
+    try:
+        return client.recv(1, socket.MSG_PEEK) == b""
+    except OSError:
+        return True
