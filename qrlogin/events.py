@@ -18,6 +18,7 @@ from qrlogin.messages import EVENT_TYPE, Published
 from qrlogin.metrics import DELIVERY
 from qrlogin.models import Snapshot
 from qrlogin.services import services
+from qrlogin.store import Keys
 from qrlogin.waiting import Signal, follow
 
 bp = Blueprint("events", __name__)
@@ -61,7 +62,7 @@ def stream(qr_id: str) -> Response:
         read = functools.partial(svc.store.read, qr_id, bind)
         updates = follow(
             svc.hub,
-            qr_id,
+            Keys.channel(qr_id),
             first,
             read,
             tick_s=svc.settings.sse_heartbeat_s,

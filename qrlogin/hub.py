@@ -26,7 +26,6 @@ import redis
 from qrlogin.exceptions import DeadConnectionError, HubError
 from qrlogin.messages import Published, parse
 from qrlogin.metrics import REDIS_ERRORS, WAITING
-from qrlogin.store import Keys
 
 log = logging.getLogger(__name__)
 
@@ -51,17 +50,17 @@ def gevent_patched() -> bool:
 
 
 class Waiter:
-    """One browser waiting on one QR: the newest event seen, and whether to re-read.
+    """One client waiting on one channel: the newest event seen, and whether to re-read.
 
     ``version`` is the newest state version its owner has; the owner keeps it current.
     """
 
-    __slots__ = ("_event", "closed", "latest", "poked", "qr_id", "resync", "version")
+    __slots__ = ("_event", "channel", "closed", "latest", "poked", "resync", "version")
 
-    def __init__(self, qr_id: str, version: int) -> None:
+    def __init__(self, channel: str, version: int) -> None:
         import gevent.event
 
-        self.qr_id = qr_id
+        self.channel = channel
         self.version = version
         self.latest: Published | None = None
         self.resync = False
@@ -136,19 +135,19 @@ class Hub:
         self._greenlet = gevent.spawn(self._run)
 
     @contextmanager
-    def watch(self, qr_id: str, version: int) -> Iterator[Waiter]:
-        """Wait on a QR, whose state the caller read at ``version``, for the block."""
+    def watch(self, channel: str, version: int) -> Iterator[Waiter]:
+        """Wait on a channel (a QR's, a session's, a user's), whose state the caller read
+        at ``version``, for the block."""
         self.start()
-        waiter = Waiter(qr_id, version)
+        waiter = Waiter(channel, version)
         if self._closing:
             waiter._close()
-        self._waiters.setdefault(Keys.channel(qr_id), set()).add(waiter)
+        self._waiters.setdefault(channel, set()).add(waiter)
         WAITING.inc()
         try:
             yield waiter
         finally:
             WAITING.dec()
-            channel = Keys.channel(qr_id)
             waiters = self._waiters.get(channel)
             if waiters is not None:
                 waiters.discard(waiter)
@@ -243,8 +242,7 @@ class Hub:
         """Wake the waiters whose QR changed before their subscription was in place."""
         channels = [c for c in self._confirmed if c in self._waiters]
         self._confirmed = set()
-        qr_ids = [Keys.qr_id_of_channel(c) for c in channels]
-        for channel, version in zip(channels, self._versions(qr_ids), strict=True):
+        for channel, version in zip(channels, self._versions(channels), strict=True):
             for waiter in self._waiters.get(channel, ()):
                 if version is None or version > waiter.version:
                     waiter._wake()

@@ -32,6 +32,7 @@ from qrlogin.limits import (
 from qrlogin.messages import Published
 from qrlogin.models import STATUSES, TERMINAL, GuestResult
 from qrlogin.services import services
+from qrlogin.store import Keys
 from qrlogin.waiting import follow
 
 bp = Blueprint("passport", __name__)
@@ -62,7 +63,12 @@ def guest() -> Response:
         g.long_poll_held = True
         read = functools.partial(svc.store.read, qr_id, bind)
         updates = follow(
-            svc.hub, qr_id, result.snapshot, read, wait_s=wait_s, client=client_socket(request)
+            svc.hub,
+            Keys.channel(qr_id),
+            result.snapshot,
+            read,
+            wait_s=wait_s,
+            client=client_socket(request),
         )
         with svc.holds.hold(qr_id, bind, caller.ip), contextlib.closing(updates):
             for update in updates:

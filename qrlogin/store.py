@@ -10,7 +10,7 @@ import contextlib
 import json
 import secrets
 from importlib import resources
-from typing import Any
+from typing import Any, ClassVar
 
 import redis
 
@@ -73,9 +73,18 @@ class Keys:
     #: The prefix of the rate limiter's keys (flask-limiter adds the rest).
     LIMITS = f"{NAMESPACE}:limits"
 
+    #: Each kind of channel, and the hash whose ``version`` field its events count.
+    STATE_OF_CHANNEL: ClassVar[dict[str, str]] = {
+        f"{NAMESPACE}:events:": f"{NAMESPACE}:qr:",
+    }
+
     @classmethod
-    def qr_id_of_channel(cls, channel: str) -> str:
-        return channel[channel.index("{") + 1 : channel.rindex("}")]
+    def state_of_channel(cls, channel: str) -> str:
+        """The key of the hash whose ``version`` a channel's events carry."""
+        for prefix, key_prefix in cls.STATE_OF_CHANNEL.items():
+            if channel.startswith(prefix):
+                return key_prefix + channel.removeprefix(prefix)
+        raise ValueError(f"not one of our channels: {channel!r}")
 
 
 class Store:
@@ -164,11 +173,11 @@ class Store:
         """The current state (an overdue QR becomes QRCODE_EXPIRE here)."""
         return self._call(qr_id, "read", actor, bind)[1]
 
-    def versions(self, qr_ids: list[str]) -> list[int | None]:
-        """Current versions of many QRs in one round trip (None: no such QR)."""
+    def versions(self, channels: list[str]) -> list[int | None]:
+        """Current versions behind many channels in one round trip (None: no such state)."""
         pipe = self.redis.pipeline(transaction=False)
-        for qr_id in qr_ids:
-            pipe.hget(Keys.qr(qr_id), "version")
+        for channel in channels:
+            pipe.hget(Keys.state_of_channel(channel), "version")
         return [None if v is None else int(v) for v in pipe.execute()]
 
     def replace(self, qr_id: str, bind: str, actor: Actor) -> None:

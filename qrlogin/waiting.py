@@ -34,19 +34,21 @@ class Signal(enum.Enum):
 
 def follow(
     hub: Hub,
-    qr_id: str,
+    channel: str,
     first: Snapshot,
     read: Callable[[], Snapshot],
     *,
+    final: frozenset[str] = FINAL,
     tick_s: float | None = None,
     wait_s: float | None = None,
     client: socket.socket | None = None,
 ) -> Generator[Published | Signal, None, None]:
-    """Yield each state of ``qr_id`` newer than ``first`` (read at ``first.version``).
+    """Yield each state behind ``channel`` newer than ``first`` (read at ``first.version``),
+    until a status in ``final``.
 
     Also yields ``Signal.TICK`` every ``tick_s`` without news, and ``Signal.CLOSING``
     (then ends) when the hub shuts down. Ends after a final status, after ``wait_s``,
-    when the QR is gone or no longer the caller's, or as soon as ``client`` (the
+    when the state is gone or no longer the caller's, or as soon as ``client`` (the
     connection, when the server gives it) is closed by the browser.
     ``read`` reads the store.
     """
@@ -54,8 +56,8 @@ def follow(
     deadline = math.inf if wait_s is None else now + wait_s
     next_tick = math.inf if tick_s is None else now + tick_s
     current = first
-    with hub.watch(qr_id, first.version) as waiter, _watch_client(client, waiter) as unwatch:
-        while current.status not in FINAL:
+    with hub.watch(channel, first.version) as waiter, _watch_client(client, waiter) as unwatch:
+        while current.status not in final:
             now = time.monotonic()
             if now >= deadline:
                 return
