@@ -12,6 +12,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from qrlogin import (
     accounts,
     cli,
+    devices,
     envelope,
     events,
     limits,
@@ -49,7 +50,7 @@ def create_app(env: Mapping[str, str] | None = None) -> Flask:
     envelope.init_app(app)
     cli.init_app(app)
     limits.init_app(app)
-    for blueprint in (accounts.bp, passport.bp, events.bp, ops.bp, pages.bp):
+    for blueprint in (accounts.bp, devices.bp, passport.bp, events.bp, ops.bp, pages.bp):
         app.register_blueprint(blueprint)
     security.init_app(app, settings)
     describe_user_agent("")  # load the user-agent rules now, not on the first request

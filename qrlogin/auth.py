@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import g, request
 
 from qrlogin.exceptions import Unauthorized
-from qrlogin.models import User
+from qrlogin.models import Snapshot, User
 from qrlogin.services import services
 from qrlogin.tokens import Login
 
@@ -30,8 +30,9 @@ def signed_in_user() -> User:
     return user
 
 
-def logged_in() -> Login:
-    """The browser's login, from a Bearer login token or the session cookie; else 401."""
+def login_token() -> Login:
+    """The browser's login token (Bearer, or the session cookie), checked for its
+    signature and age only; 401 without one."""
     if request.headers.get("Authorization"):
         token = bearer_token()
     else:
@@ -39,3 +40,11 @@ def logged_in() -> Login:
     if not token:
         raise Unauthorized("not logged in")
     return services().tokens.check_login(token)
+
+
+def logged_in(*, touch: bool = True) -> tuple[Login, Snapshot]:
+    """The browser's login and its session, which must be active: 401 ``SESSION_ENDED``
+    once it was ended (logout, the phone, idle, its deadline). ``touch`` counts this
+    request as a use of the session."""
+    login = login_token()
+    return login, services().sessions.check(login.sid, login.user.id, touch=touch)

@@ -83,6 +83,10 @@ def describe_user_agent(user_agent: str) -> tuple[str, str]:
     return browser, os_name
 
 
+def clear_cookie(response: Response, request: Request, name: str) -> None:
+    response.delete_cookie(name, path="/", secure=request.is_secure, httponly=True, samesite="Lax")
+
+
 def client_ip(request: Request) -> str:
     """The caller's address: the one ProxyFix took from X-Forwarded-For when that is an IP
     address, else the socket's (a proxy passes on whatever text the client sent)."""

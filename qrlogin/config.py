@@ -92,6 +92,16 @@ def _int(env: Mapping[str, str], name: str, default: int, minimum: int, maximum:
     return value
 
 
+def _introspect_key(env: Mapping[str, str]) -> str | None:
+    key = env.get("QRLOGIN_INTROSPECT_KEY") or None
+    if key is not None and (len(key) < MIN_SECRET_CHARS or len(set(key)) < MIN_SECRET_DISTINCT):
+        raise ConfigError(
+            f"QRLOGIN_INTROSPECT_KEY is too weak: at least {MIN_SECRET_CHARS} characters, "
+            f"{MIN_SECRET_DISTINCT} of them different"
+        )
+    return key
+
+
 def _choice(env: Mapping[str, str], name: str, default: str, allowed: tuple[str, ...]) -> str:
     value = env.get(name, "").strip().lower() or default
     if value not in allowed:
@@ -164,6 +174,9 @@ class Settings:
     public_origin: str | None = None
     geoip_db: str | None = None
     reveal_scanner: str = "scan"
+    session_idle_s: int = 8 * 3600
+    session_max_age_s: int = 24 * 3600
+    introspect_key: str | None = None
 
     @property
     def embedded(self) -> bool:
@@ -237,6 +250,13 @@ class Settings:
             cors_origins=_origins(env, "QRLOGIN_CORS_ORIGINS"),
             public_origin=next(iter(_origins(env, "QRLOGIN_PUBLIC_ORIGIN")), None),
             geoip_db=env.get("QRLOGIN_GEOIP_DB") or None,
+            session_idle_s=_int(
+                env, "QRLOGIN_SESSION_IDLE", default["session_idle_s"], 1, 365 * 24 * 3600
+            ),
+            session_max_age_s=_int(
+                env, "QRLOGIN_SESSION_MAX_AGE", default["session_max_age_s"], 1, 365 * 24 * 3600
+            ),
+            introspect_key=_introspect_key(env),
             reveal_scanner=_choice(
                 env, "QRLOGIN_REVEAL_SCANNER", default["reveal_scanner"], ("scan", "confirm")
             ),

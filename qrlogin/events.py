@@ -6,7 +6,7 @@ import contextlib
 import functools
 import random
 import time
-from collections.abc import Generator, Iterator
+from collections.abc import Callable, Generator, Iterator
 
 from flask import Blueprint, Response, request
 from flask_sse import Message
@@ -28,16 +28,33 @@ SHUTDOWN_RETRY_MS = (250, 2000)
 HEARTBEAT = ": ping\n\n"
 
 
-def frame(snapshot: Snapshot, retry: bool = False) -> str:
-    """One ``event: status`` in flask-sse's framing; never carries a token."""
+def frame(snapshot: Snapshot, retry: bool = False, event: str = EVENT_TYPE) -> str:
+    """One event (``status`` unless said) in flask-sse's framing; never carries a token."""
     return str(
         Message(
             snapshot.view,
-            type=EVENT_TYPE,
+            type=event,
             id=snapshot.version,
             retry=SSE_RETRY_MS if retry else None,
         )
     )
+
+
+def event_stream(body: Iterator[str], release: Callable[[], None] = lambda: None) -> Response:
+    """The streaming response, with the headers every stream has; ``release`` runs when
+    the connection ends."""
+    response = Response(
+        body,
+        mimetype="text/event-stream",
+        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+    )
+    response.call_on_close(release)
+    return response
+
+
+def no_more_events() -> Response:
+    """204: EventSource stops reconnecting."""
+    return Response(status=204, headers={"Cache-Control": "no-store"})
 
 
 def last_event_id() -> int | None:
@@ -54,9 +71,8 @@ def stream(qr_id: str) -> Response:
     first = svc.store.read(qr_id, bind)  # 403, 404 or 503 before the stream starts
     seen = last_event_id()
     if seen is not None and first.final_version and seen >= first.final_version:
-        # The client saw a final state: nothing more concerns it, and 204 tells
-        # EventSource to stop reconnecting.
-        return Response(status=204, headers={"Cache-Control": "no-store"})
+        # The client saw a final state: nothing more concerns it.
+        return no_more_events()
     release = svc.holds.acquire(qr_id, bind, client_ip(request))  # 429 before the stream
     try:
         read = functools.partial(svc.store.read, qr_id, bind)
@@ -68,29 +84,37 @@ def stream(qr_id: str) -> Response:
             tick_s=svc.settings.sse_heartbeat_s,
             client=client_socket(request),
         )
-        response = Response(
-            _frames(first, resumed=seen == first.version, updates=updates),
-            mimetype="text/event-stream",
-            headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+        response = event_stream(
+            frames(first, resumed=seen == first.version, updates=updates), release
         )
-        response.call_on_close(release)
     except BaseException:
         release()
         raise
     return response
 
 
-def _frames(
-    first: Snapshot, *, resumed: bool, updates: Generator[Published | Signal, None, None]
+def frames(
+    first: Snapshot | None,
+    *,
+    resumed: bool,
+    updates: Generator[Published | Signal, None, None],
+    event: str = EVENT_TYPE,
+    each: Callable[[Published], Iterator[str]] | None = None,
 ) -> Iterator[str]:
+    """A stream's text: the opening (``first`` as an event, or only ``retry:`` when the
+    client has it), then one event per update (or what ``each`` makes of it),
+    heartbeats, and a reconnect hint when the process stops."""
     with contextlib.closing(updates):
-        yield f"retry: {SSE_RETRY_MS}\n\n" if resumed else frame(first, retry=True)
+        if resumed or first is None:
+            yield f"retry: {SSE_RETRY_MS}\n\n"
+        else:
+            yield frame(first, retry=True, event=event)
         for update in updates:
             if update is Signal.TICK:
                 yield HEARTBEAT
             elif update is Signal.CLOSING:
                 yield f"retry: {random.randint(*SHUTDOWN_RETRY_MS)}\n: reconnect\n\n"  # noqa: S311
             elif isinstance(update, Published):
-                yield frame(update.snapshot)
+                yield from (each(update) if each else [frame(update.snapshot, event=event)])
                 if update.at_ms:
                     DELIVERY.observe(max(0.0, time.time() - update.at_ms / 1000))

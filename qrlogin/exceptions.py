@@ -58,6 +58,14 @@ class Forbidden(QRLoginError):
     status, code, default_msg = 403, "QRCODE_FORBIDDEN", "this QR code belongs to another browser"
 
 
+class SessionEnded(QRLoginError):
+    status, code, default_msg = 401, "SESSION_ENDED", "this login session has ended; log in again"
+
+
+class SessionNotFound(QRLoginError):
+    status, code, default_msg = 404, "SESSION_NOT_FOUND", "no such session"
+
+
 class OriginForbidden(QRLoginError):
     status, code, default_msg = 403, "ORIGIN_FORBIDDEN", "requests from this origin are not allowed"
 

@@ -64,6 +64,20 @@ def _read_body() -> bytes:
         raise PayloadTooLarge() from None
 
 
+def form_or_json_field(name: str, max_chars: int = 4096) -> str:
+    """A required string field from a form body or a JSON one (RFC 7662 sends a form)."""
+    if request.mimetype == "application/x-www-form-urlencoded":
+        import gevent
+
+        with gevent.Timeout(BODY_READ_S, RequestTimeout()):
+            try:
+                value: object = request.form.get(name)
+            except RequestEntityTooLarge:
+                raise PayloadTooLarge() from None
+        return string_field({name: value}, name, max_chars=max_chars) or ""
+    return string_field(json_body(), name, max_chars=max_chars) or ""
+
+
 def string_field(
     body: dict[str, Any], name: str, *, required: bool = True, max_chars: int = 256
 ) -> str | None:

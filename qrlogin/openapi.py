@@ -21,6 +21,8 @@ from qrlogin.exceptions import (
     PayloadTooLarge,
     QRLoginError,
     RequestTimeout,
+    SessionEnded,
+    SessionNotFound,
     SlowDown,
     Unauthorized,
     Unavailable,
@@ -73,16 +75,22 @@ def _errors(*statuses: int) -> dict[str, Any]:
     return {str(s): {"$ref": f"#/components/responses/Error{s}"} for s in statuses}
 
 
+def _object(properties: dict[str, Any]) -> dict[str, Any]:
+    return {"type": "object", "required": sorted(properties), "properties": properties}
+
+
 def _body(schema_name: str) -> dict[str, Any]:
     return {"required": True, "content": {"application/json": {"schema": _ref(schema_name)}}}
 
 
 _ERROR_TEXT = {
     400: f"Malformed request ({BadRequest.code})",
-    401: f"Missing, malformed, badly signed or expired token ({Unauthorized.code})",
+    401: f"Missing, malformed, badly signed or expired token ({Unauthorized.code}), or "
+    f"the login's session has ended ({SessionEnded.code})",
     403: f"Not bound to this browser ({Forbidden.code}), wrong code ({VerifyFailed.code}), "
     f"or a foreign Origin ({OriginForbidden.code})",
-    404: f"Unknown QR id ({NotFound.code})",
+    404: f"Unknown QR id ({NotFound.code}), or no such session of this user "
+    f"({SessionNotFound.code})",
     409: f"Step not allowed in the current status ({Conflict.code}); data.status tells it",
     410: f"The QR code has expired ({Expired.code})",
     408: f"The request body came too slowly ({RequestTimeout.code})",
@@ -197,6 +205,138 @@ PATHS: dict[str, dict[str, Any]] = {
             "summary": "Who is logged in (login token or qrlogin_session cookie)",
             "security": [{"loginToken": []}, {"sessionCookie": []}],
             "responses": {"200": _json(_envelope(_ref("Me")), "The user"), **_errors(401)},
+        }
+    },
+    "/v1/passport/logout": {
+        "post": {
+            "operationId": "logout",
+            "summary": "End the caller's session and clear its cookie; safe to repeat",
+            "security": [{"loginToken": []}, {"sessionCookie": []}],
+            "responses": {
+                "200": _json(
+                    _envelope(_object({"session": _ref("Session")})), "The session, ended"
+                ),
+                **_errors(401, 503),
+            },
+        }
+    },
+    "/v1/passport/session/events": {
+        "get": {
+            "operationId": "sessionEvents",
+            "summary": "The caller's session as Server-Sent Events (browser)",
+            "description": f"Opens with `retry: {SSE_RETRY_MS}` and the session as an "
+            "`event: session` (id = the session's version); one more `session` event when "
+            "it ends (status `ended`, with `reason`), then the stream closes. `: ping` "
+            "heartbeats. 204 when the session has already ended.",
+            "security": [{"loginToken": []}, {"sessionCookie": []}],
+            "responses": {
+                "200": {
+                    "description": "The event stream; each event's data is a Session",
+                    "content": {
+                        "text/event-stream": {
+                            "schema": {"type": "string"},
+                            "x-itemSchema": _ref("Session"),
+                        }
+                    },
+                },
+                "204": {"description": "The session has ended: stop"},
+                **_errors(401, 503),
+            },
+        }
+    },
+    "/v1/passport/introspect": {
+        "post": {
+            "operationId": "introspect",
+            "summary": "Is this login token's session active? (main application, RFC 7662)",
+            "description": "Send the service credential (QRLOGIN_INTROSPECT_KEY) as a "
+            "Bearer header and the token as a form field or in JSON. `data` is the RFC 7662 "
+            'answer: `{"active": false}` for any token that is not live.',
+            "security": [{"introspectKey": []}],
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/json": {"schema": _ref("IntrospectRequest")},
+                    "application/x-www-form-urlencoded": {"schema": _ref("IntrospectRequest")},
+                },
+            },
+            "responses": {
+                "200": _json(_envelope(_ref("Introspection")), "The token's state"),
+                **_errors(400, 401, 408, 413, 503),
+            },
+        }
+    },
+    "/v1/accounts/sessions": {
+        "get": {
+            "operationId": "listSessions",
+            "summary": "The signed-in user's live sessions (mobile app)",
+            "security": [{"userToken": []}],
+            "responses": {
+                "200": _json(
+                    _envelope(_object({"sessions": {"type": "array", "items": _ref("Session")}})),
+                    "Newest first",
+                ),
+                **_errors(401, 503),
+            },
+        }
+    },
+    "/v1/accounts/sessions/{sid}": {
+        "delete": {
+            "operationId": "endSession",
+            "summary": "End one of the user's sessions (mobile app); another user's is 404",
+            "security": [{"userToken": []}],
+            "parameters": [
+                {"name": "sid", "in": "path", "required": True, "schema": {"type": "string"}}
+            ],
+            "responses": {
+                "200": _json(
+                    _envelope(_object({"session": _ref("Session")})), "The session, ended"
+                ),
+                **_errors(401, 404, 429, 503),
+            },
+        }
+    },
+    "/v1/accounts/sessions/end_all": {
+        "post": {
+            "operationId": "endAllSessions",
+            "summary": "End every session of the user (mobile app)",
+            "security": [{"userToken": []}],
+            "responses": {
+                "200": _json(
+                    _envelope(
+                        _object(
+                            {
+                                "ended": {"type": "integer"},
+                                "sessions": {"type": "array", "items": _ref("Session")},
+                            }
+                        )
+                    ),
+                    "The sessions it ended",
+                ),
+                **_errors(401, 429, 503),
+            },
+        }
+    },
+    "/v1/accounts/events": {
+        "get": {
+            "operationId": "userEvents",
+            "summary": "New-login and ended-session notices for the user (mobile app, SSE)",
+            "description": "Server-Sent Events with `Authorization: Bearer <user token>`: "
+            "`event: session_created` and `event: session_ended`, each with the Session as "
+            "data and a notice id as event id; `Last-Event-ID` resumes after it. "
+            "`: ping` heartbeats.",
+            "security": [{"userToken": []}],
+            "responses": {
+                "200": {
+                    "description": "The event stream",
+                    "content": {
+                        "text/event-stream": {
+                            "schema": {"type": "string"},
+                            "x-itemSchema": _ref("Session"),
+                        }
+                    },
+                },
+                **_errors(401, 503),
+            },
         }
     },
     "/healthz": {
@@ -409,12 +549,72 @@ SCHEMAS: dict[str, Any] = {
     },
     "Me": {
         "type": "object",
-        "required": ["user", "qr_id", "platform", "issued_at"],
+        "required": ["user", "qr_id", "platform", "issued_at", "session"],
         "properties": {
             "user": _USER,
             "qr_id": {"type": "string"},
             "platform": {"type": "string"},
             "issued_at": {"type": "integer"},
+            "session": _ref("Session"),
+        },
+    },
+    "Session": {
+        "type": "object",
+        "description": "A login session: where it was opened, and its state",
+        "required": [
+            "id",
+            "status",
+            "user",
+            "platform",
+            "browser",
+            "os",
+            "ip",
+            "location",
+            "qr_id",
+            "created_at",
+            "last_seen_at",
+            "expire",
+        ],
+        "additionalProperties": False,
+        "properties": {
+            "id": {"type": "string"},
+            "status": {"type": "string", "enum": ["active", "ended"]},
+            "user": _USER,
+            "platform": {"type": "string"},
+            "browser": {"type": "string"},
+            "os": {"type": "string"},
+            "ip": {"type": "string"},
+            "location": {"oneOf": [_ref("Location"), {"type": "null"}]},
+            "qr_id": {"type": "string"},
+            "created_at": {"type": "integer"},
+            "last_seen_at": {"type": "integer"},
+            "expire": {
+                "type": "integer",
+                "description": "When it ends unless used again (idle), or at the latest; "
+                "when it ended, for an ended one",
+            },
+            "ended_at": {"type": "integer"},
+            "reason": {"type": "string", "enum": ["logout", "revoked", "idle", "expired"]},
+        },
+    },
+    "IntrospectRequest": {
+        "type": "object",
+        "required": ["token"],
+        "properties": {"token": {"type": "string", "maxLength": 4096}},
+    },
+    "Introspection": {
+        "type": "object",
+        "description": "RFC 7662: only `active` when the token is not live",
+        "required": ["active"],
+        "properties": {
+            "active": {"type": "boolean"},
+            "token_type": {"const": "login"},
+            "sub": {"type": "string"},
+            "name": {"type": "string"},
+            "sid": {"type": "string"},
+            "iat": {"type": "integer"},
+            "exp": {"type": "integer"},
+            "platform": {"type": "string"},
         },
     },
 }
@@ -440,6 +640,11 @@ def document() -> dict[str, Any]:
                 "userToken": {"type": "http", "scheme": "bearer", "description": "user token"},
                 "loginToken": {"type": "http", "scheme": "bearer", "description": "login token"},
                 "sessionCookie": {"type": "apiKey", "in": "cookie", "name": "qrlogin_session"},
+                "introspectKey": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "the service credential, QRLOGIN_INTROSPECT_KEY",
+                },
             },
         },
     }

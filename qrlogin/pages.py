@@ -6,8 +6,8 @@ from datetime import UTC, datetime
 
 from flask import Blueprint, render_template, request
 
-from qrlogin.auth import SESSION_COOKIE
-from qrlogin.exceptions import Unauthorized
+from qrlogin.auth import SESSION_COOKIE, logged_in
+from qrlogin.exceptions import SessionEnded, Unauthorized
 from qrlogin.services import services
 
 bp = Blueprint("pages", __name__)
@@ -26,13 +26,14 @@ def login() -> str:
 
 @bp.get("/app")
 def main_app() -> tuple[str, int]:
-    token = request.cookies.get(SESSION_COOKIE, "")
+    if not request.cookies.get(SESSION_COOKIE):
+        return render_template("app.html", login=None), 401
     try:
-        login = services().tokens.check_login(token)
-    except Unauthorized:
+        login, session = logged_in()
+    except (Unauthorized, SessionEnded):
         return render_template("app.html", login=None), 401
     issued = datetime.fromtimestamp(login.issued_at, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
-    return render_template("app.html", login=login, issued=issued), 200
+    return render_template("app.html", login=login, issued=issued, session=session.view), 200
 
 
 @bp.get("/m")

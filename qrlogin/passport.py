@@ -1,25 +1,31 @@
-"""The browser's poll and one-time redemption, and who is logged in."""
+"""The browser's poll and one-time redemption, its session (who is logged in, logout,
+the session's events), and token introspection for the main application."""
 
 from __future__ import annotations
 
 import contextlib
 import functools
+import hmac
+from typing import Any
 
 from flask import Blueprint, Response, g, request
 
-from qrlogin.auth import SESSION_COOKIE, logged_in
+from qrlogin.auth import SESSION_COOKIE, bearer_token, logged_in, login_token
 from qrlogin.browser import (
     actor,
     bound_digest,
+    clear_cookie,
     client_socket,
     new_browser_secret,
+    requester,
     set_bind_cookie,
     set_cookie,
 )
 from qrlogin.config import MAX_WAIT_S
 from qrlogin.envelope import ok
-from qrlogin.exceptions import BadRequest
-from qrlogin.inputs import check_qr_id, int_field, json_body, string_field
+from qrlogin.events import event_stream, frames, last_event_id, no_more_events
+from qrlogin.exceptions import BadRequest, SessionEnded, SessionNotFound, Unauthorized
+from qrlogin.inputs import check_qr_id, form_or_json_field, int_field, json_body, string_field
 from qrlogin.limits import (
     limiter,
     limits_off,
@@ -30,8 +36,9 @@ from qrlogin.limits import (
     was_refused,
 )
 from qrlogin.messages import Published
-from qrlogin.models import STATUSES, TERMINAL, GuestResult
+from qrlogin.models import STATUSES, TERMINAL, GuestResult, User
 from qrlogin.services import services
+from qrlogin.sessions import SESSION_EVENT, SESSION_FINAL
 from qrlogin.store import Keys
 from qrlogin.waiting import follow
 
@@ -80,7 +87,7 @@ def guest() -> Response:
     data["interval"] = svc.settings.poll_interval_s
     token = None
     if result.login is not None:
-        token = svc.tokens.mint_login(result.login)
+        token = open_session(result.login)
         data["token"] = token
     response = ok(data)
     if token is not None:
@@ -91,13 +98,29 @@ def guest() -> Response:
     return response
 
 
+def open_session(login: dict[str, Any]) -> str:
+    """A session for a redeemed login, with the redeeming browser's context; its token."""
+    svc = services()
+    browser = requester(request)
+    place = svc.locator.locate(browser.ip)
+    user = User(str(login["sub"]), str(login["name"]), login.get("avatar") or None)
+    session = svc.sessions.create(
+        user,
+        browser,
+        place.as_dict() if place else None,
+        qr_id=str(login["qr"]),
+        platform=str(login["platform"]),
+    )
+    return svc.tokens.mint_login({**login, "sid": session.view["id"]})
+
+
 def _unchanged(result: GuestResult, since: str) -> bool:
     return result.login is None and result.snapshot.status == since and since not in TERMINAL
 
 
 @bp.get("/v1/passport/me")
 def me() -> Response:
-    login = logged_in()
+    login, session = logged_in()
     user = login.user
     return ok(
         {
@@ -105,5 +128,75 @@ def me() -> Response:
             "qr_id": login.qr_id,
             "platform": login.platform,
             "issued_at": login.issued_at,
+            "session": session.view,
+        }
+    )
+
+
+@bp.post("/v1/passport/logout")
+def logout() -> Response:
+    """End the caller's session and clear its cookie; repeating it is harmless."""
+    login = login_token()
+    svc = services()
+    try:
+        session = svc.sessions.end(login.sid, login.user.id, "logout")
+    except SessionNotFound:
+        raise SessionEnded() from None
+    response = ok({"session": session.view})
+    clear_cookie(response, request, SESSION_COOKIE)
+    return response
+
+
+@bp.get("/v1/passport/session/events")
+def session_events() -> Response:
+    """The caller's session as Server-Sent Events: its state now, and its end."""
+    svc = services()
+    login = login_token()
+    try:
+        first = svc.sessions.read(login.sid, login.user.id, touch=True)
+    except SessionNotFound:
+        return no_more_events()
+    if first.status in SESSION_FINAL:
+        return no_more_events()  # it ended already: EventSource stops reconnecting
+    read = functools.partial(svc.sessions.read, login.sid, login.user.id)
+    updates = follow(
+        svc.hub,
+        Keys.session_channel(login.sid),
+        first,
+        read,
+        final=SESSION_FINAL,
+        tick_s=svc.settings.sse_heartbeat_s,
+        client=client_socket(request),
+    )
+    resumed = last_event_id() == first.version
+    return event_stream(frames(first, resumed=resumed, updates=updates, event=SESSION_EVENT))
+
+
+@bp.post("/v1/passport/introspect")
+def introspect() -> Response:
+    """RFC 7662 token introspection for the main application (service credential)."""
+    svc = services()
+    key = svc.settings.introspect_key
+    if not key:
+        raise Unauthorized("introspection is not configured: set QRLOGIN_INTROSPECT_KEY")
+    if not hmac.compare_digest(bearer_token().encode(), key.encode()):
+        raise Unauthorized("send the service credential as 'Authorization: Bearer <key>'")
+    token = form_or_json_field("token")
+    try:
+        login = svc.tokens.check_login(token)
+        session = svc.sessions.check(login.sid, login.user.id)
+    except (Unauthorized, SessionEnded, SessionNotFound):
+        return ok({"active": False})
+    view = session.view
+    return ok(
+        {
+            "active": True,
+            "token_type": "login",
+            "sub": login.user.id,
+            "name": login.user.name,
+            "sid": login.sid,
+            "iat": login.issued_at,
+            "exp": view["expire"],
+            "platform": login.platform,
         }
     )

@@ -8,10 +8,12 @@ import redis
 from flask import Flask, current_app
 
 from qrlogin import engine
+from qrlogin import sessions as sessions_module
 from qrlogin.config import Settings
 from qrlogin.geo import Locator
 from qrlogin.holds import Holds
 from qrlogin.hub import Hub
+from qrlogin.sessions import Sessions
 from qrlogin.store import SOURCE, Store
 from qrlogin.tokens import Tokens
 
@@ -27,6 +29,7 @@ class Services:
     hub: Hub
     locator: Locator
     holds: Holds
+    sessions: Sessions
 
 
 def init_app(app: Flask, settings: Settings) -> Services:
@@ -48,6 +51,12 @@ def init_app(app: Flask, settings: Settings) -> Services:
         hub=Hub(engine.subscriber_factory(settings), store.versions),
         locator=Locator(settings.geoip_db),
         holds=Holds(*_held_caps(settings)),
+        sessions=Sessions(
+            client,
+            settings.session_idle_s,
+            settings.session_max_age_s,
+            source=engine.script_source(settings, sessions_module.SOURCE),
+        ),
     )
     app.extensions[EXTENSION] = services
     return services

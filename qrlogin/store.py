@@ -69,6 +69,31 @@ class Keys:
         """The live QR codes of one browser (by binding digest)."""
         return f"{cls.NAMESPACE}:browser:{{{bind}}}"
 
+    @classmethod
+    def session(cls, sid: str) -> str:
+        return f"{cls.NAMESPACE}:session:{{{sid}}}"
+
+    @classmethod
+    def session_channel(cls, sid: str) -> str:
+        return f"{cls.NAMESPACE}:session-events:{{{sid}}}"
+
+    @classmethod
+    def user(cls, user_id: str) -> str:
+        """The user's notice counter (``version``)."""
+        return f"{cls.NAMESPACE}:user:{{{user_id}}}"
+
+    @classmethod
+    def user_sessions(cls, user_id: str) -> str:
+        return f"{cls.NAMESPACE}:user-sessions:{{{user_id}}}"
+
+    @classmethod
+    def user_notices(cls, user_id: str) -> str:
+        return f"{cls.NAMESPACE}:user-notices:{{{user_id}}}"
+
+    @classmethod
+    def user_channel(cls, user_id: str) -> str:
+        return f"{cls.NAMESPACE}:user-events:{{{user_id}}}"
+
     AUDIT = f"{NAMESPACE}:audit"
     #: The prefix of the rate limiter's keys (flask-limiter adds the rest).
     LIMITS = f"{NAMESPACE}:limits"
@@ -76,6 +101,8 @@ class Keys:
     #: Each kind of channel, and the hash whose ``version`` field its events count.
     STATE_OF_CHANNEL: ClassVar[dict[str, str]] = {
         f"{NAMESPACE}:events:": f"{NAMESPACE}:qr:",
+        f"{NAMESPACE}:session-events:": f"{NAMESPACE}:session:",
+        f"{NAMESPACE}:user-events:": f"{NAMESPACE}:user:",
     }
 
     @classmethod

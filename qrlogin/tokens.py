@@ -29,6 +29,8 @@ class Login:
     qr_id: str
     platform: str
     issued_at: int
+    #: The session the login opened ("" in a token that names none: refused).
+    sid: str
 
 
 class Tokens:
@@ -46,7 +48,8 @@ class Tokens:
         return str(self._user.dumps(payload))
 
     def mint_login(self, login: dict[str, Any]) -> str:
-        payload = {k: login.get(k) for k in ("sub", "name", "avatar", "qr", "platform")}
+        """The login token: who logged in, from which QR and platform, and the session."""
+        payload = {k: login.get(k) for k in ("sub", "name", "avatar", "qr", "platform", "sid")}
         return str(self._login.dumps(payload))
 
     def sign_binding(self, secret: str) -> str:
@@ -63,10 +66,12 @@ class Tokens:
 
     def check_login(self, token: str) -> Login:
         payload, issued = self._load(self._login, token, self.login_max_age_s)
-        qr_id, platform = payload.get("qr"), payload.get("platform")
+        qr_id, platform, sid = payload.get("qr"), payload.get("platform"), payload.get("sid")
         if not isinstance(qr_id, str) or not isinstance(platform, str):
             raise Unauthorized("login token payload is malformed")
-        return Login(_user_of(payload), qr_id, platform, issued)
+        return Login(
+            _user_of(payload), qr_id, platform, issued, sid if isinstance(sid, str) else ""
+        )
 
     @staticmethod
     def _load(

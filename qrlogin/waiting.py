@@ -80,7 +80,9 @@ def follow(
                     newer = None  # the hub wakes us again once Redis is back
                 except (NotFound, Forbidden):
                     return
-            if newer is not None and newer.snapshot.version > current.version:
+            if newer is not None and newer.snapshot.version == current.version:
+                current = newer.snapshot  # the same state, perhaps with a later deadline
+            elif newer is not None and newer.snapshot.version > current.version:
                 current = newer.snapshot
                 waiter.version = current.version
                 yield newer

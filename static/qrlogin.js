@@ -13,6 +13,9 @@
  * baseUrl (where the service is; default: where this script came from).
  * mount() returns {refresh(), stop()}; after success or stop() no timer, stream or
  * request of it is left running.
+ *
+ * After login: QRLogin.watchSession({onEnd(session)}) calls onEnd once the session
+ * ends (logged out here or from the phone); QRLogin.logout() ends it.
  */
 (function (global) {
   "use strict";
@@ -289,5 +292,53 @@
     };
   }
 
-  global.QRLogin = { mount: mount, version: "1.0.0" };
+  // How often to ask whether a session is alive where there is no EventSource (ms).
+  var SESSION_POLL_MS = 10000;
+
+  function sessionEnded(base, onEnd, done) {
+    // The stream closed for good (204, 401): ask once whether the session is over.
+    fetch(base + "/v1/passport/me", { credentials: "include" }).then(function (response) {
+      if (response.status === 401) {
+        return response.json().then(function (env) { done(); onEnd((env && env.data) || null); });
+      }
+      return null;
+    }).catch(function () { return null; });
+  }
+
+  // Watch the page's login session; onEnd(session) runs once, when it ends (logout,
+  // "log out" on the phone, idle, its deadline). Returns {stop()}.
+  function watchSession(options) {
+    options = options || {};
+    var base = (options.baseUrl || scriptBase || "").replace(/\/$/, "");
+    var onEnd = options.onEnd || function () {};
+    var stopped = false, source = null, timer = null;
+    function stop() {
+      stopped = true;
+      if (source) { source.close(); source = null; }
+      if (timer) { clearInterval(timer); timer = null; }
+    }
+    function end(session) { if (!stopped) { stop(); onEnd(session); } }
+    if (typeof global.EventSource === "function") {
+      source = new EventSource(base + "/v1/passport/session/events", { withCredentials: true });
+      source.addEventListener("session", function (event) {
+        var data = JSON.parse(event.data);
+        if (data.status === "ended") end(data);
+      });
+      source.onerror = function () {
+        if (source && source.readyState === EventSource.CLOSED) sessionEnded(base, end, function () {});
+      };
+    } else {
+      timer = setInterval(function () { sessionEnded(base, end, function () {}); }, SESSION_POLL_MS);
+    }
+    return { stop: stop };
+  }
+
+  // End the page's session (and clear its cookie). Resolves with the envelope.
+  function logout(options) {
+    var base = ((options && options.baseUrl) || scriptBase || "").replace(/\/$/, "");
+    return fetch(base + "/v1/passport/logout", { method: "POST", credentials: "include" })
+      .then(function (response) { return response.json(); });
+  }
+
+  global.QRLogin = { mount: mount, watchSession: watchSession, logout: logout, version: "1.1.0" };
 })(window);

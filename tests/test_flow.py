@@ -93,6 +93,8 @@ def test_full_login(app: Flask, client: FlaskClient) -> None:
 
     # The main application checks the login token with itsdangerous and the shared secret.
     payload = URLSafeTimedSerializer(SECRET, salt="qrlogin.login").loads(data["token"], max_age=60)
+    # The token names the session the login opened.
+    assert isinstance(payload.pop("sid"), str)
     assert payload == {
         "sub": "u-alice", "name": "Alice", "avatar": "https://example.com/alice.png",
         "qr": qr_id, "platform": "Rxx_PC",

@@ -1,0 +1,94 @@
+"""The phone's view of the user's logins: list the live sessions, end one or all, and a
+stream of notices (a new login, a login ended) for the signed-in user."""
+
+from __future__ import annotations
+
+import functools
+import json
+import re
+from collections.abc import Iterator
+
+from flask import Blueprint, Response, request
+
+from qrlogin.auth import signed_in_user
+from qrlogin.browser import client_socket
+from qrlogin.envelope import ok
+from qrlogin.events import event_stream, frames
+from qrlogin.exceptions import SessionNotFound
+from qrlogin.limits import limiter, limits_off, step_limit, user_key
+from qrlogin.messages import Published
+from qrlogin.services import services
+from qrlogin.store import Keys
+from qrlogin.waiting import follow
+
+bp = Blueprint("devices", __name__)
+
+#: What session ids look like (``secrets.token_urlsafe``); anything else is 404.
+SESSION_ID_RE = re.compile(r"[A-Za-z0-9_-]{16,64}\Z")
+#: What notice ids look like (Redis stream ids), for Last-Event-ID.
+NOTICE_ID_RE = re.compile(r"[0-9]{1,20}-[0-9]{1,20}\Z")
+
+
+@bp.get("/v1/accounts/sessions")
+def list_sessions() -> Response:
+    user = signed_in_user()
+    sessions = services().sessions.of_user(user.id)
+    return ok({"sessions": [s.view for s in sessions]})
+
+
+@bp.delete("/v1/accounts/sessions/<sid>")
+@limiter.limit(step_limit, key_func=user_key, exempt_when=limits_off)
+def end_session(sid: str) -> Response:
+    """End one of the user's sessions; another user's is 404, never 403."""
+    user = signed_in_user()
+    svc = services()
+    if not SESSION_ID_RE.match(sid) or svc.sessions.owner_of(sid) != user.id:
+        raise SessionNotFound()
+    return ok({"session": svc.sessions.end(sid, user.id, "revoked").view})
+
+
+@bp.post("/v1/accounts/sessions/end_all")
+@limiter.limit(step_limit, key_func=user_key, exempt_when=limits_off)
+def end_all_sessions() -> Response:
+    user = signed_in_user()
+    svc = services()
+    ended = [
+        svc.sessions.end(s.view["id"], user.id, "revoked").view
+        for s in svc.sessions.of_user(user.id)
+    ]
+    return ok({"ended": len(ended), "sessions": ended})
+
+
+@bp.get("/v1/accounts/events")
+def user_events() -> Response:
+    """Server-Sent Events for the signed-in user (``Authorization: Bearer``, as native
+    apps send it): ``session_created`` and ``session_ended``, each with the session.
+    Event ids are notice ids; a reconnect with ``Last-Event-ID`` gets what it missed."""
+    user = signed_in_user()
+    svc = services()
+    sessions = svc.sessions
+    raw = request.headers.get("Last-Event-ID", "").strip()
+    cursor = raw if NOTICE_ID_RE.match(raw) else sessions.last_notice_id(user.id)
+    first = sessions.notices_version(user.id)
+    read = functools.partial(sessions.notices_version, user.id)
+    updates = follow(
+        svc.hub,
+        Keys.user_channel(user.id),
+        first,
+        read,
+        tick_s=svc.settings.sse_heartbeat_s,
+        client=client_socket(request),
+    )
+    last = [cursor]
+
+    def notices(_: Published | None = None) -> Iterator[str]:
+        for notice in sessions.notices_since(user.id, last[0]):
+            last[0] = notice.id
+            data = json.dumps(notice.session, separators=(",", ":"))
+            yield f"event: {notice.type}\nid: {notice.id}\ndata: {data}\n\n"
+
+    def body() -> Iterator[str]:
+        yield from notices()  # what a reconnecting client missed
+        yield from frames(None, resumed=True, updates=updates, each=notices)
+
+    return event_stream(body())
