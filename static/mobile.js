@@ -15,6 +15,100 @@
     $("signed-in-as").textContent = name;
     show("scan");
     announce("Signed in as " + name + ". Scan a QR code.");
+    $("sessions").hidden = false;
+    listSessions();
+    listenForNotices();
+  }
+
+  function api(method, path) {
+    return fetch(path, { method: method, headers: { "Authorization": "Bearer " + state.token } })
+      .then(function (response) { return response.json(); });
+  }
+
+  function sessionLine(session) {
+    var since = new Date(session.created_at * 1000).toLocaleTimeString();
+    return session.browser + " on " + session.os + " \u00b7 " + place(session.location) +
+      " (" + session.ip + ") \u00b7 " + session.platform + " \u00b7 since " + since;
+  }
+
+  function listSessions() {
+    api("GET", "/v1/accounts/sessions").then(function (env) {
+      var list = $("session-list");
+      list.textContent = "";
+      if (env.code !== "OK") { announce(env.msg); return; }
+      env.data.sessions.forEach(function (session) {
+        var item = document.createElement("li");
+        item.setAttribute("data-session-id", session.id);
+        var text = document.createElement("span");
+        text.textContent = sessionLine(session);
+        var button = document.createElement("button");
+        button.type = "button";
+        button.textContent = "Log out";
+        button.setAttribute("aria-label", "Log out " + sessionLine(session));
+        button.addEventListener("click", function () {
+          api("DELETE", "/v1/accounts/sessions/" + encodeURIComponent(session.id)).then(listSessions);
+        });
+        item.appendChild(text);
+        item.appendChild(button);
+        list.appendChild(item);
+      });
+      if (!env.data.sessions.length) {
+        var none = document.createElement("li");
+        none.textContent = "Nowhere right now.";
+        list.appendChild(none);
+      }
+    });
+  }
+
+  $("end-all").addEventListener("click", function () {
+    api("POST", "/v1/accounts/sessions/end_all").then(listSessions);
+  });
+
+  // The user's notices: an EventSource cannot send Authorization, so read the stream
+  // with fetch (as a native app would with its own SSE client).
+  function listenForNotices() {
+    if (state.stream) state.stream.abort();
+    if (!window.fetch || !window.TextDecoder) return;
+    var abort = new AbortController();
+    state.stream = abort;
+    var lastId = "";
+    function connect() {
+      var headers = { "Authorization": "Bearer " + state.token, "Accept": "text/event-stream" };
+      if (lastId) headers["Last-Event-ID"] = lastId;
+      fetch("/v1/accounts/events", { headers: headers, signal: abort.signal }).then(function (response) {
+        var reader = response.body.getReader();
+        var decoder = new TextDecoder();
+        var buffer = "";
+        function read() {
+          return reader.read().then(function (chunk) {
+            if (chunk.done) throw new Error("closed");
+            buffer += decoder.decode(chunk.value, { stream: true });
+            var blocks = buffer.split("\n\n");
+            buffer = blocks.pop();
+            blocks.forEach(handle);
+            return read();
+          });
+        }
+        return read();
+      }).catch(function () {
+        if (!abort.signal.aborted) setTimeout(connect, 3000);
+      });
+    }
+    function handle(block) {
+      var event = "message", data = "";
+      block.split("\n").forEach(function (line) {
+        if (line.indexOf("event: ") === 0) event = line.slice(7);
+        else if (line.indexOf("data: ") === 0) data += line.slice(6);
+        else if (line.indexOf("id: ") === 0) lastId = line.slice(4);
+      });
+      if (!data || (event !== "session_created" && event !== "session_ended")) return;
+      var session = JSON.parse(data);
+      var item = document.createElement("li");
+      item.textContent = (event === "session_created" ? "New login: " : "Logged out: ") + sessionLine(session);
+      $("notices").insertBefore(item, $("notices").firstChild);
+      listSessions();
+    }
+    connect();
   }
 
   document.querySelectorAll("button.user").forEach(function (button) {

@@ -6,12 +6,14 @@ import json
 import os
 import re
 import shutil
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import redis
+import requests
 import zxingcpp
 from itsdangerous import URLSafeTimedSerializer
 from PIL import Image
@@ -20,6 +22,7 @@ from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_play
 from qrlogin.testing import ROOT, Service
 from tests.conftest import SECRET
 from tests.live import phone_step
+from tests.timing import margin
 
 pytestmark = pytest.mark.slow
 
@@ -211,6 +214,61 @@ def test_the_stand_in_warns_of_a_request_from_another_network(
         phone.close()
     finally:
         relayed.stop()
+
+
+def test_ending_the_session_on_the_phone_takes_the_page_back_to_login(
+    page: Page, service: Service
+) -> None:
+    qr = open_login(page, service)
+    confirm_and_land(page, service, qr["id"])
+    sid = page.locator("#session-id").text_content()
+    assert sid
+    page.wait_for_timeout(300)  # the page's session stream is open
+    sent = time.monotonic()
+    answer = requests.delete(
+        f"{service.url}/v1/accounts/sessions/{sid}",
+        headers={"Authorization": f"Bearer {user_token()}"},
+        timeout=margin(30),
+    )
+    assert answer.status_code == 200
+    page.wait_for_url(service.url + "/", timeout=margin(10) * 1000)
+    took = time.monotonic() - sent
+    print(f"revocation to the login page: {took * 1000:.0f} ms")
+    assert took < margin(1.0)
+    expect(page.locator("#qrlogin")).to_have_attribute("data-status", "QRCODE_WAIT")
+    # The old session is over for the server too.
+    assert page.request.get(service.url + "/app").status == 401
+
+
+def test_the_stand_in_lists_sessions_hears_new_logins_and_ends_them(
+    chromium: Browser, service: Service
+) -> None:
+    phone, mobile = phone_signed_in(chromium, service)
+    expect(mobile.locator("#session-list")).to_contain_text("Nowhere right now.")
+    desktop = chromium.new_context()
+    login = desktop.new_page()
+    qr = open_login(login, service)
+    confirm_and_land(login, service, qr["id"])
+    notice = mobile.locator("#notices li").first
+    expect(notice).to_contain_text("New login: HeadlessChrome")
+    item = mobile.locator("#session-list li").first
+    expect(item).to_contain_text("(127.0.0.1)")
+    shot(mobile, "mobile-sessions")
+    item.get_by_role("button").click()
+    login.wait_for_url(service.url + "/")
+    expect(mobile.locator("#notices li").first).to_contain_text("Logged out: HeadlessChrome")
+    expect(mobile.locator("#session-list")).to_contain_text("Nowhere right now.")
+    desktop.close()
+    phone.close()
+
+
+def test_logout_on_the_page(page: Page, service: Service) -> None:
+    qr = open_login(page, service)
+    confirm_and_land(page, service, qr["id"])
+    expect(page.locator("#session-device")).to_contain_text("127.0.0.1")
+    page.get_by_role("button", name="Log out").click()
+    page.wait_for_url(service.url + "/")
+    assert page.request.get(service.url + "/v1/passport/me").status == 401
 
 
 def test_cancel_on_the_phone_shows_the_cancel_state(page: Page, service: Service) -> None:

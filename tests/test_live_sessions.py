@@ -1,0 +1,153 @@
+"""Sessions through a real gunicorn: the session's stream ends the moment the phone ends
+it, the phone hears of new logins (a real SSE client library), Redis restarts."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import requests
+from httpx_sse import connect_sse
+
+from qrlogin.testing import RedisServer, Service
+from tests.conftest import StartService
+from tests.live import Browser, phone_step
+from tests.test_stream import user_token
+from tests.timing import PROMPT_S, margin, wait_until
+
+pytestmark = pytest.mark.slow
+SERVICE_KEY = "introspect-key-0123456789abcdef"
+
+
+def log_in(service: Service, user: str = "u-alice") -> Browser:
+    """A browser that logged in (it holds the session cookie)."""
+    browser = Browser(service.url)
+    qr_id = browser.create()["id"]
+    token = user_token(user)
+    phone_step(service.url, token, qr_id, "SCAN")
+    phone_step(service.url, token, qr_id, "VERIFY")
+    assert "token" in browser.guest(qr_id).json()["data"]
+    return browser
+
+
+def session_events(browser: Browser) -> requests.Response:
+    return browser.session.get(
+        browser.base_url + "/v1/passport/session/events",
+        headers={"Accept": "text/event-stream"},
+        stream=True,
+        timeout=(margin(30), margin(30)),
+    )
+
+
+def introspect(service: Service, browser: Browser) -> dict[str, Any]:
+    token = browser.session.cookies["qrlogin_session"]
+    answer = requests.post(
+        service.url + "/v1/passport/introspect",
+        data={"token": token},
+        headers={"Authorization": f"Bearer {SERVICE_KEY}"},
+        timeout=margin(30),
+    )
+    data: dict[str, Any] = answer.json()["data"]
+    return data
+
+
+def test_the_session_stream_ends_when_the_phone_ends_the_session(
+    start_service: StartService,
+) -> None:
+    service = start_service(QRLOGIN_INTROSPECT_KEY=SERVICE_KEY)
+    browser = log_in(service)
+    sid = introspect(service, browser)["sid"]
+    from tests.live import SSEStream
+
+    stream = SSEStream(session_events(browser))
+    assert stream.response.headers["Content-Type"].startswith("text/event-stream")
+    blocks = iter(stream)
+    opening = next(blocks)
+    assert opening.event == "session" and opening.retry == 3000
+    assert opening.json["status"] == "active" and opening.json["id"] == sid
+
+    sent = time.monotonic()
+    answer = requests.delete(
+        f"{service.url}/v1/accounts/sessions/{sid}",
+        headers={"Authorization": f"Bearer {user_token()}"},
+        timeout=margin(30),
+    )
+    assert answer.status_code == 200
+    ended = next(e for e in blocks if e.event == "session")
+    assert time.monotonic() - sent < margin(PROMPT_S)
+    assert ended.json["status"] == "ended" and ended.json["reason"] == "revoked"
+    assert list(stream) == []  # the server closed the stream
+    assert session_events(browser).status_code == 204  # and stops EventSource coming back
+    me = browser.session.get(service.url + "/v1/passport/me", timeout=margin(30))
+    assert me.status_code == 401 and me.json()["code"] == "SESSION_ENDED"
+
+
+def test_the_phone_hears_of_each_new_login_and_each_end(start_service: StartService) -> None:
+    service = start_service(QRLOGIN_INTROSPECT_KEY=SERVICE_KEY)
+    heard: list[tuple[str, dict[str, Any], str]] = []
+    opened = threading.Event()
+
+    def listen() -> None:
+        headers = {"Authorization": f"Bearer {user_token()}"}
+        timeout = httpx.Timeout(margin(30), read=margin(60))
+        with (
+            httpx.Client(timeout=timeout) as client,
+            connect_sse(
+                client, "GET", service.url + "/v1/accounts/events", headers=headers
+            ) as source,
+        ):
+            assert source.response.status_code == 200
+            opened.set()
+            for event in source.iter_sse():
+                if not event.data:
+                    continue  # the opening `retry:` (EventSource dispatches no event for it)
+                heard.append((event.event, json.loads(event.data), event.id))
+                if len(heard) == 2:
+                    return
+
+    listener = threading.Thread(target=listen)
+    listener.start()
+    assert opened.wait(margin(30))
+    browser = log_in(service)
+    wait_until(lambda: len(heard) == 1, 10, "the new-login notice arrives")
+    kind, session, first_id = heard[0]
+    assert kind == "session_created" and session["status"] == "active"
+    assert session["user"]["id"] == "u-alice" and session["ip"] == "127.0.0.1"
+    browser.session.post(service.url + "/v1/passport/logout", timeout=margin(30))
+    listener.join(margin(30))
+    assert [h[0] for h in heard] == ["session_created", "session_ended"]
+    assert heard[1][1]["reason"] == "logout" and heard[1][1]["id"] == session["id"]
+
+    # A phone that reconnects with the last id it saw gets what it missed.
+    with httpx.Client(timeout=margin(30)) as client, connect_sse(
+        client, "GET", service.url + "/v1/accounts/events",
+        headers={"Authorization": f"Bearer {user_token()}", "Last-Event-ID": first_id},
+    ) as source:  # fmt: skip
+        missed = next(e for e in source.iter_sse() if e.data)
+    assert missed.event == "session_ended" and missed.id == heard[1][2]
+
+    # Another user's stream hears nothing of it, and a missing token is 401.
+    denied = httpx.get(service.url + "/v1/accounts/events", timeout=margin(30))
+    assert denied.status_code == 401
+
+
+def test_sessions_survive_a_redis_restart(start_service: StartService, server_logs: Path) -> None:
+    with RedisServer(server_logs, persistent=True).start() as redis_server:
+        service = start_service(redis_url=redis_server.url, QRLOGIN_INTROSPECT_KEY=SERVICE_KEY)
+        browser = log_in(service)
+        assert introspect(service, browser)["active"] is True
+        redis_server.stop()
+        redis_server.start()
+        wait_until(
+            lambda: requests.get(service.url + "/readyz", timeout=margin(30)).status_code == 200,
+            30,
+            "the service sees Redis again",
+        )
+        assert introspect(service, browser)["active"] is True
+        me = browser.session.get(service.url + "/v1/passport/me", timeout=margin(30))
+        assert me.status_code == 200
