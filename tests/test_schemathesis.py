@@ -21,6 +21,7 @@ from tests.conftest import SECRET, svc
 
 #: Examples per operation: enough to find a 500, few enough for CI (seconds, not minutes).
 EXAMPLES = 60
+INTROSPECT_KEY = "introspect-key-0123456789abcdef"
 CHECKS = [
     not_a_server_error,
     status_code_conformance,
@@ -32,7 +33,12 @@ CHECKS = [
 @pytest.fixture
 def limits_on_app(redis_url: str) -> Flask:
     app = create_app(
-        {"SECRET_KEY": SECRET, "REDIS_URL": redis_url, "QRLOGIN_MAX_LIVE_QRS": "10000"}
+        {
+            "SECRET_KEY": SECRET,
+            "REDIS_URL": redis_url,
+            "QRLOGIN_MAX_LIVE_QRS": "10000",
+            "QRLOGIN_INTROSPECT_KEY": INTROSPECT_KEY,
+        }
     )
     svc(app).redis.flushdb()
     return app
@@ -64,6 +70,53 @@ def test_generated_requests(api_schema: Any, path: str, method: str) -> None:
         database=None,
     )
     def run(case: Any) -> None:
+        case.call_and_validate(checks=CHECKS)
+
+    run()
+
+
+#: Operations that need a credential, and which: generated requests with a valid one
+#: reach past the 401 into the operation itself.
+CREDENTIALS = {"userToken": "user", "loginToken": "login", "introspectKey": "introspect"}
+AUTHORIZED = [
+    (path, method.upper(), CREDENTIALS[next(iter(operation["security"][0]))])
+    for path, operations in PATHS.items()
+    for method, operation in operations.items()
+    if operation.get("security") and not path.endswith("/events")
+]
+
+
+def credential(app: Flask, kind: str) -> str:
+    if kind == "user":
+        return svc(app).tokens.mint_user("u-fuzz", "Fuzz")
+    if kind == "introspect":
+        return INTROSPECT_KEY
+    browser = app.test_client()
+    qr_id = browser.post("/v1/accounts/qrcode/", json={"platform": "web"}).json["data"]["id"]
+    user = {"Authorization": "Bearer " + svc(app).tokens.mint_user("u-fuzz", "Fuzz")}
+    for step in ("SCAN", "VERIFY"):
+        browser.post("/v1/accounts/qrcode_fill", json={"id": qr_id, "step": step}, headers=user)
+    token: str = browser.post("/v1/passport/guest", json={"code": qr_id}).json["data"]["token"]
+    return token
+
+
+@pytest.mark.parametrize(("path", "method", "kind"), AUTHORIZED)
+def test_generated_requests_with_credentials(
+    api_schema: Any, limits_on_app: Flask, path: str, method: str, kind: str
+) -> None:
+    operation = api_schema[path][method]
+    secret = credential(limits_on_app, kind)
+
+    @given(case=operation.as_strategy())
+    @settings(
+        max_examples=EXAMPLES,
+        deadline=None,
+        suppress_health_check=list(HealthCheck),
+        derandomize=True,
+        database=None,
+    )
+    def run(case: Any) -> None:
+        case.headers = {**(case.headers or {}), "Authorization": f"Bearer {secret}"}
         case.call_and_validate(checks=CHECKS)
 
     run()

@@ -47,6 +47,8 @@ class LoginMachine(RuleBasedStateMachine):
         self.browsers: list[FlaskClient] = [self.app.test_client() for _ in range(3)]
         self.tokens = {u: svc(self.app).tokens.mint_user(u, u.upper()) for u in USERS}
         self.known: dict[str, Known] = {}
+        #: Each login token handed out, and whether its session was ended since.
+        self.logins: dict[str, bool] = {}
 
     app_for_run: Flask
 
@@ -144,6 +146,7 @@ class LoginMachine(RuleBasedStateMachine):
         data = response.json["data"]
         if "token" in data:
             qr.tokens.append(data["token"])
+            self.logins[data["token"]] = False
             assert self.binding(browser) != qr.bind, "the binding did not rotate"
             assert data["status"] == "QRCODE_SUCCESS"
             assert self.now() < qr.expire + 0.5, "redeemed after the deadline"
@@ -154,6 +157,45 @@ class LoginMachine(RuleBasedStateMachine):
     def wait(self, seconds: int) -> None:
         self.skew_s += seconds
         shift_clock(self.app, self.skew_s)
+
+    def pick(self, index: int) -> str | None:
+        tokens = sorted(self.logins)
+        return tokens[index % len(tokens)] if tokens else None
+
+    @rule(index=st.integers(0, 20))
+    def log_out(self, index: int) -> None:
+        token = self.pick(index)
+        if token is None:
+            return
+        answer = self.app.test_client().post(
+            "/v1/passport/logout", headers={"Authorization": f"Bearer {token}"}
+        )
+        assert answer.status_code == 200
+        assert answer.json["data"]["session"]["status"] == "ended"
+        self.logins[token] = True
+
+    @rule(index=st.integers(0, 20), user=st.sampled_from(USERS))
+    def end_on_the_phone(self, index: int, user: str) -> None:
+        token = self.pick(index)
+        if token is None:
+            return
+        login = svc(self.app).tokens.check_login(token)
+        answer = self.app.test_client().delete(
+            f"/v1/accounts/sessions/{login.sid}",
+            headers={"Authorization": f"Bearer {self.tokens[user]}"},
+        )
+        if user == login.user.id:
+            assert answer.status_code == 200
+            self.logins[token] = True
+        else:
+            assert answer.status_code == 404, "another user's session is not theirs to see"
+
+    @invariant()
+    def sessions_end_when_ended_and_only_then(self) -> None:
+        client = self.app.test_client()
+        for token, ended in self.logins.items():
+            me = client.get("/v1/passport/me", headers={"Authorization": f"Bearer {token}"})
+            assert me.status_code == (401 if ended else 200), me.json
 
     @invariant()
     def redeemed_at_most_once(self) -> None:
