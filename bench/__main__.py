@@ -42,6 +42,7 @@ def main() -> None:
             measure.measure_waiting(bench, worker, ids, results)
             measure.measure_polling(bench, worker, results)
             worker.service.stop()
+            measure.measure_sessions(bench, results)
             measure.measure_logins(bench, results)
             measure.measure_restart(bench, results)
             results["flask_sse"] = measure.measure_flask_sse(bench)

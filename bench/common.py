@@ -31,15 +31,16 @@ class Sizes:
     flask_sse_hold_s: int
     restart_wait_s: int
     restart_alternative: bool
+    sessions: int
 
 
 QUICK = Sizes(
     waiting=1500, hold_s=3, confirm_s=2, create_s=3, login_s=3, restart=500, pollers=60,
-    flask_sse_hold_s=2, restart_wait_s=4, restart_alternative=False,
+    flask_sse_hold_s=2, restart_wait_s=4, restart_alternative=False, sessions=1500,
 )  # fmt: skip
 FULL = Sizes(
     waiting=10000, hold_s=60, confirm_s=10, create_s=15, login_s=15, restart=5000, pollers=300,
-    flask_sse_hold_s=20, restart_wait_s=12, restart_alternative=True,
+    flask_sse_hold_s=20, restart_wait_s=12, restart_alternative=True, sessions=10000,
 )  # fmt: skip
 
 

@@ -93,12 +93,14 @@ class Stream:
 async def open_stream(
     host: str, port: int, path: str, cookie: str, stream: Stream, last_event_id: str = ""
 ) -> None:
-    """Connect and read the response head (raises on anything but 200)."""
+    """Connect and read the response head (raises on anything but 200). ``cookie`` is a
+    binding cookie's value, or a whole ``name=value`` pair."""
     reader, writer = await asyncio.open_connection(host, port)
     extra = f"Last-Event-ID: {last_event_id}\r\n" if last_event_id else ""
+    pair = cookie if "=" in cookie else f"qrlogin_bind={cookie}"
     writer.write(
         f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nAccept: text/event-stream\r\n"
-        f"Cookie: qrlogin_bind={cookie}\r\n{extra}\r\n".encode()
+        f"Cookie: {pair}\r\n{extra}\r\n".encode()
     )
     await writer.drain()
     status, _ = await read_head(reader)

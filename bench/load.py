@@ -35,8 +35,11 @@ def holder(
     results: Queue[Any],
     reconnect: bool = False,
     concurrency: int = 100,
+    cookies: dict[str, str] | None = None,
 ) -> None:
-    """Open a stream per path; report once open; on "stop" report what each saw."""
+    """Open a stream per path; report once open; on "stop" report what each saw.
+    ``cookies`` gives a path its own cookie (a ``name=value`` pair)."""
+    cookies = cookies or {}
     _lift_fd_limit()
 
     async def run() -> None:
@@ -48,7 +51,9 @@ def holder(
         async def keep(stream: Stream) -> None:
             async with gate:
                 try:
-                    await open_stream(HOST, port, stream.qr_id, cookie, stream)
+                    await open_stream(
+                        HOST, port, stream.qr_id, cookies.get(stream.qr_id, cookie), stream
+                    )
                 except (OSError, ConnectionError, asyncio.IncompleteReadError) as e:
                     errors.append(f"open: {e}")
                     return
@@ -206,6 +211,72 @@ def login_loop(port: int, token: str, seconds: float, flows: int, results: Queue
         start = time.perf_counter()
         await asyncio.gather(*(flow() for _ in range(flows)))
         results.put(("logins", done, failed, time.perf_counter() - start))
+
+    asyncio.run(run())
+
+
+def login_many(port: int, token: str, count: int, flows: int, results: Queue[Any]) -> None:
+    """``count`` whole logins, each from a browser of its own; report their login tokens."""
+
+    async def run() -> None:
+        tokens: list[str] = []
+        headers = {"Authorization": f"Bearer {token}"}
+        remaining = iter(range(count))
+
+        async def flow() -> None:
+            phone = Connection(HOST, port)
+            for _ in remaining:
+                browser = Connection(HOST, port)
+                qr_id = (
+                    await browser.request("POST", "/v1/accounts/qrcode/", {"platform": "b"})
+                ).json()["data"]["id"]
+                for step in ("SCAN", "VERIFY"):
+                    await phone.request(
+                        "POST", "/v1/accounts/qrcode_fill", {"id": qr_id, "step": step}, headers
+                    )
+                answer = await browser.request("POST", "/v1/passport/guest", {"code": qr_id})
+                tokens.append(answer.json()["data"]["token"])
+                browser.close()
+            phone.close()
+
+        await asyncio.gather(*(flow() for _ in range(flows)))
+        results.put(("tokens", tokens))
+
+    asyncio.run(run())
+
+
+def revoker(
+    port: int, token: str, sids: list[str], rate: float, results: Queue[Any], connections: int = 40
+) -> None:
+    """End sessions from the phone at ``rate`` per second; report when each was sent."""
+
+    async def run() -> None:
+        pool: asyncio.Queue[Connection] = asyncio.Queue()
+        for _ in range(connections):
+            pool.put_nowait(Connection(HOST, port))
+        sent: dict[str, tuple[float, int]] = {}
+        headers = {"Authorization": f"Bearer {token}"}
+
+        async def one(sid: str) -> None:
+            conn = await pool.get()
+            at = time.time()
+            try:
+                answer = await conn.request("DELETE", f"/v1/accounts/sessions/{sid}", None, headers)
+                sent[sid] = (at, answer.status)
+            except (OSError, asyncio.IncompleteReadError):
+                sent[sid] = (at, 0)
+                conn.close()
+            pool.put_nowait(conn)
+
+        start = time.perf_counter()
+        tasks = []
+        for n, sid in enumerate(sids):
+            delay = start + n / rate - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.create_task(one(sid)))
+        await asyncio.gather(*tasks)
+        results.put(("sent", sent, len(sids) / (time.perf_counter() - start)))
 
     asyncio.run(run())
 

@@ -15,10 +15,12 @@ from typing import Any
 import redis
 import requests
 import segno
+from itsdangerous import URLSafeTimedSerializer
 
 from bench import load
 from bench.common import (
     CTX,
+    SECRET,
     Bench,
     Holders,
     Worker,
@@ -293,3 +295,39 @@ def measure_flask_sse(b: Bench) -> dict[str, Any]:
         }  # fmt: skip
     finally:
         process.stop()
+
+
+def measure_sessions(b: Bench, results: dict[str, Any]) -> None:
+    """Pages holding session streams on one worker; sessions ended from the phone at
+    100/s: how long until each page hears of it."""
+    service = b.start()
+    _, tokens = run(load.login_many, service.port, b.token, b.sizes.sessions, 32)
+    reader = URLSafeTimedSerializer(SECRET, salt="qrlogin.login")
+    sids = [str(reader.loads(token)["sid"]) for token in tokens]
+    paths = [f"/v1/passport/session/events?page={sid}" for sid in sids]
+    cookies = {path: f"qrlogin_session={token}" for path, token in zip(paths, tokens, strict=True)}
+    holders = Holders(service.port, "", paths, processes=2, concurrency=100, cookies=cookies)
+    opened, errors, _ = holders.opened()
+    time.sleep(1)
+    ended = sids[: 100 * b.sizes.confirm_s]
+    _, sent, rate = run(load.revoker, service.port, b.token, ended, 100.0)
+    time.sleep(1)
+    seen: dict[str, list[tuple[float, str]]] = {}
+    for report in holders.finish():
+        seen.update(report[1])
+    values = []
+    for sid in ended:
+        arrived = [
+            t for t, s in seen.get(f"/v1/passport/session/events?page={sid}", []) if s == "ended"
+        ]
+        if sid in sent and sent[sid][1] == 200 and arrived:
+            values.append(arrived[0] - sent[sid][0])
+    results["sessions"] = {
+        "waiting": opened, "errors": errors, "ended": len(ended), "missing": len(ended) - len(values),
+        "p50": percentile(values, 50), "p99": percentile(values, 99),
+        "max": max(values, default=float("nan")), "rate": rate,
+    }  # fmt: skip
+    print(f"sessions: {opened} streams ({errors} errors); revocation to page p50 "
+          f"{ms(results['sessions']['p50'])}, p99 {ms(results['sessions']['p99'])}, "
+          f"{results['sessions']['missing']} missing", flush=True)  # fmt: skip
+    service.stop()

@@ -84,6 +84,11 @@ def render(r: dict[str, Any], quick: bool) -> str:
         ("Confirm to browser, 300 confirms/s", f"p50 {ms(sse300['p50'])}, p99 {ms(sse300['p99'])}, "
          f"max {ms(sse300['max'])} ({sse300['rate']:.0f}/s achieved)", f"long poll: p50 "
          f"{ms(lat['long poll']['p50'])}, p99 {ms(lat['long poll']['p99'])}", "p50 <= 5 ms, p99 <= 25 ms"),
+        ("Revocation to page, 100 ends/s", f"p50 {ms(r['sessions']['p50'])}, p99 "
+         f"{ms(r['sessions']['p99'])}, max {ms(r['sessions']['max'])}, "
+         f"{r['sessions']['missing']} missing, with {r['sessions']['waiting']:,} session streams "
+         f"({r['sessions']['errors']} errors)", f"QR confirm to browser at 100/s: p50 "
+         f"{ms(lat['100/s']['p50'])}, p99 {ms(lat['100/s']['p99'])}", "as QR events"),
         ("p99 while creating QRs", f"p99 {ms(lat['100/s while creating 100 QR/s']['p99'])} at 100 "
          f"confirms/s and {r['creating_rate']:.0f} QR/s", "", "within the above"),
         ("Requests per login", "2 (the stream, the redemption)", f"1 s polling: "
