@@ -171,8 +171,8 @@ def notes(r: dict[str, Any]) -> str:
             "gevent's own WSGI server (not gunicorn) put about 8 KB per stream in the "
             "server's socket read buffer, about 5 KB in the greenlet's saved stack (charged "
             "to the hub's wait), and the rest in small pieces: the WSGI environ, headers, "
-            "response and generator objects; the hub's own share (a waiter and its event) "
-            "is a few hundred bytes. What was tried: one subscriber per process instead of "
+            "response and generator objects (the stream's body, its wait loop, the watch on "
+            "its socket); the hub's own share (a waiter and its event) is a few hundred bytes. What was tried: one subscriber per process instead of "
             "a connection per browser (flask-sse: 80 KB), coalescing events in a waiter "
             "instead of queueing them. Going below 24 KB needs a leaner HTTP layer for "
             "streams (smaller per-connection buffers than gunicorn's), not a change in the "
@@ -181,11 +181,11 @@ def notes(r: dict[str, Any]) -> str:
     if r["create"]["per_s"] < 500:
         out.append(
             f"**QR creation is {r['create']['per_s']:.0f}/s on one worker "
-            f"({r['create']['cpu_ms']:.2f} ms CPU per request), at the edge of the 500/s "
-            "target** while the load client shares the two cores. The image is "
+            f"({r['create']['cpu_ms']:.2f} ms CPU per request), below the 500/s target** "
+            "while the load client shares the two cores. The image is "
             f"{r['create']['in_process']['service'] * 1000:.2f} ms of it (segno's encoder "
             "with a fixed mask, Pillow's PNG writer); the rest is HTTP, Flask, the Lua "
-            "call and the JSON answer."
+            "call, the location lookup and the JSON answer."
         )
     return ("\n" + "\n\n".join(out) + "\n") if out else ""
 

@@ -97,4 +97,6 @@ def init_app(app: Flask) -> None:
     """Count on the app's Redis (or in memory with the embedded engine)."""
     settings = services(app).settings
     app.config["RATELIMIT_STORAGE_URI"] = settings.redis_url or "memory://"
+    # Off means off: no per-request work at all (the limiter skips its hooks).
+    app.config["RATELIMIT_ENABLED"] = settings.rate_limits
     limiter.init_app(app)
