@@ -11,6 +11,7 @@ from typing import Any
 
 import httpx
 import pytest
+import redis
 import requests
 from httpx_sse import connect_sse
 
@@ -151,3 +152,24 @@ def test_sessions_survive_a_redis_restart(start_service: StartService, server_lo
         assert introspect(service, browser)["active"] is True
         me = browser.session.get(service.url + "/v1/passport/me", timeout=margin(30))
         assert me.status_code == 200
+
+
+def test_session_streams_share_the_hub(start_service: StartService, own_redis: RedisServer) -> None:
+    """Pages holding session streams add no Redis connections: one subscriber, the pool."""
+    service = start_service(redis_url=own_redis.url, QRLOGIN_RATE_LIMITS="off")
+    browsers = [log_in(service) for _ in range(40)]
+    streams = [session_events(b) for b in browsers]
+    assert all(s.status_code == 200 for s in streams)
+    admin = redis.Redis.from_url(own_redis.url)
+    wait_until(
+        lambda: len(admin.pubsub_channels("qrlogin:session-events:*")) == 40,
+        10,
+        "every page's session channel is subscribed",
+    )
+    clients = admin.client_list()
+    names = [c.get("name", "") for c in clients]
+    assert names.count("qrlogin-hub") == 1
+    # The hub, the command pool (bounded by arrivals, not by the 40 pages), this test.
+    assert len(clients) <= 1 + 20 + 1, names
+    for stream in streams:
+        stream.close()
