@@ -106,47 +106,60 @@ def holder(
     asyncio.run(run())
 
 
-def stepper(
+async def _paced(
     port: int,
     token: str,
-    plan: list[tuple[str, str]],
+    calls: list[tuple[str, str, str, Any]],
     rate: float,
-    results: Queue[Any],
     connections: int = 40,
+) -> tuple[dict[str, tuple[float, int]], float]:
+    """Send (key, method, path, body) calls as the phone at ``rate`` per second; when each
+    was sent and its status, by key, and the rate achieved."""
+    pool: asyncio.Queue[Connection] = asyncio.Queue()
+    for _ in range(connections):
+        pool.put_nowait(Connection(HOST, port))
+    sent: dict[str, tuple[float, int]] = {}
+    headers = {"Authorization": f"Bearer {token}"}
+
+    async def one(key: str, method: str, path: str, body: Any) -> None:
+        conn = await pool.get()
+        at = time.time()
+        try:
+            answer = await conn.request(method, path, body, headers)
+            sent[key] = (at, answer.status)
+        except (OSError, asyncio.IncompleteReadError):
+            sent[key] = (at, 0)
+            conn.close()
+        pool.put_nowait(conn)
+
+    start = time.perf_counter()
+    tasks = []
+    for n, call in enumerate(calls):
+        delay = start + n / rate - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        tasks.append(asyncio.create_task(one(*call)))
+    await asyncio.gather(*tasks)
+    return sent, len(calls) / (time.perf_counter() - start)
+
+
+def stepper(
+    port: int, token: str, plan: list[tuple[str, str]], rate: float, results: Queue[Any]
 ) -> None:
     """Send (qr_id, step) at ``rate`` per second; report the send time and status of each."""
+    calls = [
+        (qr_id, "POST", "/v1/accounts/qrcode_fill", {"id": qr_id, "step": step})
+        for qr_id, step in plan
+    ]
+    sent, achieved = asyncio.run(_paced(port, token, calls, rate))
+    results.put(("sent", sent, achieved))
 
-    async def run() -> None:
-        pool: asyncio.Queue[Connection] = asyncio.Queue()
-        for _ in range(connections):
-            pool.put_nowait(Connection(HOST, port))
-        sent: dict[str, tuple[float, int]] = {}
-        headers = {"Authorization": f"Bearer {token}"}
 
-        async def one(qr_id: str, step: str) -> None:
-            conn = await pool.get()
-            at = time.time()
-            try:
-                answer = await conn.request(
-                    "POST", "/v1/accounts/qrcode_fill", {"id": qr_id, "step": step}, headers
-                )
-                sent[qr_id] = (at, answer.status)
-            except (OSError, asyncio.IncompleteReadError):
-                sent[qr_id] = (at, 0)
-                conn.close()
-            pool.put_nowait(conn)
-
-        start = time.perf_counter()
-        tasks = []
-        for n, (qr_id, step) in enumerate(plan):
-            delay = start + n / rate - time.perf_counter()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            tasks.append(asyncio.create_task(one(qr_id, step)))
-        await asyncio.gather(*tasks)
-        results.put(("sent", sent, len(plan) / (time.perf_counter() - start)))
-
-    asyncio.run(run())
+def revoker(port: int, token: str, sids: list[str], rate: float, results: Queue[Any]) -> None:
+    """End sessions from the phone at ``rate`` per second; report when each was sent."""
+    calls = [(sid, "DELETE", f"/v1/accounts/sessions/{sid}", None) for sid in sids]
+    sent, achieved = asyncio.run(_paced(port, token, calls, rate))
+    results.put(("sent", sent, achieved))
 
 
 def creator(
@@ -180,6 +193,18 @@ def creator(
     asyncio.run(run())
 
 
+async def _log_in(browser: Connection, phone: Connection, headers: dict[str, str]) -> Any:
+    """One whole login: create, scan, confirm, redeem; the redemption's data."""
+    qr_id = (await browser.request("POST", "/v1/accounts/qrcode/", {"platform": "b"})).json()[
+        "data"
+    ]["id"]
+    for step in ("SCAN", "VERIFY"):
+        await phone.request(
+            "POST", "/v1/accounts/qrcode_fill", {"id": qr_id, "step": step}, headers
+        )
+    return (await browser.request("POST", "/v1/passport/guest", {"code": qr_id})).json()["data"]
+
+
 def login_loop(port: int, token: str, seconds: float, flows: int, results: Queue[Any]) -> None:
     """Whole logins (create, scan, verify, redeem) back to back on ``flows`` connections."""
 
@@ -193,15 +218,7 @@ def login_loop(port: int, token: str, seconds: float, flows: int, results: Queue
             nonlocal done, failed
             browser, phone = Connection(HOST, port), Connection(HOST, port)
             while time.perf_counter() < deadline:
-                qr_id = (
-                    await browser.request("POST", "/v1/accounts/qrcode/", {"platform": "b"})
-                ).json()["data"]["id"]
-                for step in ("SCAN", "VERIFY"):
-                    await phone.request(
-                        "POST", "/v1/accounts/qrcode_fill", {"id": qr_id, "step": step}, headers
-                    )
-                answer = await browser.request("POST", "/v1/passport/guest", {"code": qr_id})
-                if "token" in answer.json()["data"]:
+                if "token" in await _log_in(browser, phone, headers):
                     done += 1
                 else:
                     failed += 1
@@ -227,56 +244,12 @@ def login_many(port: int, token: str, count: int, flows: int, results: Queue[Any
             phone = Connection(HOST, port)
             for _ in remaining:
                 browser = Connection(HOST, port)
-                qr_id = (
-                    await browser.request("POST", "/v1/accounts/qrcode/", {"platform": "b"})
-                ).json()["data"]["id"]
-                for step in ("SCAN", "VERIFY"):
-                    await phone.request(
-                        "POST", "/v1/accounts/qrcode_fill", {"id": qr_id, "step": step}, headers
-                    )
-                answer = await browser.request("POST", "/v1/passport/guest", {"code": qr_id})
-                tokens.append(answer.json()["data"]["token"])
+                tokens.append((await _log_in(browser, phone, headers))["token"])
                 browser.close()
             phone.close()
 
         await asyncio.gather(*(flow() for _ in range(flows)))
         results.put(("tokens", tokens))
-
-    asyncio.run(run())
-
-
-def revoker(
-    port: int, token: str, sids: list[str], rate: float, results: Queue[Any], connections: int = 40
-) -> None:
-    """End sessions from the phone at ``rate`` per second; report when each was sent."""
-
-    async def run() -> None:
-        pool: asyncio.Queue[Connection] = asyncio.Queue()
-        for _ in range(connections):
-            pool.put_nowait(Connection(HOST, port))
-        sent: dict[str, tuple[float, int]] = {}
-        headers = {"Authorization": f"Bearer {token}"}
-
-        async def one(sid: str) -> None:
-            conn = await pool.get()
-            at = time.time()
-            try:
-                answer = await conn.request("DELETE", f"/v1/accounts/sessions/{sid}", None, headers)
-                sent[sid] = (at, answer.status)
-            except (OSError, asyncio.IncompleteReadError):
-                sent[sid] = (at, 0)
-                conn.close()
-            pool.put_nowait(conn)
-
-        start = time.perf_counter()
-        tasks = []
-        for n, sid in enumerate(sids):
-            delay = start + n / rate - time.perf_counter()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            tasks.append(asyncio.create_task(one(sid)))
-        await asyncio.gather(*tasks)
-        results.put(("sent", sent, len(sids) / (time.perf_counter() - start)))
 
     asyncio.run(run())
 

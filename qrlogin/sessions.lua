@@ -1,5 +1,5 @@
-#!lua
--- Login sessions: the one place where their rules live.
+-- Login sessions: the one place where their rules live (run after prelude.lua, as
+-- store.script() puts it together).
 --
 -- A redemption creates a session; it ends by logout, by the phone (one or all of the
 -- user's), when idle too long, or at its absolute deadline (the Redis clock is the only
@@ -24,21 +24,6 @@ local args = cjson.decode(ARGV[2])
 local ACTIVE, ENDED = 'active', 'ended'
 local NOTICES_KEPT = 100
 
-local clock = redis.call('TIME')
-local now_ms = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
-local now_s = math.floor(now_ms / 1000)
-
-local function load()
-  local flat = redis.call('HGETALL', session_key)
-  if #flat == 0 then
-    return nil
-  end
-  local h = {}
-  for i = 1, #flat, 2 do
-    h[flat[i]] = flat[i + 1]
-  end
-  return h
-end
 
 local function known(value)
   if value == nil or value == '' then
@@ -129,12 +114,7 @@ if action == 'create' then
     qr_id = args.qr_id, created_at = tostring(now_s), last_seen_at = tostring(now_s),
     idle_s = tostring(args.idle_s), absolute_at = tostring(now_s + tonumber(args.absolute_s)),
   }
-  local flat = {}
-  for k, v in pairs(h) do
-    flat[#flat + 1] = k
-    flat[#flat + 1] = v
-  end
-  redis.call('HSET', session_key, unpack(flat))
+  redis.call('HSET', session_key, unpack(fields_of(h)))
   -- Kept past its end, so that a late use is told it ended rather than that it never was.
   redis.call('EXPIRE', session_key, tonumber(args.absolute_s) + tonumber(args.retention_s))
   redis.call('ZADD', index_key, tonumber(h.absolute_at), h.id)
@@ -144,7 +124,7 @@ if action == 'create' then
   return reply('OK', h)
 end
 
-local h = load()
+local h = load_hash(session_key)
 if not h then
   return reply('NOT_FOUND', nil)
 end

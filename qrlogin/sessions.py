@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import secrets
 from dataclasses import dataclass
-from importlib import resources
 from typing import Any
 
 import redis
@@ -15,9 +14,9 @@ import redis
 from qrlogin.config import RETENTION_S
 from qrlogin.exceptions import SessionEnded, SessionNotFound
 from qrlogin.models import Requester, Snapshot, User
-from qrlogin.store import Keys
+from qrlogin.store import Keys, script
 
-SOURCE = resources.files("qrlogin").joinpath("sessions.lua").read_text()
+SOURCE = script("sessions.lua")
 #: Bytes of randomness in a session id.
 SESSION_ID_BYTES = 16
 ACTIVE, ENDED = "active", "ended"

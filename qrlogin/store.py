@@ -43,56 +43,70 @@ AUDIT_MAX_ENTRIES = 100_000
 #: Draws of a fresh QR id before giving up (a taken id is astronomically unlikely).
 CREATE_ATTEMPTS = 3
 EMPTY_PLACE = Place(None, None, None)
+
+
+def script(name: str) -> str:
+    """A Lua script of the package as Redis runs it: a ``#!lua`` line with no flags (it
+    writes, so a Redis out of memory refuses it whole), prelude.lua, then the script."""
+    package = resources.files("qrlogin")
+    prelude = package.joinpath("prelude.lua").read_text()
+    return "#!lua\n" + prelude + "\n" + package.joinpath(name).read_text()
+
+
 #: The script with every rule of the contract.
-SOURCE = resources.files("qrlogin").joinpath("transitions.lua").read_text()
+SOURCE = script("transitions.lua")
 
 
 class Keys:
     """Every Redis key and channel name of the service comes from here.
 
-    The QR id sits in a hash tag so that a QR's key and channel share a
-    Redis Cluster slot (sharded pub/sub).
+    The id in each name sits in a hash tag, so that a QR's key and channel share a
+    Redis Cluster slot (sharded pub/sub), and so do a session's, and a user's.
     """
 
     NAMESPACE = "qrlogin"
 
     @classmethod
+    def _tagged(cls, kind: str, tag: str) -> str:
+        return f"{cls.NAMESPACE}:{kind}:{{{tag}}}"
+
+    @classmethod
     def qr(cls, qr_id: str) -> str:
-        return f"{cls.NAMESPACE}:qr:{{{qr_id}}}"
+        return cls._tagged("qr", qr_id)
 
     @classmethod
     def channel(cls, qr_id: str) -> str:
-        return f"{cls.NAMESPACE}:events:{{{qr_id}}}"
+        return cls._tagged("events", qr_id)
 
     @classmethod
     def browser(cls, bind: str) -> str:
         """The live QR codes of one browser (by binding digest)."""
-        return f"{cls.NAMESPACE}:browser:{{{bind}}}"
+        return cls._tagged("browser", bind)
 
     @classmethod
     def session(cls, sid: str) -> str:
-        return f"{cls.NAMESPACE}:session:{{{sid}}}"
+        return cls._tagged("session", sid)
 
     @classmethod
     def session_channel(cls, sid: str) -> str:
-        return f"{cls.NAMESPACE}:session-events:{{{sid}}}"
+        return cls._tagged("session-events", sid)
 
     @classmethod
     def user(cls, user_id: str) -> str:
         """The user's notice counter (``version``)."""
-        return f"{cls.NAMESPACE}:user:{{{user_id}}}"
+        return cls._tagged("user", user_id)
 
     @classmethod
     def user_sessions(cls, user_id: str) -> str:
-        return f"{cls.NAMESPACE}:user-sessions:{{{user_id}}}"
+        return cls._tagged("user-sessions", user_id)
 
     @classmethod
     def user_notices(cls, user_id: str) -> str:
-        return f"{cls.NAMESPACE}:user-notices:{{{user_id}}}"
+        return cls._tagged("user-notices", user_id)
 
     @classmethod
     def user_channel(cls, user_id: str) -> str:
-        return f"{cls.NAMESPACE}:user-events:{{{user_id}}}"
+        return cls._tagged("user-events", user_id)
 
     AUDIT = f"{NAMESPACE}:audit"
     #: The prefix of the rate limiter's keys (flask-limiter adds the rest).

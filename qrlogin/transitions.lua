@@ -1,8 +1,8 @@
-#!lua
 -- The QR state machine: the one place where the rules of the contract live.
 --
--- The shebang above declares no flags: the script writes, so Redis refuses to run it
--- at all when it is out of memory (maxmemory, noeviction) rather than half-way.
+-- store.script() runs it after prelude.lua (the clock, load_hash) behind a `#!lua`
+-- line that declares no flags: the script writes, so Redis refuses to run it at all
+-- when it is out of memory (maxmemory, noeviction) rather than half-way.
 --
 -- Every call runs atomically inside Redis. A call first turns an overdue QR into
 -- QRCODE_EXPIRE (the Redis clock is the only clock), then performs its action.
@@ -29,22 +29,6 @@ local TERMINAL = {[CANCEL] = true, [EXPIRE] = true, [ERROR] = true}
 -- A stream or a long poll ends at these; SUCCESS is final, though not terminal.
 local FINAL = {[SUCCESS] = true, [CANCEL] = true, [EXPIRE] = true, [ERROR] = true}
 
--- The Redis clock is the only clock.
-local clock = redis.call('TIME')
-local now_ms = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
-local now_s = math.floor(now_ms / 1000)
-
-local function load()
-  local flat = redis.call('HGETALL', qr_key)
-  if #flat == 0 then
-    return nil
-  end
-  local h = {}
-  for i = 1, #flat, 2 do
-    h[flat[i]] = flat[i + 1]
-  end
-  return h
-end
 
 -- What the bound browser may see: never the login token, never the binding.
 -- With reveal_on_confirm, the scanner is shown only once the login is confirmed.
@@ -156,12 +140,7 @@ if action == 'create' then
     place_country = args.place_country, place_country_name = args.place_country_name,
     place_city = args.place_city,
   }
-  local flat = {}
-  for k, v in pairs(h) do
-    flat[#flat + 1] = k
-    flat[#flat + 1] = v
-  end
-  redis.call('HSET', qr_key, unpack(flat))
+  redis.call('HSET', qr_key, unpack(fields_of(h)))
   redis.call('EXPIRE', qr_key, ttl_s + tonumber(args.retention_s))
   redis.call('ZADD', live_key, now_s + ttl_s, h.id)
   redis.call('EXPIRE', live_key, ttl_s)
@@ -170,7 +149,7 @@ if action == 'create' then
   return reply('OK', h)
 end
 
-local h = load()
+local h = load_hash(qr_key)
 if not h then
   return reply('NOT_FOUND', nil)
 end

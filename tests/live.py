@@ -53,6 +53,15 @@ class Browser:
         return SSEStream(response)
 
 
+def end_session_on_phone(base_url: str, token: str, sid: str) -> requests.Response:
+    """The phone ends one of its user's sessions."""
+    return requests.delete(
+        f"{base_url}/v1/accounts/sessions/{sid}",
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=margin(30),
+    )
+
+
 def phone_step(base_url: str, token: str, qr_id: str, step: str, **extra: Any) -> requests.Response:
     return requests.post(
         base_url + "/v1/accounts/qrcode_fill",

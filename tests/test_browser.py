@@ -13,7 +13,6 @@ from typing import Any
 
 import pytest
 import redis
-import requests
 import zxingcpp
 from itsdangerous import URLSafeTimedSerializer
 from PIL import Image
@@ -21,7 +20,7 @@ from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_play
 
 from qrlogin.testing import ROOT, Service
 from tests.conftest import SECRET
-from tests.live import phone_step
+from tests.live import end_session_on_phone, phone_step
 from tests.timing import margin
 
 pytestmark = pytest.mark.slow
@@ -225,12 +224,7 @@ def test_ending_the_session_on_the_phone_takes_the_page_back_to_login(
     assert sid
     page.wait_for_timeout(300)  # the page's session stream is open
     sent = time.monotonic()
-    answer = requests.delete(
-        f"{service.url}/v1/accounts/sessions/{sid}",
-        headers={"Authorization": f"Bearer {user_token()}"},
-        timeout=margin(30),
-    )
-    assert answer.status_code == 200
+    assert end_session_on_phone(service.url, user_token(), sid).status_code == 200
     page.wait_for_url(service.url + "/", timeout=margin(10) * 1000)
     took = time.monotonic() - sent
     print(f"revocation to the login page: {took * 1000:.0f} ms")

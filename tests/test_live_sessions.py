@@ -17,7 +17,7 @@ from httpx_sse import connect_sse
 
 from qrlogin.testing import RedisServer, Service
 from tests.conftest import StartService
-from tests.live import Browser, phone_step
+from tests.live import Browser, end_session_on_phone, phone_step
 from tests.test_stream import user_token
 from tests.timing import PROMPT_S, margin, wait_until
 
@@ -73,12 +73,7 @@ def test_the_session_stream_ends_when_the_phone_ends_the_session(
     assert opening.json["status"] == "active" and opening.json["id"] == sid
 
     sent = time.monotonic()
-    answer = requests.delete(
-        f"{service.url}/v1/accounts/sessions/{sid}",
-        headers={"Authorization": f"Bearer {user_token()}"},
-        timeout=margin(30),
-    )
-    assert answer.status_code == 200
+    assert end_session_on_phone(service.url, user_token(), sid).status_code == 200
     ended = next(e for e in blocks if e.event == "session")
     assert time.monotonic() - sent < margin(PROMPT_S)
     assert ended.json["status"] == "ended" and ended.json["reason"] == "revoked"

@@ -57,9 +57,8 @@ OPERATIONS = [
 ]
 
 
-@pytest.mark.parametrize(("path", "method"), OPERATIONS)
-def test_generated_requests(api_schema: Any, path: str, method: str) -> None:
-    operation = api_schema[path][method]
+def run_generated(operation: Any, headers: dict[str, str] | None = None) -> None:
+    """Generated requests for one operation (with ``headers`` added), checked."""
 
     @given(case=operation.as_strategy())
     @settings(
@@ -70,9 +69,16 @@ def test_generated_requests(api_schema: Any, path: str, method: str) -> None:
         database=None,
     )
     def run(case: Any) -> None:
+        if headers:
+            case.headers = {**(case.headers or {}), **headers}
         case.call_and_validate(checks=CHECKS)
 
     run()
+
+
+@pytest.mark.parametrize(("path", "method"), OPERATIONS)
+def test_generated_requests(api_schema: Any, path: str, method: str) -> None:
+    run_generated(api_schema[path][method])
 
 
 #: Operations that need a credential, and which: generated requests with a valid one
@@ -104,19 +110,5 @@ def credential(app: Flask, kind: str) -> str:
 def test_generated_requests_with_credentials(
     api_schema: Any, limits_on_app: Flask, path: str, method: str, kind: str
 ) -> None:
-    operation = api_schema[path][method]
     secret = credential(limits_on_app, kind)
-
-    @given(case=operation.as_strategy())
-    @settings(
-        max_examples=EXAMPLES,
-        deadline=None,
-        suppress_health_check=list(HealthCheck),
-        derandomize=True,
-        database=None,
-    )
-    def run(case: Any) -> None:
-        case.headers = {**(case.headers or {}), "Authorization": f"Bearer {secret}"}
-        case.call_and_validate(checks=CHECKS)
-
-    run()
+    run_generated(api_schema[path][method], {"Authorization": f"Bearer {secret}"})
