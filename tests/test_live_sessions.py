@@ -17,7 +17,7 @@ from httpx_sse import connect_sse
 
 from qrlogin.testing import RedisServer, Service
 from tests.conftest import StartService
-from tests.live import Browser, end_session_on_phone, phone_step
+from tests.live import Browser, SSEStream, end_session_on_phone, phone_step
 from tests.test_stream import user_token
 from tests.timing import PROMPT_S, margin, wait_until
 
@@ -63,13 +63,11 @@ def test_the_session_stream_ends_when_the_phone_ends_the_session(
     service = start_service(QRLOGIN_INTROSPECT_KEY=SERVICE_KEY)
     browser = log_in(service)
     sid = introspect(service, browser)["sid"]
-    from tests.live import SSEStream
-
     stream = SSEStream(session_events(browser))
     assert stream.response.headers["Content-Type"].startswith("text/event-stream")
     blocks = iter(stream)
     opening = next(blocks)
-    assert opening.event == "session" and opening.retry == 3000
+    assert opening.event == "session" and opening.retry == 3000 and opening.id == "1"
     assert opening.json["status"] == "active" and opening.json["id"] == sid
 
     sent = time.monotonic()
@@ -81,6 +79,19 @@ def test_the_session_stream_ends_when_the_phone_ends_the_session(
     assert session_events(browser).status_code == 204  # and stops EventSource coming back
     me = browser.session.get(service.url + "/v1/passport/me", timeout=margin(30))
     assert me.status_code == 401 and me.json()["code"] == "SESSION_ENDED"
+
+
+def test_an_idle_session_ends_on_its_stream_by_itself(start_service: StartService) -> None:
+    """Nobody ends it: at its idle deadline the stream reads the session again, which
+    ends it there and then; the heartbeat keeps flowing while it waits."""
+    service = start_service(QRLOGIN_SESSION_IDLE="2", QRLOGIN_SSE_HEARTBEAT="1")
+    browser = log_in(service)
+    stream = SSEStream(session_events(browser))
+    blocks = list(stream)  # until the server closes it
+    assert any(b.comments == ["ping"] for b in blocks)
+    events = [b for b in blocks if b.event == "session"]
+    assert [e.json["status"] for e in events] == ["active", "ended"]
+    assert events[-1].json["reason"] == "idle" and events[-1].id == "2"
 
 
 def test_the_phone_hears_of_each_new_login_and_each_end(start_service: StartService) -> None:
