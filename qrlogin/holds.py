@@ -25,12 +25,14 @@ class Holds:
         self.caps = {"qr": per_qr, "binding": per_binding, "ip": per_ip}
         self.counts: Counter[tuple[str, str]] = Counter()
 
-    def acquire(self, qr_id: str, binding: str, ip: str) -> Callable[[], None]:
+    def acquire(self, qr_id: str | None, binding: str | None, ip: str) -> Callable[[], None]:
         """Count one more held connection; the function that releases it, once.
 
-        Raises ``SlowDown`` when any of the three is at its cap.
+        Raises ``SlowDown`` when any of the three is at its cap. A stream that is not a
+        QR's (a session's, a user's) counts against its address only.
         """
-        keys = [("qr", qr_id), ("binding", binding), ("ip", ip)]
+        named = [("qr", qr_id), ("binding", binding), ("ip", ip)]
+        keys = [(kind, value) for kind, value in named if value is not None]
         for kind, value in keys:
             cap = self.caps[kind]
             if cap and self.counts[(kind, value)] >= cap:

@@ -15,6 +15,7 @@ from qrlogin.browser import (
     actor,
     bound_digest,
     clear_cookie,
+    client_ip,
     client_socket,
     new_browser_secret,
     requester,
@@ -169,7 +170,9 @@ def session_events() -> Response:
         client=client_socket(request),
     )
     resumed = last_event_id() == first.version
-    return event_stream(frames(first, resumed=resumed, updates=updates, event=SESSION_EVENT))
+    body = frames(first, resumed=resumed, updates=updates, event=SESSION_EVENT)
+    # Counted last: nothing can fail between here and the response that releases it.
+    return event_stream(body, svc.holds.acquire(None, None, client_ip(request)))
 
 
 @bp.post("/v1/passport/introspect")

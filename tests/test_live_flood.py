@@ -200,3 +200,14 @@ def test_held_long_polls_count_too(start_service: StartService) -> None:
     assert refused.status_code == 429 and refused.json()["code"] == "SLOW_DOWN"
     assert held == [200, 200]
     assert browser.guest(qr_id).status_code == 200  # a poll that is not held is not capped
+
+
+def test_session_streams_count_against_their_address(start_service: StartService) -> None:
+    service = start_service(QRLOGIN_MAX_HELD_PER_IP="3", QRLOGIN_RATE_LIMITS="on", **ROOMY)
+    from tests.test_live_sessions import log_in, session_events
+
+    browser = log_in(service)
+    streams = [session_events(browser) for _ in range(4)]
+    assert [s.status_code for s in streams] == [200, 200, 200, 429]
+    for stream in streams:
+        stream.close()
