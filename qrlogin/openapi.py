@@ -240,7 +240,7 @@ PATHS: dict[str, dict[str, Any]] = {
                     },
                 },
                 "204": {"description": "The session has ended: stop"},
-                **_errors(401, 503),
+                **_errors(401, 429, 503),
             },
         }
     },
@@ -335,7 +335,7 @@ PATHS: dict[str, dict[str, Any]] = {
                         }
                     },
                 },
-                **_errors(401, 503),
+                **_errors(401, 429, 503),
             },
         }
     },
