@@ -42,9 +42,9 @@ def login_token() -> Login:
     return services().tokens.check_login(token)
 
 
-def logged_in(*, touch: bool = True) -> tuple[Login, Snapshot]:
+def logged_in() -> tuple[Login, Snapshot]:
     """The browser's login and its session, which must be active: 401 ``SESSION_ENDED``
-    once it was ended (logout, the phone, idle, its deadline). ``touch`` counts this
-    request as a use of the session."""
+    once it was ended (logout, the phone, idle, its deadline). The request counts as a
+    use of the session."""
     login = login_token()
-    return login, services().sessions.check(login.sid, login.user.id, touch=touch)
+    return login, services().sessions.check(login.sid, login.user.id)

@@ -52,10 +52,7 @@ def end_session(sid: str) -> Response:
 def end_all_sessions() -> Response:
     user = signed_in_user()
     svc = services()
-    ended = [
-        svc.sessions.end(s.view["id"], user.id, "revoked").view
-        for s in svc.sessions.of_user(user.id)
-    ]
+    ended = [s.view for s in svc.sessions.end_all(user.id, "revoked")]
     return ok({"ended": len(ended), "sessions": ended})
 
 

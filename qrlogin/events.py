@@ -73,24 +73,19 @@ def stream(qr_id: str) -> Response:
     if seen is not None and first.final_version and seen >= first.final_version:
         # The client saw a final state: nothing more concerns it.
         return no_more_events()
-    release = svc.holds.acquire(qr_id, bind, client_ip(request))  # 429 before the stream
-    try:
-        read = functools.partial(svc.store.read, qr_id, bind)
-        updates = follow(
-            svc.hub,
-            Keys.channel(qr_id),
-            first,
-            read,
-            tick_s=svc.settings.sse_heartbeat_s,
-            client=client_socket(request),
-        )
-        response = event_stream(
-            frames(first, resumed=seen == first.version, updates=updates), release
-        )
-    except BaseException:
-        release()
-        raise
-    return response
+    read = functools.partial(svc.store.read, qr_id, bind)
+    updates = follow(
+        svc.hub,
+        Keys.channel(qr_id),
+        first,
+        read,
+        tick_s=svc.settings.sse_heartbeat_s,
+        client=client_socket(request),
+    )
+    body = frames(first, resumed=seen == first.version, updates=updates)
+    # Counted last (429 before the stream): nothing can fail between here and the
+    # response that releases it.
+    return event_stream(body, svc.holds.acquire(qr_id, bind, client_ip(request)))
 
 
 def frames(

@@ -35,6 +35,12 @@ class Place:
         return {"country": self.country, "country_name": self.country_name, "city": self.city}
 
 
+def script_args(place: Place | None, prefix: str = "") -> dict[str, str]:
+    """A place as the Lua scripts take it: every part a string, empty when unknown."""
+    parts = place.as_dict() if place else {"country": None, "country_name": None, "city": None}
+    return {prefix + name: value or "" for name, value in parts.items()}
+
+
 def country_name(code: str) -> str:
     found = pycountry.countries.get(alpha_2=code)
     return str(getattr(found, "common_name", None) or found.name) if found else code

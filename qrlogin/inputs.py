@@ -7,6 +7,7 @@ Every check answers 4xx in the envelope (``BadRequest``, ``NotFound``,
 from __future__ import annotations
 
 import json
+import urllib.parse
 from typing import Any
 
 from flask import g, request
@@ -67,13 +68,12 @@ def _read_body() -> bytes:
 def form_or_json_field(name: str, max_chars: int = 4096) -> str:
     """A required string field from a form body or a JSON one (RFC 7662 sends a form)."""
     if request.mimetype == "application/x-www-form-urlencoded":
-        import gevent
-
-        with gevent.Timeout(BODY_READ_S, RequestTimeout()):
-            try:
-                value: object = request.form.get(name)
-            except RequestEntityTooLarge:
-                raise PayloadTooLarge() from None
+        # The same reading as a JSON body's: its limits on size and time, chunked or not.
+        try:
+            form = urllib.parse.parse_qs(_raw_body().decode(), keep_blank_values=True)
+        except UnicodeDecodeError:
+            raise BadRequest("request body is not valid form data") from None
+        value = form[name][0] if name in form else None
         return string_field({name: value}, name, max_chars=max_chars) or ""
     return string_field(json_body(), name, max_chars=max_chars) or ""
 

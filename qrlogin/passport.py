@@ -103,12 +103,11 @@ def open_session(login: dict[str, Any]) -> str:
     """A session for a redeemed login, with the redeeming browser's context; its token."""
     svc = services()
     browser = requester(request)
-    place = svc.locator.locate(browser.ip)
     user = User(str(login["sub"]), str(login["name"]), login.get("avatar") or None)
     session = svc.sessions.create(
         user,
         browser,
-        place.as_dict() if place else None,
+        svc.locator.locate(browser.ip),
         qr_id=str(login["qr"]),
         platform=str(login["platform"]),
     )

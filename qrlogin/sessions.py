@@ -13,6 +13,7 @@ import redis
 
 from qrlogin.config import RETENTION_S
 from qrlogin.exceptions import SessionEnded, SessionNotFound
+from qrlogin.geo import Place, script_args
 from qrlogin.models import Requester, Snapshot, User
 from qrlogin.store import Keys, script
 
@@ -61,17 +62,14 @@ class Sessions:
         return str(result), snapshot
 
     def create(
-        self, user: User, requester: Requester, place: dict[str, Any] | None, *,
-        qr_id: str, platform: str,
-    ) -> Snapshot:  # fmt: skip
+        self, user: User, requester: Requester, place: Place | None, *, qr_id: str, platform: str
+    ) -> Snapshot:
         sid = secrets.token_urlsafe(SESSION_ID_BYTES)
-        place = place or {}
         _, snapshot = self._run(
             sid, user.id, "create", id=sid, user_id=user.id, user_name=user.name,
             user_avatar=user.avatar or "", platform=platform, browser=requester.browser,
-            os=requester.os, ip=requester.ip, country=place.get("country") or "",
-            country_name=place.get("country_name") or "", city=place.get("city") or "",
-            qr_id=qr_id, idle_s=self.idle_s, absolute_s=self.absolute_s,
+            os=requester.os, ip=requester.ip, **script_args(place), qr_id=qr_id,
+            idle_s=self.idle_s, absolute_s=self.absolute_s,
         )  # fmt: skip
         assert snapshot is not None  # noqa: S101 (create always answers the session)
         return snapshot
@@ -93,10 +91,26 @@ class Sessions:
 
     def end(self, sid: str, user_id: str, reason: str) -> Snapshot:
         """End the session (it may have ended already); its final state."""
-        _, snapshot = self._run(sid, user_id, "end", reason=reason)
+        return self._end(sid, user_id, reason)[1]
+
+    def _end(self, sid: str, user_id: str, reason: str) -> tuple[bool, Snapshot]:
+        """End the session; whether this call ended it, and its final state."""
+        result, snapshot = self._run(sid, user_id, "end", reason=reason)
         if snapshot is None:
             raise SessionNotFound()
-        return snapshot
+        return result == "OK", snapshot
+
+    def end_all(self, user_id: str, reason: str) -> list[Snapshot]:
+        """End every session of the user; the ones this call ended, newest first."""
+        ended = []
+        for sid in self.redis.zrange(Keys.user_sessions(user_id), 0, -1):
+            try:
+                now_ended, snapshot = self._end(str(sid), user_id, reason)
+            except SessionNotFound:
+                continue
+            if now_ended:
+                ended.append(snapshot)
+        return _newest_first(ended)
 
     def of_user(self, user_id: str) -> list[Snapshot]:
         """The user's active sessions, newest first (ended ones are left out)."""
@@ -109,7 +123,7 @@ class Sessions:
                 continue
             if snapshot.status == ACTIVE:
                 found.append(snapshot)
-        return sorted(found, key=lambda s: -int(s.view["created_at"]))
+        return _newest_first(found)
 
     def owner_of(self, sid: str) -> str | None:
         owner = self.redis.hget(Keys.session(sid), "user_id")
@@ -135,3 +149,7 @@ class Sessions:
             Keys.user_notices(user_id), count=1
         )
         return newest[0][0] if newest else "0"
+
+
+def _newest_first(sessions: list[Snapshot]) -> list[Snapshot]:
+    return sorted(sessions, key=lambda s: -int(s.view["created_at"]))

@@ -25,7 +25,7 @@ from qrlogin.exceptions import (
     SlowDown,
     VerifyFailed,
 )
-from qrlogin.geo import Place
+from qrlogin.geo import Place, script_args
 from qrlogin.metrics import TRANSITIONS
 from qrlogin.models import (
     NO_ACTOR,
@@ -42,7 +42,6 @@ from qrlogin.models import (
 AUDIT_MAX_ENTRIES = 100_000
 #: Draws of a fresh QR id before giving up (a taken id is astronomically unlikely).
 CREATE_ATTEMPTS = 3
-EMPTY_PLACE = Place(None, None, None)
 
 
 def script(name: str) -> str:
@@ -197,7 +196,7 @@ class Store:
                 qr_id, "create", requester, bind, id=qr_id, platform=platform,
                 ttl_s=self.qr_ttl_s, retention_s=RETENTION_S, max_live=self.max_live_qrs,
                 browser=requester.browser, os=requester.os,
-                **{f"place_{k}": v or "" for k, v in (place or EMPTY_PLACE).as_dict().items()},
+                **script_args(place, prefix="place_"),
             )  # fmt: skip
             if result == "TOO_MANY":
                 raise SlowDown(
