@@ -10,6 +10,7 @@ from qrlogin.browser import (
     actor,
     browser_secret,
     new_browser_secret,
+    previous_of,
     requester,
     set_bind_cookie,
 )
@@ -43,7 +44,7 @@ def create_qrcode() -> Response:
         secret = new_browser_secret()
     bind = bind_digest(secret)
     if previous and not fresh_secret and QR_ID_RE.match(previous):
-        svc.store.replace(previous, bind, actor(request))
+        svc.store.replace(previous, bind, actor(request), prev=previous_of(secret))
 
     asking = requester(request)
     snapshot = svc.store.create(platform, bind, asking, svc.locator.locate(asking.ip))
@@ -61,6 +62,7 @@ def create_qrcode() -> Response:
             "status": snapshot.status,
             "interval": svc.settings.poll_interval_s,
             "events": f"/v1/accounts/qrcode/{view['id']}/events",
+            "app_link": qrimage.app_link(svc.settings.prefix, content),
         },
         status=201,
     )

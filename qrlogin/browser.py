@@ -17,8 +17,11 @@ BIND_COOKIE = "qrlogin_bind"
 #: Browsers accept a cookie with this prefix only over HTTPS, with Secure and Path=/ and
 #: no Domain: a sibling subdomain or a plain-HTTP page cannot plant one.
 HOST_PREFIX = "__Host-"
-#: Longest binding cookie value worth checking (a signed one is about 70 characters).
-MAX_BIND_COOKIE_CHARS = 128
+#: Longest binding cookie value worth checking (a signed one is about 70 characters, or
+#: about 140 with the previous binding's digest).
+MAX_BIND_COOKIE_CHARS = 200
+#: Separates a browser secret from the digest of the binding it replaced.
+PREVIOUS_MARK = "~"
 #: Bytes of randomness in a browser secret.
 BIND_SECRET_BYTES = 32
 #: The binding cookie outlives many QR codes, so a page that regenerates keeps it (seconds).
@@ -53,9 +56,31 @@ def bound_digest(request: Request) -> str:
     return NO_BINDING if secret is None else bind_digest(secret)
 
 
+def bindings(request: Request) -> tuple[str, str]:
+    """The caller's binding digest (or ``NO_BINDING``) and the digest of the binding it
+    replaced at its last login ("" if none), from one reading of the cookie."""
+    secret = browser_secret(request)
+    if secret is None:
+        return NO_BINDING, ""
+    return bind_digest(secret), previous_of(secret)
+
+
+def previous_of(secret: str) -> str:
+    """The previous binding's digest that a binding cookie the service issued names."""
+    return services().tokens.binding_payload(secret).partition(PREVIOUS_MARK)[2]
+
+
 def new_browser_secret() -> str:
     """A fresh binding cookie value: random, and signed so that the service knows it."""
     return services().tokens.sign_binding(secrets.token_urlsafe(BIND_SECRET_BYTES))
+
+
+def rotated_secret(request: Request) -> str:
+    """The binding a login gives the browser: fresh, so that whoever learned the old one
+    cannot bind the browser's next QR codes to it, and remembering the old one's digest,
+    so that the QR codes the browser's other tabs show stay its own until they log in."""
+    fresh = secrets.token_urlsafe(BIND_SECRET_BYTES) + PREVIOUS_MARK + bound_digest(request)
+    return services().tokens.sign_binding(fresh)
 
 
 def set_bind_cookie(response: Response, request: Request, value: str) -> None:

@@ -145,6 +145,23 @@ def _origins(env: Mapping[str, str], name: str) -> frozenset[str]:
     return frozenset(origins)
 
 
+#: How the service reaches Redis: one server (or a proxy in front of many), a Redis
+#: Cluster through any of its nodes, or the master that Redis Sentinel names.
+REDIS_MODES = ("single", "cluster", "sentinel")
+
+
+def sentinel_addresses(url: str) -> list[tuple[str, int]]:
+    """The sentinels a sentinel-mode REDIS_URL names: redis://host:port[,host:port...]."""
+    hosts = url.split("://", 1)[-1].rpartition("@")[2].split("/", 1)[0]
+    found = []
+    for part in hosts.split(","):
+        host, _, port = part.strip().rpartition(":")
+        if not host or not port.isdigit():
+            raise ConfigError(f"REDIS_URL: {part!r} is not a sentinel's host:port")
+        found.append((host, int(port)))
+    return found
+
+
 @dataclass(frozen=True)
 class Settings:
     """The service's configuration; see README.md for the table. Units: ``_s`` seconds."""
@@ -152,6 +169,8 @@ class Settings:
     secret_key: str
     redis_url: str | None
     demo: bool = False
+    redis_mode: str = "single"
+    sentinel_master: str = "mymaster"
     qr_ttl_s: int = 120
     prefix: str = "rk://scanforpclogin/"
     platforms: frozenset[str] = field(default_factory=frozenset)
@@ -177,6 +196,10 @@ class Settings:
     session_idle_s: int = 8 * 3600
     session_max_age_s: int = 24 * 3600
     introspect_key: str | None = None
+
+    @property
+    def clustered(self) -> bool:
+        return self.redis_mode == "cluster"
 
     @property
     def embedded(self) -> bool:
@@ -205,12 +228,23 @@ class Settings:
             raise ConfigError(
                 f"REDIS_URL must start with redis://, rediss:// or unix:// (got {redis_url!r})"
             )
+        redis_mode = _choice(env, "QRLOGIN_REDIS_MODE", default["redis_mode"], REDIS_MODES)
+        if redis_mode != "single" and redis_url is None:
+            raise ConfigError(
+                f"QRLOGIN_REDIS_MODE={redis_mode} needs REDIS_URL to name a node (cluster) "
+                "or the sentinels (sentinel: redis://host:26379,host:26379)"
+            )
+        if redis_mode == "sentinel":
+            sentinel_addresses(redis_url or "")  # raises ConfigError when it names none
         prefix = env.get("QRLOGIN_PREFIX", default["prefix"])
         if not prefix or len(prefix) > 200:
             raise ConfigError("QRLOGIN_PREFIX must be 1 to 200 characters long")
         return cls(
             secret_key=secret_key,
             redis_url=redis_url,
+            redis_mode=redis_mode,
+            sentinel_master=env.get("QRLOGIN_SENTINEL_MASTER", "").strip()
+            or default["sentinel_master"],
             demo=demo,
             qr_ttl_s=_int(env, "QRLOGIN_QR_TTL", default["qr_ttl_s"], 1, 3600),
             prefix=prefix,

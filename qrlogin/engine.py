@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Callable
+from urllib.parse import urlsplit
 
 import redis
 from redis.backoff import ExponentialBackoff, NoBackoff
 from redis.retry import Retry
+from redis.sentinel import Sentinel
 
-from qrlogin.config import Settings
+from qrlogin.config import Settings, sentinel_addresses
+from qrlogin.topology import Cluster, Single, Topology
 
 log = logging.getLogger(__name__)
 
@@ -52,17 +54,31 @@ def connect(settings: Settings) -> redis.Redis:
     """Return the command client for this process."""
     if settings.redis_url is None:
         return _embedded()
-    pool = redis.BlockingConnectionPool.from_url(
-        settings.redis_url,
-        max_connections=MAX_POOL_CONNECTIONS,
-        timeout=POOL_TIMEOUT_S,
-        socket_connect_timeout=CONNECT_TIMEOUT_S,
-        socket_timeout=SOCKET_TIMEOUT_S,
-        health_check_interval=HEALTH_CHECK_INTERVAL_S,
-        retry=Retry(ExponentialBackoff(cap=0.2, base=0.05), 1),
-        client_name="qrlogin",
-        decode_responses=True,
-    )
+    options = {
+        "max_connections": MAX_POOL_CONNECTIONS,
+        "timeout": POOL_TIMEOUT_S,
+        "socket_connect_timeout": CONNECT_TIMEOUT_S,
+        "socket_timeout": SOCKET_TIMEOUT_S,
+        "health_check_interval": HEALTH_CHECK_INTERVAL_S,
+        "retry": Retry(ExponentialBackoff(cap=0.2, base=0.05), 1),
+        "client_name": "qrlogin",
+        "decode_responses": True,
+    }
+    if settings.redis_mode == "sentinel":
+        # The master the sentinels name; a failover makes the pool reconnect to the new
+        # one. (This pool does not block when full: past 20 connections a request gets 503.)
+        del options["timeout"]
+        master: redis.Redis = _sentinel(settings).master_for(  # type: ignore[no-untyped-call]
+            settings.sentinel_master, **options
+        )
+        return master
+    if settings.clustered:
+        # One bounded, blocking pool per master; a failover or a slot move makes the
+        # client reload the slot map and try again, within the same few retries.
+        return redis.RedisCluster.from_url(  # type: ignore[return-value]  # same commands
+            settings.redis_url, connection_pool_class=redis.BlockingConnectionPool, **options
+        )
+    pool = redis.BlockingConnectionPool.from_url(settings.redis_url, **options)
     return redis.Redis(connection_pool=pool)
 
 
@@ -74,24 +90,37 @@ def script_source(settings: Settings, source: str) -> str:
     return source
 
 
-def subscriber_factory(settings: Settings) -> Callable[[], redis.Redis]:
-    """What the hub calls for each (re)connection of its one pub/sub connection."""
+def topology(settings: Settings, client: redis.Redis) -> Topology:
+    """Where the hub's subscriber connections go (see topology.py)."""
     url = settings.redis_url
     if url is None:
-        return _embedded
+        return Single(_embedded)
+    # No retries inside redis-py: the hub reconnects and resubscribes itself.
+    options: dict[str, object] = {
+        "socket_connect_timeout": CONNECT_TIMEOUT_S,
+        "socket_keepalive": True,
+        "retry": Retry(NoBackoff(), 0),
+        "client_name": "qrlogin-hub",
+        "decode_responses": True,
+    }
+    if settings.clustered:
+        return Cluster(client, url, options)  # type: ignore[arg-type]  # a RedisCluster
+    if settings.redis_mode == "sentinel":
+        # The command client's own Sentinel (one per process), asked again at each reconnect.
+        sentinel: Sentinel = client.connection_pool.sentinel_manager  # type: ignore[attr-defined]
+        name = settings.sentinel_master
+        return Single(lambda: sentinel.master_for(name, **options))  # type: ignore[no-untyped-call]
+    return Single(lambda: redis.Redis.from_url(url, **options))
 
-    def connect() -> redis.Redis:
-        # No retries inside redis-py: the hub reconnects and resubscribes itself.
-        return redis.Redis.from_url(
-            url,
-            socket_connect_timeout=CONNECT_TIMEOUT_S,
-            socket_keepalive=True,
-            retry=Retry(NoBackoff(), 0),
-            client_name="qrlogin-hub",
-            decode_responses=True,
-        )
 
-    return connect
+def _sentinel(settings: Settings) -> Sentinel:
+    password = urlsplit(settings.redis_url or "").password
+    return Sentinel(  # type: ignore[no-untyped-call]
+        sentinel_addresses(settings.redis_url or ""),
+        socket_timeout=SOCKET_TIMEOUT_S,
+        socket_connect_timeout=CONNECT_TIMEOUT_S,
+        password=password,  # the master's (the sentinels are asked without one)
+    )
 
 
 @functools.cache

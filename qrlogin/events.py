@@ -1,4 +1,5 @@
-"""The browser's Server-Sent Events stream of one QR's status."""
+"""The browser's Server-Sent Events streams: one QR's status, or several QRs of one
+browser on one connection (the SDK's tabs share it)."""
 
 from __future__ import annotations
 
@@ -11,21 +12,26 @@ from collections.abc import Callable, Generator, Iterator
 from flask import Blueprint, Response, request
 from flask_sse import Message
 
-from qrlogin.browser import bound_digest, client_ip, client_socket
+from qrlogin.browser import bindings, client_ip, client_socket
 from qrlogin.config import SSE_RETRY_MS
+from qrlogin.exceptions import BadRequest, Forbidden, NotFound
 from qrlogin.inputs import check_qr_id
 from qrlogin.messages import EVENT_TYPE, Published
 from qrlogin.metrics import DELIVERY
 from qrlogin.models import Snapshot
 from qrlogin.services import services
 from qrlogin.store import Keys
-from qrlogin.waiting import Signal, follow
+from qrlogin.waiting import Signal, follow, follow_many
 
 bp = Blueprint("events", __name__)
 
 #: On shutdown, browsers are told to come back after a random delay in this range (ms).
 SHUTDOWN_RETRY_MS = (250, 2000)
 HEARTBEAT = ": ping\n\n"
+#: QR codes one stream may watch: as many as a browser may hold live (the default cap).
+MAX_WATCHED = 20
+#: The event that tells a shared stream's client one of its QRs is not (or no longer) its.
+GONE_EVENT = "gone"
 
 
 def frame(snapshot: Snapshot, retry: bool = False, event: str = EVENT_TYPE) -> str:
@@ -67,13 +73,13 @@ def last_event_id() -> int | None:
 def stream(qr_id: str) -> Response:
     svc = services()
     check_qr_id(qr_id)
-    bind = bound_digest(request)
-    first = svc.store.read(qr_id, bind)  # 403, 404 or 503 before the stream starts
+    bind, prev = bindings(request)
+    first = svc.store.read(qr_id, bind, prev=prev)  # 403, 404 or 503 before the stream starts
     seen = last_event_id()
     if seen is not None and first.final_version and seen >= first.final_version:
         # The client saw a final state: nothing more concerns it.
         return no_more_events()
-    read = functools.partial(svc.store.read, qr_id, bind)
+    read = functools.partial(svc.store.read, qr_id, bind, prev=prev)
     updates = follow(
         svc.hub,
         Keys.channel(qr_id),
@@ -86,6 +92,76 @@ def stream(qr_id: str) -> Response:
     # Counted last (429 before the stream): nothing can fail between here and the
     # response that releases it.
     return event_stream(body, svc.holds.acquire(qr_id, bind, client_ip(request)))
+
+
+@bp.get("/v1/accounts/qrcode/events")
+def shared_stream() -> Response:
+    """The states of several QR codes of this browser on one stream: each one's state
+    now, then its changes, each as ``status`` with the QR's ``id`` and ``version`` in the
+    data; ``gone`` for a QR not found or not bound to this browser. Ends when every one
+    is final or gone."""
+    svc = services()
+    ids = list(dict.fromkeys(i for i in request.args.get("ids", "").split(",") if i))
+    if not 1 <= len(ids) <= MAX_WATCHED:
+        raise BadRequest(f"ids must name 1 to {MAX_WATCHED} QR codes, comma-separated")
+    for qr_id in ids:
+        check_qr_id(qr_id)
+    bind, prev = bindings(request)
+    opening, first, of_channel = [], {}, {}
+    for qr_id in ids:
+        try:
+            snapshot = svc.store.read(qr_id, bind, prev=prev)  # 503 before the stream starts
+        except (NotFound, Forbidden) as gone:
+            opening.append(gone_frame(qr_id, gone))
+            continue
+        opening.append(shared_frame(snapshot))
+        first[Keys.channel(qr_id)] = snapshot
+        of_channel[Keys.channel(qr_id)] = qr_id
+    updates = follow_many(
+        svc.hub, first, lambda channel: svc.store.read(of_channel[channel], bind, prev=prev),
+        tick_s=svc.settings.sse_heartbeat_s, client=client_socket(request),
+    )  # fmt: skip
+    body = shared_frames(opening, updates, of_channel)
+    return event_stream(body, svc.holds.acquire(None, bind, client_ip(request)))
+
+
+def shared_frame(snapshot: Snapshot) -> str:
+    """A QR's state on a shared stream: no ``id:`` line (one stream, many versions)."""
+    return str(Message({**snapshot.view, "version": snapshot.version}, type=EVENT_TYPE))
+
+
+def gone_frame(qr_id: str, why: NotFound | Forbidden) -> str:
+    return str(Message({"id": qr_id, "code": why.code}, type=GONE_EVENT))
+
+
+def shared_frames(
+    opening: list[str],
+    updates: Generator[tuple[str, Published | None] | Signal, None, None],
+    of_channel: dict[str, str],
+) -> Iterator[str]:
+    with contextlib.closing(updates):
+        yield f"retry: {SSE_RETRY_MS}\n\n"
+        yield from opening
+        for update in updates:
+            if isinstance(update, Signal):
+                yield signal_text(update)
+            elif update[1] is None:
+                yield gone_frame(of_channel[update[0]], NotFound())
+            else:
+                yield shared_frame(update[1].snapshot)
+                delivered(update[1])
+
+
+def signal_text(signal: Signal) -> str:
+    """A heartbeat, or the reconnect hint of a stopping process."""
+    if signal is Signal.TICK:
+        return HEARTBEAT
+    return f"retry: {random.randint(*SHUTDOWN_RETRY_MS)}\n: reconnect\n\n"  # noqa: S311
+
+
+def delivered(update: Published) -> None:
+    if update.at_ms:
+        DELIVERY.observe(max(0.0, time.time() - update.at_ms / 1000))
 
 
 def frames(
@@ -105,11 +181,8 @@ def frames(
         else:
             yield frame(first, retry=True, event=event)
         for update in updates:
-            if update is Signal.TICK:
-                yield HEARTBEAT
-            elif update is Signal.CLOSING:
-                yield f"retry: {random.randint(*SHUTDOWN_RETRY_MS)}\n: reconnect\n\n"  # noqa: S311
-            elif isinstance(update, Published):
+            if isinstance(update, Signal):
+                yield signal_text(update)
+            else:
                 yield from (each(update) if each else [frame(update.snapshot, event=event)])
-                if update.at_ms:
-                    DELIVERY.observe(max(0.0, time.time() - update.at_ms / 1000))
+                delivered(update)

@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from qrlogin.exceptions import SlowDown
+from qrlogin.metrics import HELD
 
 #: When a refused browser should try again (seconds).
 RETRY_AFTER_S = 5
@@ -43,6 +44,7 @@ class Holds:
                 )
         for key in keys:
             self.counts[key] += 1
+        HELD.inc()
         released = False
 
         def release() -> None:
@@ -50,6 +52,7 @@ class Holds:
             if released:
                 return
             released = True
+            HELD.dec()
             for key in keys:
                 self.counts[key] -= 1
                 if self.counts[key] <= 0:

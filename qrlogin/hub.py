@@ -1,15 +1,21 @@
-"""One Redis subscriber per process, fanning QR events out to the waiters in it.
+"""The process's subscribers, fanning state events out to the waiters in it.
 
-Browsers waiting on a QR (an SSE stream or a long poll) each hold a ``Waiter``.
-The hub keeps a single pub/sub connection subscribed to exactly the channels
-that have waiters here, and only its own greenlet drives that connection
-(a redis-py PubSub is not safe to share between greenlets). Pub/sub is
-at-most-once, so it only wakes waiters: after every (re)subscribe each waiter
-is checked against the store, which is the truth: the hub reads the versions of
-all newly subscribed QRs in one pipelined round trip and wakes, to re-read, only
-the waiters whose QR changed meanwhile. A burst of subscriptions (thousands of
-browsers arriving, or all of them after Redis comes back) so costs a few round
-trips, not one read per waiter.
+Browsers waiting on a QR (an SSE stream or a long poll), a session or a user's notices
+each hold a ``Waiter``. Events come by sharded pub/sub (SSUBSCRIBE): the hub keeps one
+subscriber connection per Redis node that carries channels with waiters here (one for a
+single Redis; one per master of a Redis Cluster), subscribed to exactly those channels,
+and only that connection's own greenlet drives it (a redis-py PubSub is not safe to share
+between greenlets).
+
+Pub/sub is at-most-once, so it only wakes waiters: after every (re)subscribe each waiter
+is checked against the store, which is the truth: the hub reads the versions of all newly
+subscribed channels in one pipelined round trip and wakes, to re-read, only the waiters
+whose state changed meanwhile. A burst of subscriptions (thousands of browsers arriving,
+or all of them after a failover) so costs a few round trips, not one read per waiter.
+
+When a subscriber fails (its node died, or Redis moved the node's slots elsewhere), the
+hub's supervisor reloads the topology, places every channel on its node again and
+restarts the subscribers, backing off while Redis stays away.
 """
 
 from __future__ import annotations
@@ -25,22 +31,33 @@ import redis
 
 from qrlogin.exceptions import DeadConnectionError, HubError
 from qrlogin.messages import Published, parse
-from qrlogin.metrics import REDIS_ERRORS, WAITING
+from qrlogin.metrics import FAILOVERS, REDIS_ERRORS, RESUBSCRIBES, WAITING
+from qrlogin.topology import Topology
 
 log = logging.getLogger(__name__)
 
-#: How long the hub's greenlet blocks on the socket before looking at new waiters (seconds).
+#: How long a subscriber's greenlet blocks on its socket before looking at new waiters (s).
 POLL_S = 0.02
 #: A PING goes to Redis when the subscriber connection was idle this long (seconds).
 HEALTH_CHECK_S = 10
 PING_MESSAGE = "qrlogin-hub"
 #: With no traffic at all (not even the PING's answer) for this long, the connection is dead.
 DEAD_AFTER_S = 25.0
-#: Reconnect back-off: first delay and cap (seconds).
+#: Reconnect back-off: first delay and cap (seconds). One attempt a second per process
+#: costs Redis nothing, and a failover is followed within a second of its end.
 BACKOFF_FIRST_S = 0.1
-BACKOFF_CAP_S = 5.0
-#: Channels per SUBSCRIBE/UNSUBSCRIBE command.
-BATCH = 500
+BACKOFF_CAP_S = 1.0
+#: Channels whose versions are checked in one round trip after they were subscribed.
+CHECK_BATCH = 500
+#: What finding a channel's node may raise while the cluster changes.
+TOPOLOGY_ERRORS = (redis.exceptions.RedisError, redis.exceptions.RedisClusterException)
+#: What a subscriber that failed tells: Redis went away, or moved its slots.
+SUBSCRIBER_ERRORS = (
+    redis.exceptions.ConnectionError,
+    redis.exceptions.TimeoutError,
+    redis.exceptions.ResponseError,  # MOVED, CLUSTERDOWN on (S)SUBSCRIBE
+    OSError,
+)
 
 
 def gevent_patched() -> bool:
@@ -57,7 +74,7 @@ class Waiter:
 
     __slots__ = ("_event", "channel", "closed", "latest", "poked", "resync", "version")
 
-    def __init__(self, channel: str, version: int) -> None:
+    def __init__(self, channel: str, version: int, event: Any = None) -> None:
         import gevent.event
 
         self.channel = channel
@@ -66,7 +83,8 @@ class Waiter:
         self.resync = False
         self.closed = False
         self.poked = False  # its client's socket became readable: perhaps it went away
-        self._event = gevent.event.Event()
+        # Waiters of one client (a stream of many QRs) may share one event.
+        self._event = event if event is not None else gevent.event.Event()
 
     def wait(self, timeout: float | None) -> bool:
         """Block until something happens or ``timeout`` passes; True when something did."""
@@ -99,22 +117,41 @@ class Waiter:
         self._event.set()
 
 
+class Shard:
+    """One subscriber connection, to one Redis node, and the channels placed on it."""
+
+    def __init__(self, node: str) -> None:
+        self.node = node
+        self.channels: set[str] = set()  # with waiters in this process
+        self.requested: set[str] = set()  # subscribed (or asked) on the current connection
+        self.confirmed: set[str] = set()  # subscriptions confirmed, versions not yet checked
+        self.dropping: dict[str, int] = {}  # unsubscribes sent, not yet answered
+        self.changed = True  # channels differ from what the connection asked for
+        self.greenlet: Any = None
+        self.retired = False  # the node no longer holds these channels
+
+    @property
+    def running(self) -> bool:
+        return self.greenlet is not None and not self.greenlet.dead
+
+
 class Hub:
-    """The process's subscriber. Start it after forking (it refuses without gevent)."""
+    """The process's subscribers. Start it after forking (it refuses without gevent)."""
 
     def __init__(
         self,
-        connect: Callable[[], redis.Redis],
+        topology: Topology,
         versions: Callable[[list[str]], list[int | None]],
     ) -> None:
-        self._connect = connect
+        self._topology = topology
         self._versions = versions
         self._waiters: dict[str, set[Waiter]] = {}
-        self._requested: set[str] = set()  # subscribed (or asked) on the current connection
-        self._confirmed: set[str] = set()  # subscriptions confirmed, versions not yet checked
-        self._greenlet: Any = None
+        self._shards: dict[str, Shard] = {}
+        self._placed: dict[str, Shard] = {}
+        self._supervisor: Any = None
+        self._trouble: Any = None  # set when a subscriber failed
+        self._delay = BACKOFF_FIRST_S  # before the next recovery; reset once Redis answers
         self._closing = False
-        self.reconnects = 0
 
     @property
     def waiting(self) -> int:
@@ -122,7 +159,7 @@ class Hub:
         return sum(len(w) for w in self._waiters.values())
 
     def start(self) -> None:
-        if self._closing or (self._greenlet is not None and not self._greenlet.dead):
+        if self._closing or (self._supervisor is not None and not self._supervisor.dead):
             return  # running, or shut down for good (a stopping worker takes no new waits)
         if not gevent_patched():
             raise HubError(
@@ -131,68 +168,143 @@ class Hub:
                 "or with `python app.py`"
             )
         import gevent
+        import gevent.event
 
-        self._greenlet = gevent.spawn(self._run)
+        self._trouble = gevent.event.Event()
+        self._supervisor = gevent.spawn(self._supervise)
 
     @contextmanager
-    def watch(self, channel: str, version: int) -> Iterator[Waiter]:
+    def watch(self, channel: str, version: int, event: Any = None) -> Iterator[Waiter]:
         """Wait on a channel (a QR's, a session's, a user's), whose state the caller read
-        at ``version``, for the block."""
+        at ``version``, for the block; ``event`` (a gevent Event) is set on news, when
+        the caller waits on several channels at once."""
         self.start()
-        waiter = Waiter(channel, version)
+        waiter = Waiter(channel, version, event)
         if self._closing:
             waiter._close()
-        self._waiters.setdefault(channel, set()).add(waiter)
+        waiters = self._waiters.setdefault(channel, set())
+        if not waiters:
+            self._place(channel)
+        waiters.add(waiter)
         WAITING.inc()
         try:
             yield waiter
         finally:
             WAITING.dec()
-            waiters = self._waiters.get(channel)
-            if waiters is not None:
-                waiters.discard(waiter)
-                if not waiters:
+            left = self._waiters.get(channel)
+            if left is not None:
+                left.discard(waiter)
+                if not left:
                     del self._waiters[channel]
+                    shard = self._placed.pop(channel, None)
+                    if shard is not None:
+                        shard.channels.discard(channel)
+                        shard.changed = True
 
     def shutdown(self) -> None:
-        """End every wait now (waiters see ``closed``) and stop the subscriber."""
+        """End every wait now (waiters see ``closed``) and stop the subscribers."""
         self._closing = True
         for waiters in list(self._waiters.values()):
             for waiter in list(waiters):
                 waiter._close()
 
-    # The hub's own greenlet from here on.
+    def _place(self, channel: str) -> None:
+        """Put ``channel`` on its node's subscriber (started unless the hub is recovering)."""
+        try:
+            node = self._topology.node_of(channel)
+        except TOPOLOGY_ERRORS:
+            node = ""  # no known owner now: the supervisor places it once there is one
+            self._trouble.set()
+        shard = self._shards.get(node)
+        if shard is None:
+            shard = self._shards[node] = Shard(node)
+        shard.channels.add(channel)
+        shard.changed = True
+        self._placed[channel] = shard
+        if node and not shard.running and not self._trouble.is_set():
+            self._spawn(shard)
 
-    def _run(self) -> None:
-        delay = BACKOFF_FIRST_S
+    def _spawn(self, shard: Shard) -> None:
+        import gevent
+
+        shard.greenlet = gevent.spawn(self._subscribe, shard)
+
+    # The supervisor's greenlet.
+
+    def _supervise(self) -> None:
         while not self._closing:
+            self._trouble.wait()
+            delay = self._delay
+            time.sleep(delay + random.uniform(0, delay / 2))  # noqa: S311 (jitter)
+            self._delay = min(delay * 2, BACKOFF_CAP_S)
             try:
-                self._serve()
-            except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError) as e:
-                # Waiters keep waiting: once resubscribed, those whose QR changed are woken.
-                log.warning("event hub lost Redis (%s); reconnecting in %.1fs", e, delay)
+                self._topology.refresh()
+                if self._place_all():
+                    FAILOVERS.inc()
+                    log.warning("Redis moved channels to other nodes; resubscribing there")
+            except TOPOLOGY_ERRORS as e:
+                log.warning("event hub cannot reach Redis (%s); trying again", e)
                 REDIS_ERRORS.labels("hub").inc()
-                time.sleep(delay + random.uniform(0, delay / 2))  # noqa: S311 (jitter)
-                delay = min(delay * 2, BACKOFF_CAP_S)
-                self.reconnects += 1
-            else:
-                delay = BACKOFF_FIRST_S
+                continue
+            self._trouble.clear()
+            for shard in list(self._shards.values()):
+                if shard.channels and not shard.running:
+                    RESUBSCRIBES.inc()
+                    self._spawn(shard)
 
-    def _serve(self) -> None:
-        pubsub = self._connect().pubsub()  # type: ignore[no-untyped-call]
-        self._requested, self._confirmed = set(), set()
+    def _place_all(self) -> bool:
+        """Place every channel with waiters on the node that holds it now; whether some
+        moved from the node they were on."""
+        placed: dict[str, Shard] = {}
+        shards: dict[str, Shard] = {}
+        moved = False
+        for channel in self._waiters:
+            node = self._topology.node_of(channel)
+            was = self._placed.get(channel)
+            moved = moved or (was is not None and was.node not in ("", node))
+            shard = shards.get(node)
+            if shard is None:
+                old = self._shards.get(node)
+                shard = shards[node] = old if old is not None and not old.retired else Shard(node)
+                shard.channels = set()
+                shard.changed = True
+            shard.channels.add(channel)
+            placed[channel] = shard
+        for node, old in self._shards.items():
+            if node not in shards:
+                old.retired = True  # its greenlet ends at its next look
+                old.channels = set()
+        self._shards, self._placed = shards, placed
+        return moved
+
+    # A subscriber's greenlet from here on.
+
+    def _subscribe(self, shard: Shard) -> None:
+        try:
+            self._serve(shard)
+        except (*SUBSCRIBER_ERRORS, DeadConnectionError) as e:
+            if not shard.retired:
+                # Waiters keep waiting: once resubscribed, those whose state changed wake.
+                log.warning("event hub lost Redis at %s (%s); reconnecting", shard.node, e)
+                REDIS_ERRORS.labels("hub").inc()
+                self._trouble.set()
+
+    def _serve(self, shard: Shard) -> None:
+        pubsub = self._topology.subscriber(shard.node).pubsub()  # type: ignore[no-untyped-call]
+        shard.requested, shard.confirmed, shard.dropping = set(), set(), {}
+        shard.changed = True
         last_traffic = last_ping = time.monotonic()
         try:
-            while not self._closing:
-                self._sync(pubsub)
-                if not self._requested:
+            while not self._closing and not shard.retired:
+                self._sync(shard, pubsub)
+                if not shard.requested:
                     last_traffic = time.monotonic()
                     time.sleep(POLL_S)
                     continue
-                message = pubsub.get_message(timeout=0 if self._confirmed else POLL_S)
+                message = pubsub.get_message(timeout=0 if shard.confirmed else POLL_S)
                 now = time.monotonic()
-                if message is None and self._confirmed:
-                    self._check_confirmed()  # the socket is drained: check the batch
+                if message is None and shard.confirmed:
+                    self._check_confirmed(shard)  # the socket is drained: check the batch
                     continue
                 if message is None:
                     idle = now - last_traffic
@@ -203,45 +315,59 @@ class Hub:
                         last_ping = now
                     continue
                 last_traffic = now
-                self._dispatch(message)
+                self._delay = BACKOFF_FIRST_S  # this node answers
+                self._dispatch(shard, message)
         finally:
-            self._requested, self._confirmed = set(), set()
+            shard.requested, shard.confirmed = set(), set()
             try:
                 pubsub.close()
             except (redis.exceptions.RedisError, OSError):
                 log.debug("closing a broken subscriber connection failed", exc_info=True)
 
-    def _sync(self, pubsub: Any) -> None:
-        wanted = set(self._waiters)
-        add = sorted(wanted - self._requested)
-        drop = sorted(self._requested - wanted)
-        for i in range(0, len(add), BATCH):
-            pubsub.subscribe(*add[i : i + BATCH])
-        for i in range(0, len(drop), BATCH):
-            pubsub.unsubscribe(*drop[i : i + BATCH])
-        self._requested = wanted
+    def _sync(self, shard: Shard, pubsub: Any) -> None:
+        if not shard.changed:
+            return
+        shard.changed = False
+        wanted = set(shard.channels)  # a copy: subscribing yields to greenlets that add more
+        add = sorted(wanted - shard.requested)
+        drop = sorted(shard.requested - wanted)
+        for batch in self._topology.batches(add):
+            pubsub.ssubscribe(*batch)
+        for batch in self._topology.batches(drop):
+            pubsub.sunsubscribe(*batch)
+        for channel in drop:
+            shard.dropping[channel] = shard.dropping.get(channel, 0) + 1
+        shard.requested = wanted
 
-    def _dispatch(self, message: dict[str, Any]) -> None:
+    def _dispatch(self, shard: Shard, message: dict[str, Any]) -> None:
         kind, channel = message.get("type"), message.get("channel")
         if not isinstance(channel, str):
             return  # e.g. the answer to a health-check PING
-        waiters = self._waiters.get(channel, ())
-        if kind == "subscribe":
-            self._confirmed.add(channel)
-            if len(self._confirmed) >= BATCH:
-                self._check_confirmed()
-        elif kind == "message":
+        if kind == "ssubscribe":
+            shard.confirmed.add(channel)
+            if len(shard.confirmed) >= CHECK_BATCH:
+                self._check_confirmed(shard)
+        elif kind == "smessage":
             event = parse(message.get("data"))
-            for waiter in waiters:
+            for waiter in self._waiters.get(channel, ()):
                 if event is None:
                     waiter._wake()
                 else:
                     waiter._push(event)
+        elif kind == "sunsubscribe":
+            asked = shard.dropping.get(channel, 0)
+            if asked > 1:
+                shard.dropping[channel] = asked - 1
+            elif asked == 1:
+                del shard.dropping[channel]
+            elif channel in shard.requested:
+                # Redis dropped a channel we did not give up: its slot moved elsewhere.
+                raise redis.exceptions.ConnectionError(f"Redis moved {channel} to another node")
 
-    def _check_confirmed(self) -> None:
-        """Wake the waiters whose QR changed before their subscription was in place."""
-        channels = [c for c in self._confirmed if c in self._waiters]
-        self._confirmed = set()
+    def _check_confirmed(self, shard: Shard) -> None:
+        """Wake the waiters whose state changed before their subscription was in place."""
+        channels = [c for c in shard.confirmed if c in self._waiters]
+        shard.confirmed = set()
         for channel, version in zip(channels, self._versions(channels), strict=True):
             for waiter in self._waiters.get(channel, ()):
                 if version is None or version > waiter.version:

@@ -16,6 +16,7 @@ from flask_limiter import Limiter, RequestLimit
 from qrlogin import browser
 from qrlogin.auth import signed_in_user
 from qrlogin.browser import bound_digest
+from qrlogin.config import Settings
 from qrlogin.envelope import error_response
 from qrlogin.exceptions import QRLoginError, SlowDown
 from qrlogin.inputs import json_body
@@ -93,10 +94,25 @@ limiter = Limiter(
 )
 
 
+def storage_uri(settings: Settings) -> str:
+    """Where the limiter counts, in each Redis mode: each limit is one key, so on a
+    cluster each lands on its own slot (limits' cluster storage); with Sentinel, the
+    same sentinels and the master's name; in memory with the embedded engine."""
+    url = settings.redis_url
+    if url is None:
+        return "memory://"
+    if settings.redis_mode == "cluster":
+        return "redis+cluster://" + url.split("://", 1)[1]
+    if settings.redis_mode == "sentinel":
+        hosts = url.split("://", 1)[1].split("/", 1)[0]
+        return f"redis+sentinel://{hosts}/{settings.sentinel_master}"
+    return url
+
+
 def init_app(app: Flask) -> None:
     """Count on the app's Redis (or in memory with the embedded engine)."""
     settings = services(app).settings
-    app.config["RATELIMIT_STORAGE_URI"] = settings.redis_url or "memory://"
+    app.config["RATELIMIT_STORAGE_URI"] = storage_uri(settings)
     # Off means off: no per-request work at all (the limiter skips its hooks).
     app.config["RATELIMIT_ENABLED"] = settings.rate_limits
     limiter.init_app(app)

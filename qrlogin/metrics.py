@@ -34,10 +34,24 @@ DELIVERY = Histogram(
     "From the transition in Redis to the event written to the browser's stream",
     buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
 )
+HELD = Gauge(
+    "qrlogin_held_connections",
+    "Open streams (QR, shared, session, notices) and held long polls",
+    multiprocess_mode="livesum",
+)
 REDIS_ERRORS = Counter(
     "qrlogin_redis_errors_total",
     "Times Redis could not be reached: by a request (503) or by the event hub (reconnect)",
     ["where"],
+)
+
+RESUBSCRIBES = Counter(
+    "qrlogin_hub_resubscribes_total",
+    "Times the event hub subscribed its channels again after losing a subscriber connection",
+)
+FAILOVERS = Counter(
+    "qrlogin_redis_failovers_total",
+    "Times the event hub found channels moved to another Redis node (a failover, a slot move)",
 )
 
 

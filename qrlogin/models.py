@@ -83,6 +83,9 @@ class GuestResult:
 
     snapshot: Snapshot
     login: dict[str, Any] | None
+    #: The QR was bound to the browser's previous binding (see browser.rotated_secret):
+    #: its binding was already renewed at an earlier login, so it is not renewed again.
+    by_previous: bool = False
 
 
 @dataclass(frozen=True)

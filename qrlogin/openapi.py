@@ -11,6 +11,7 @@ from typing import Any
 from qrlogin.browser import BIND_COOKIE
 from qrlogin.config import MAX_BODY_TEXT, MAX_WAIT_S, SSE_RETRY_MS
 from qrlogin.envelope import HTTP_CODES, OTHER_HTTP_CODE
+from qrlogin.events import MAX_WATCHED
 from qrlogin.exceptions import (
     BadRequest,
     Conflict,
@@ -64,6 +65,14 @@ def _envelope(data: dict[str, Any]) -> dict[str, Any]:
         "type": "object",
         "required": ["code", "msg", "data"],
         "properties": {"code": {"const": "OK"}, "msg": {"type": "string"}, "data": data},
+    }
+
+
+def _sse(description: str, item: dict[str, Any]) -> dict[str, Any]:
+    """A 200 that is an event stream, with the schema of each event's data."""
+    return {
+        "description": description,
+        "content": {"text/event-stream": {"schema": {"type": "string"}, "x-itemSchema": item}},
     }
 
 
@@ -133,6 +142,29 @@ _CREATE = {
     },
 }
 
+_READY = {
+    "type": "object",
+    "required": ["status", "redis", "demo"],
+    "properties": {
+        "status": {"type": "string", "enum": ["ready"]},
+        "redis": {"type": "string", "enum": ["ok", "embedded", "cluster", "sentinel"]},
+        "demo": {"type": "boolean"},
+        "cluster": {
+            "type": "object",
+            "description": "Only on a Redis Cluster: CLUSTER INFO as one node sees it, and "
+            "the masters this process sends commands to.",
+            "required": ["state", "slots_ok", "slots_failing", "known_nodes", "masters"],
+            "properties": {
+                "state": {"type": "string"},
+                "slots_ok": {"type": "integer"},
+                "slots_failing": {"type": "integer"},
+                "known_nodes": {"type": "integer"},
+                "masters": {"type": "array", "items": {"type": "string"}},
+            },
+        },
+    },
+}
+
 _STREAM_TEXT = (
     f"Server-Sent Events. Opens with `retry: {SSE_RETRY_MS}` and the current state; then one "
     "`event: status` (id = state version, data = StatusEvent) per transition, "
@@ -184,18 +216,40 @@ PATHS: dict[str, dict[str, Any]] = {
                 },
             ],
             "responses": {
-                "200": {
-                    "description": "The event stream; the data of each `status` event is a "
-                    "StatusEvent",
-                    "content": {
-                        "text/event-stream": {
-                            "schema": {"type": "string"},
-                            "x-itemSchema": _ref("StatusEvent"),
-                        }
-                    },
-                },
+                "200": _sse(
+                    "The event stream; the data of each `status` event is a StatusEvent",
+                    _ref("StatusEvent"),
+                ),
                 "204": {"description": "Last-Event-ID names a final state (or a later one): stop"},
                 **_errors(403, 404, 429, 503),
+            },
+        }
+    },
+    "/v1/accounts/qrcode/events": {
+        "get": {
+            "operationId": "sharedEvents",
+            "summary": "Wait for status changes of several QR codes of this browser on one stream",
+            "description": "Server-Sent Events for the tabs of one browser, which share one "
+            f"connection. Opens with `retry: {SSE_RETRY_MS}` and each QR's current state; then "
+            "one `event: status` per transition (data = SharedStatusEvent: the StatusEvent and "
+            "the state's `version`; no `id:` lines), `event: gone` (data = GoneEvent) for a QR "
+            "not found or not bound to this browser, `: ping` heartbeats, and the same "
+            "shutdown `retry:` as the per-QR stream. Ends when every QR is final or gone.",
+            "parameters": [
+                {
+                    "name": "ids",
+                    "in": "query",
+                    "required": True,
+                    "schema": {"type": "string"},
+                    "description": f"1 to {MAX_WATCHED} QR ids, comma-separated",
+                },
+                _BIND_COOKIE,
+            ],
+            "responses": {
+                "200": _sse(
+                    "The event stream", {"oneOf": [_ref("SharedStatusEvent"), _ref("GoneEvent")]}
+                ),
+                **_errors(400, 429, 503),
             },
         }
     },
@@ -230,15 +284,7 @@ PATHS: dict[str, dict[str, Any]] = {
             "heartbeats. 204 when the session has already ended.",
             "security": [{"loginToken": []}, {"sessionCookie": []}],
             "responses": {
-                "200": {
-                    "description": "The event stream; each event's data is a Session",
-                    "content": {
-                        "text/event-stream": {
-                            "schema": {"type": "string"},
-                            "x-itemSchema": _ref("Session"),
-                        }
-                    },
-                },
+                "200": _sse("The event stream; each event's data is a Session", _ref("Session")),
                 "204": {"description": "The session has ended: stop"},
                 **_errors(401, 429, 503),
             },
@@ -326,15 +372,7 @@ PATHS: dict[str, dict[str, Any]] = {
             "`: ping` heartbeats.",
             "security": [{"userToken": []}],
             "responses": {
-                "200": {
-                    "description": "The event stream",
-                    "content": {
-                        "text/event-stream": {
-                            "schema": {"type": "string"},
-                            "x-itemSchema": _ref("Session"),
-                        }
-                    },
-                },
+                "200": _sse("The event stream", _ref("Session")),
                 **_errors(401, 429, 503),
             },
         }
@@ -349,8 +387,8 @@ PATHS: dict[str, dict[str, Any]] = {
     "/readyz": {
         "get": {
             "operationId": "readyz",
-            "summary": "Redis answers",
-            "responses": {"200": _json(_envelope({"type": "object"}), "Ready"), **_errors(503)},
+            "summary": "Redis answers (on a cluster: and its state is ok)",
+            "responses": {"200": _json(_envelope(_READY), "Ready"), **_errors(503)},
         }
     },
     "/metrics": {
@@ -424,6 +462,7 @@ SCHEMAS: dict[str, Any] = {
             "status",
             "interval",
             "events",
+            "app_link",
         ],
         "properties": {
             "id": _QR_ID,
@@ -436,7 +475,27 @@ SCHEMAS: dict[str, Any] = {
             "status": {"const": WAIT},
             "interval": {"type": "integer"},
             "events": {"type": "string"},
+            "app_link": {
+                "type": "string",
+                "description": "Same-device login: `prefix` + `?qr=` + the URL-encoded `content`; "
+                "the app reads it as a scanned code",
+            },
         },
+    },
+    "SharedStatusEvent": {
+        "allOf": [
+            _ref("StatusEvent"),
+            {
+                "type": "object",
+                "required": ["version"],
+                "properties": {"version": {"type": "integer", "minimum": 1}},
+            },
+        ],
+    },
+    "GoneEvent": {
+        "type": "object",
+        "required": ["id", "code"],
+        "properties": {"id": _QR_ID, "code": {"enum": [NotFound.code, Forbidden.code]}},
     },
     "FillRequest": {
         "type": "object",

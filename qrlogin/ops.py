@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+import redis
 from flask import Blueprint, Response, jsonify
 
 from qrlogin import metrics, openapi
 from qrlogin.envelope import ok
+from qrlogin.exceptions import Unavailable
 from qrlogin.services import services
 
 bp = Blueprint("ops", __name__)
@@ -20,14 +24,35 @@ def healthz() -> Response:
 def readyz() -> Response:
     # A ConnectionError here becomes 503 UNAVAILABLE in envelope.init_app.
     svc = services()
+    if svc.settings.clustered:
+        cluster = cluster_state(svc.redis)
+        if cluster["state"] != "ok":
+            raise Unavailable("the Redis Cluster is not ok", data={"cluster": cluster})
+        return ok(
+            {"status": "ready", "redis": "cluster", "cluster": cluster, "demo": svc.settings.demo}
+        )
     svc.redis.ping()
-    return ok(
-        {
-            "status": "ready",
-            "redis": "embedded" if svc.settings.embedded else "ok",
-            "demo": svc.settings.demo,
-        }
+    redis_mode = "embedded" if svc.settings.embedded else "ok"
+    if svc.settings.redis_mode == "sentinel":
+        redis_mode = "sentinel"
+    return ok({"status": "ready", "redis": redis_mode, "demo": svc.settings.demo})
+
+
+def cluster_state(client: redis.Redis) -> dict[str, Any]:
+    """The cluster as one of its nodes sees it (CLUSTER INFO), and the masters this
+    process sends commands to."""
+    info = client.execute_command(  # type: ignore[no-untyped-call]
+        "CLUSTER INFO", target_nodes=redis.RedisCluster.RANDOM
     )
+    masters = client.get_primaries()  # type: ignore[attr-defined]
+    return {
+        "state": str(info.get("cluster_state")),
+        "slots_ok": int(info.get("cluster_slots_ok", 0)),
+        "slots_failing": int(info.get("cluster_slots_pfail", 0))
+        + int(info.get("cluster_slots_fail", 0)),
+        "known_nodes": int(info.get("cluster_known_nodes", 0)),
+        "masters": sorted(node.name for node in masters),
+    }
 
 
 @bp.get("/metrics")

@@ -13,12 +13,12 @@ from flask import Blueprint, Response, g, request
 from qrlogin.auth import SESSION_COOKIE, bearer_token, logged_in, login_token
 from qrlogin.browser import (
     actor,
-    bound_digest,
+    bindings,
     clear_cookie,
     client_ip,
     client_socket,
-    new_browser_secret,
     requester,
+    rotated_secret,
     set_bind_cookie,
     set_cookie,
 )
@@ -63,13 +63,13 @@ def guest() -> Response:
     since = string_field(body, "since", required=False, max_chars=32)
     if since is not None and since not in STATUSES:
         raise BadRequest("since must be one of the contract's statuses")
-    bind = bound_digest(request)
+    bind, prev = bindings(request)
     caller = actor(request)
-    result = svc.store.guest(qr_id, bind, caller)
+    result = svc.store.guest(qr_id, bind, caller, prev=prev)
     baseline = since or result.snapshot.status
     if wait_s and _unchanged(result, baseline):
         g.long_poll_held = True
-        read = functools.partial(svc.store.read, qr_id, bind)
+        read = functools.partial(svc.store.read, qr_id, bind, prev=prev)
         updates = follow(
             svc.hub,
             Keys.channel(qr_id),
@@ -82,7 +82,7 @@ def guest() -> Response:
             for update in updates:
                 if isinstance(update, Published):
                     break  # a newer state (each transition changes the status): answer it
-        result = svc.store.guest(qr_id, bind, caller)
+        result = svc.store.guest(qr_id, bind, caller, prev=prev)
 
     data = {k: v for k, v in result.snapshot.view.items() if k != "id"}
     data["interval"] = svc.settings.poll_interval_s
@@ -94,8 +94,10 @@ def guest() -> Response:
     if token is not None:
         set_cookie(response, request, SESSION_COOKIE, token, svc.settings.login_token_max_age_s)
         # A new binding after each login: whoever learned the old one (a planted or
-        # copied cookie) cannot bind this browser's next QR to it.
-        set_bind_cookie(response, request, new_browser_secret())
+        # copied cookie) cannot bind this browser's next QR to it. A QR of the previous
+        # binding (another tab's, shown before that login) logs in without renewing again.
+        if not result.by_previous:
+            set_bind_cookie(response, request, rotated_secret(request))
     return response
 
 
@@ -161,7 +163,7 @@ def session_events() -> Response:
     read = functools.partial(svc.sessions.read, login.sid, login.user.id)
     updates = follow(
         svc.hub,
-        Keys.session_channel(login.sid),
+        Keys.session_channel(login.user.id, login.sid),
         first,
         read,
         final=SESSION_FINAL,

@@ -12,6 +12,7 @@ import base64
 import io
 import json
 from typing import Any
+from urllib.parse import quote
 
 import segno
 from PIL import Image
@@ -31,6 +32,12 @@ def content(view: dict[str, Any], prefix: str, platform: str) -> str:
         {"id": view["id"], "expire": view["expire"], "prefix": prefix, "platform": platform},
         separators=(",", ":"),
     )
+
+
+def app_link(prefix: str, text: str) -> str:
+    """The same-device link: the prefix, and the QR's text as its ``qr`` parameter. The
+    app reads it as it reads a scanned code."""
+    return f"{prefix}?qr={quote(text, safe='')}"
 
 
 def png(text: str) -> bytes:

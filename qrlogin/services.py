@@ -14,7 +14,7 @@ from qrlogin.geo import Locator
 from qrlogin.holds import Holds
 from qrlogin.hub import Hub
 from qrlogin.sessions import Sessions
-from qrlogin.store import SOURCE, Store
+from qrlogin.store import LIVE_SOURCE, SOURCE, Store
 from qrlogin.tokens import Tokens
 
 EXTENSION = "qrlogin"
@@ -39,6 +39,7 @@ def init_app(app: Flask, settings: Settings) -> Services:
         settings.qr_ttl_s,
         max_live_qrs=settings.max_live_qrs if settings.rate_limits else 0,
         source=engine.script_source(settings, SOURCE),
+        live_source=engine.script_source(settings, LIVE_SOURCE),
         reveal_on_confirm=settings.reveal_scanner == "confirm",
     )
     services = Services(
@@ -48,7 +49,7 @@ def init_app(app: Flask, settings: Settings) -> Services:
         tokens=Tokens(
             settings.secret_key, settings.user_token_max_age_s, settings.login_token_max_age_s
         ),
-        hub=Hub(engine.subscriber_factory(settings), store.versions),
+        hub=Hub(engine.topology(settings, client), store.versions),
         locator=Locator(settings.geoip_db),
         holds=Holds(*_held_caps(settings)),
         sessions=Sessions(

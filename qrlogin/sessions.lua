@@ -9,6 +9,9 @@
 -- message layout is the one messages.py describes; the user channel's `data` is the
 -- notice.
 --
+-- Every key is tagged with the user, so the script runs on the user's slot of a Redis
+-- Cluster (and publishes on that shard).
+--
 -- KEYS: [1] the session hash, [2] its channel, [3] the user's session index (sorted set,
 --       scored by absolute deadline), [4] the user hash (its notice `version`),
 --       [5] the user's notice stream, [6] the user's channel.
@@ -66,12 +69,12 @@ local function notify(kind, h)
   redis.call('XADD', notices_key, 'MAXLEN', '~', NOTICES_KEPT, '*',
     'type', kind, 'data', cjson.encode(data))
   redis.call('EXPIRE', notices_key, tonumber(args.retention_s))
-  redis.call('PUBLISH', user_channel, cjson.encode(
+  redis.call('SPUBLISH', user_channel, cjson.encode(
     {data = {status = 'open', expire = now_s + 86400}, type = kind, id = version, at = now_ms}))
 end
 
 local function publish(h)
-  redis.call('PUBLISH', channel, cjson.encode(
+  redis.call('SPUBLISH', channel, cjson.encode(
     {data = view(h), type = 'session', id = tonumber(h.version), at = now_ms}))
 end
 

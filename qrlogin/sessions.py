@@ -49,8 +49,8 @@ class Sessions:
 
     def _run(self, sid: str, owner: str, action: str, **args: Any) -> tuple[str, Snapshot | None]:
         keys = [
-            Keys.session(sid),
-            Keys.session_channel(sid),
+            Keys.session(owner, sid),
+            Keys.session_channel(owner, sid),
             Keys.user_sessions(owner),
             Keys.user(owner),
             Keys.user_notices(owner),
@@ -124,10 +124,6 @@ class Sessions:
             if snapshot.status == ACTIVE:
                 found.append(snapshot)
         return _newest_first(found)
-
-    def owner_of(self, sid: str) -> str | None:
-        owner = self.redis.hget(Keys.session(sid), "user_id")
-        return None if owner is None else str(owner)
 
     def notices_since(self, user_id: str, last_id: str) -> list[Notice]:
         """The user's notices after ``last_id`` (``0``: every one kept)."""

@@ -15,6 +15,7 @@ from typing import Any, ClassVar
 import redis
 
 from qrlogin.config import RETENTION_S
+from qrlogin.engine import UNAVAILABLE_ERRORS
 from qrlogin.exceptions import (
     BadRequest,
     Conflict,
@@ -38,8 +39,6 @@ from qrlogin.models import (
     new_qr_id,
 )
 
-#: Entries kept in the audit stream (approximately).
-AUDIT_MAX_ENTRIES = 100_000
 #: Draws of a fresh QR id before giving up (a taken id is astronomically unlikely).
 CREATE_ATTEMPTS = 3
 
@@ -54,13 +53,17 @@ def script(name: str) -> str:
 
 #: The script with every rule of the contract.
 SOURCE = script("transitions.lua")
+#: The script that keeps the cap on a browser's live QR codes.
+LIVE_SOURCE = script("live.lua")
 
 
 class Keys:
     """Every Redis key and channel name of the service comes from here.
 
-    The id in each name sits in a hash tag, so that a QR's key and channel share a
-    Redis Cluster slot (sharded pub/sub), and so do a session's, and a user's.
+    The id in each name sits in a hash tag, so that every key and channel one script
+    touches share a Redis Cluster slot (and a shard's pub/sub): a QR's hash, channel and
+    audit trail; a browser's live-QR set; a user's sessions, their channels, the user's
+    session index and notices (a session is tagged with its user, not its own id).
     """
 
     NAMESPACE = "qrlogin"
@@ -78,17 +81,22 @@ class Keys:
         return cls._tagged("events", qr_id)
 
     @classmethod
+    def audit(cls, qr_id: str) -> str:
+        """The QR's audit trail (a stream that lives as long as the QR's hash)."""
+        return cls._tagged("audit", qr_id)
+
+    @classmethod
     def browser(cls, bind: str) -> str:
         """The live QR codes of one browser (by binding digest)."""
         return cls._tagged("browser", bind)
 
     @classmethod
-    def session(cls, sid: str) -> str:
-        return cls._tagged("session", sid)
+    def session(cls, user_id: str, sid: str) -> str:
+        return f"{cls._tagged('session', user_id)}:{sid}"
 
     @classmethod
-    def session_channel(cls, sid: str) -> str:
-        return cls._tagged("session-events", sid)
+    def session_channel(cls, user_id: str, sid: str) -> str:
+        return f"{cls._tagged('session-events', user_id)}:{sid}"
 
     @classmethod
     def user(cls, user_id: str) -> str:
@@ -107,7 +115,6 @@ class Keys:
     def user_channel(cls, user_id: str) -> str:
         return cls._tagged("user-events", user_id)
 
-    AUDIT = f"{NAMESPACE}:audit"
     #: The prefix of the rate limiter's keys (flask-limiter adds the rest).
     LIMITS = f"{NAMESPACE}:limits"
 
@@ -131,8 +138,8 @@ class Store:
     """Atomic operations on QR sessions.
 
     ``max_live_qrs`` caps the live QR codes of one browser (0: no cap);
-    ``audit_max`` bounds the audit stream (approximately, as MAXLEN ~ does);
-    ``source`` is the script to run (tests pass one with a shifted clock).
+    ``source`` and ``live_source`` are the scripts to run (tests pass them with a
+    shifted clock).
     """
 
     def __init__(
@@ -140,9 +147,9 @@ class Store:
         client: redis.Redis,
         qr_ttl_s: int,
         max_live_qrs: int = 0,
-        audit_max: int = AUDIT_MAX_ENTRIES,
         *,
         source: str = SOURCE,
+        live_source: str = LIVE_SOURCE,
         reveal_on_confirm: bool = False,
     ) -> None:
         self.redis = client
@@ -150,22 +157,23 @@ class Store:
         self.reveal_on_confirm = reveal_on_confirm
         self.qr_ttl_s = qr_ttl_s
         self.max_live_qrs = max_live_qrs
-        self.audit_max = audit_max
         self._script = client.register_script(source)
+        self._live = client.register_script(live_source)
 
     def _run(
-        self, qr_id: str, action: str, actor: Actor, bind: str = "", **args: Any
+        self, qr_id: str, action: str, actor: Actor, bind: str = "", prev: str = "", **args: Any
     ) -> tuple[str, Snapshot | None, Any]:
-        """Run one action: its result, the QR's snapshot (None: no QR) and its extra reply."""
+        """Run one action: its result, the QR's snapshot (None: no QR) and its extra reply.
+        ``bind``: the caller's binding digest; ``prev``: the one it replaced, if any."""
         payload = {
             **args,
             "bind": bind,
+            "prev": prev,
             "ip": actor.ip,
             "user_agent": actor.user_agent,
-            "audit_max": self.audit_max,
             "reveal_on_confirm": self.reveal_on_confirm,
         }
-        keys = [Keys.qr(qr_id), Keys.channel(qr_id), Keys.browser(bind), Keys.AUDIT]
+        keys = [Keys.qr(qr_id), Keys.channel(qr_id), Keys.audit(qr_id)]
         result, view, version, extra, made, final_version = self._script(
             keys=keys, args=[action, json.dumps(payload, separators=(",", ":"))]
         )
@@ -179,10 +187,10 @@ class Store:
         return str(result), snapshot, json.loads(extra) if extra else None
 
     def _call(
-        self, qr_id: str, action: str, actor: Actor, bind: str = "", **args: Any
+        self, qr_id: str, action: str, actor: Actor, bind: str = "", prev: str = "", **args: Any
     ) -> tuple[str, Snapshot, Any]:
         """Run an action on an existing QR: its result, snapshot and extra reply."""
-        result, snapshot, extra = self._run(qr_id, action, actor, bind, **args)
+        result, snapshot, extra = self._run(qr_id, action, actor, bind, prev, **args)
         if snapshot is None:
             raise NotFound()
         return result, snapshot, extra
@@ -192,26 +200,45 @@ class Store:
     ) -> Snapshot:
         for _ in range(CREATE_ATTEMPTS):
             qr_id = new_qr_id()
-            result, snapshot, extra = self._run(
+            self._admit(qr_id, bind)
+            result, snapshot, _ = self._run(
                 qr_id, "create", requester, bind, id=qr_id, platform=platform,
-                ttl_s=self.qr_ttl_s, retention_s=RETENTION_S, max_live=self.max_live_qrs,
+                ttl_s=self.qr_ttl_s, retention_s=RETENTION_S,
                 browser=requester.browser, os=requester.os,
                 **script_args(place, prefix="place_"),
             )  # fmt: skip
-            if result == "TOO_MANY":
-                raise SlowDown(
-                    int(extra["retry_after"]),
-                    "too many live QR codes in this browser; regenerate with `code` instead",
-                )
             if result == "OK" and snapshot is not None:
                 return snapshot
+            self._release(qr_id, bind)
             if result != "TAKEN":
                 break
         raise RuntimeError(f"the transitions script answered {result!r} to create")
 
-    def read(self, qr_id: str, bind: str, actor: Actor = NO_ACTOR) -> Snapshot:
+    def _admit(self, qr_id: str, bind: str) -> None:
+        """Count the new QR against its browser's cap, or refuse it (429)."""
+        if not self.max_live_qrs:
+            return
+        answer = self._live(
+            keys=[Keys.browser(bind)], args=["admit", qr_id, self.max_live_qrs, self.qr_ttl_s]
+        )
+        if answer[0] == "TOO_MANY":
+            raise SlowDown(
+                int(answer[1]),
+                "too many live QR codes in this browser; regenerate with `code` instead",
+            )
+
+    def _release(self, qr_id: str, bind: str) -> None:
+        """The QR no longer counts against its browser's cap (it was redeemed or replaced).
+        A second step on the browser's own slot: should it fail, the QR stops counting at
+        its deadline instead."""
+        if not self.max_live_qrs:
+            return
+        with contextlib.suppress(*UNAVAILABLE_ERRORS):
+            self._live(keys=[Keys.browser(bind)], args=["release", qr_id])
+
+    def read(self, qr_id: str, bind: str, actor: Actor = NO_ACTOR, *, prev: str = "") -> Snapshot:
         """The current state (an overdue QR becomes QRCODE_EXPIRE here)."""
-        return self._call(qr_id, "read", actor, bind)[1]
+        return self._call(qr_id, "read", actor, bind, prev)[1]
 
     def versions(self, channels: list[str]) -> list[int | None]:
         """Current versions behind many channels in one round trip (None: no such state)."""
@@ -220,15 +247,23 @@ class Store:
             pipe.hget(Keys.state_of_channel(channel), "version")
         return [None if v is None else int(v) for v in pipe.execute()]
 
-    def replace(self, qr_id: str, bind: str, actor: Actor) -> None:
+    def replace(self, qr_id: str, bind: str, actor: Actor, *, prev: str = "") -> None:
         """Mark a live QR of this browser ``replaced``; anything else is ignored."""
         with contextlib.suppress(NotFound):  # the contract ignores an unknown code
-            self._run(qr_id, "replace", actor, bind)
+            result = self._run(qr_id, "replace", actor, bind, prev)[0]
+            if result.startswith("REPLACED"):
+                # Out of the cap of the binding it was created under.
+                self._release(qr_id, prev if result == "REPLACED_BY_PREVIOUS" else bind)
 
-    def guest(self, qr_id: str, bind: str, actor: Actor = NO_ACTOR) -> GuestResult:
+    def guest(
+        self, qr_id: str, bind: str, actor: Actor = NO_ACTOR, *, prev: str = ""
+    ) -> GuestResult:
         """Read the state and, on QRCODE_SUCCESS, redeem it once."""
-        result, snapshot, login = self._call(qr_id, "guest", actor, bind)
-        return GuestResult(snapshot, login if result == "REDEEMED" else None)
+        result, snapshot, login = self._call(qr_id, "guest", actor, bind, prev)
+        if result.startswith("REDEEMED"):
+            self._release(qr_id, prev if result == "REDEEMED_BY_PREVIOUS" else bind)
+            return GuestResult(snapshot, login, by_previous=result == "REDEEMED_BY_PREVIOUS")
+        return GuestResult(snapshot, None)
 
     def step(
         self,
@@ -262,17 +297,17 @@ class Store:
         raise error
 
     def audit_trail(self, qr_id: str | None = None, count: int = 100) -> list[dict[str, str]]:
-        """The newest audit entries (of one QR when ``qr_id`` is given), oldest first."""
-        entries: list[dict[str, str]] = []
-        last = "+"
-        while len(entries) < count:
-            batch: list[tuple[str, dict[str, str]]] = self.redis.xrevrange(  # type: ignore[assignment]
-                Keys.AUDIT, max=last, count=500
-            )
-            if not batch:
-                break
-            for entry_id, fields in batch:
-                if qr_id is None or fields.get("qr") == qr_id:
-                    entries.append({"id": entry_id, **fields})
-            last = "(" + batch[-1][0]
-        return list(reversed(entries[:count]))
+        """The newest audit entries, oldest first: of one QR, or of every QR still kept
+        (each trail lives as long as its QR's record; on a cluster, from every master)."""
+        if qr_id is not None:
+            keys = [Keys.audit(qr_id)]
+        else:
+            keys = [str(k) for k in self.redis.scan_iter(match=Keys.audit("*"), count=1000)]
+        pipe = self.redis.pipeline(transaction=False)
+        for key in keys:
+            pipe.xrevrange(key, count=count)
+        entries = [
+            {"id": entry_id, **fields} for trail in pipe.execute() for entry_id, fields in trail
+        ]
+        entries.sort(key=lambda e: (int(e["at"]), e["id"]))
+        return entries[-count:]

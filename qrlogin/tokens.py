@@ -60,6 +60,10 @@ class Tokens:
         """True when ``value`` is a binding cookie this service signed."""
         return self._bind.validate(value)
 
+    def binding_payload(self, value: str) -> str:
+        """What a binding cookie this service signed carries."""
+        return self._bind.unsign(value).decode()
+
     def check_user(self, token: str) -> User:
         payload, _ = self._load(self._user, token, self.user_max_age_s)
         return _user_of(payload)

@@ -7,19 +7,23 @@
 -- Every call runs atomically inside Redis. A call first turns an overdue QR into
 -- QRCODE_EXPIRE (the Redis clock is the only clock), then performs its action.
 -- Every transition bumps `version`, publishes the new public view on the QR's
--- channel (the message layout is written down in messages.py) and appends an
--- entry to the audit stream, all in the same atomic step. The status words are
--- those of models.py (a test checks that they agree).
+-- channel (sharded pub/sub; the message layout is written down in messages.py) and
+-- appends an entry to the QR's audit trail, all in the same atomic step. The status
+-- words are those of models.py (a test checks that they agree).
 --
--- KEYS: [1] the QR hash, [2] its pub/sub channel, [3] the browser's live-QR set
---       (browser actions only), [4] the audit stream.
+-- Every key is the QR's own and shares its hash tag, so the script runs on the QR's
+-- slot of a Redis Cluster. (The cap on a browser's live QR codes is kept on the
+-- browser's slot by live.lua, before creation.)
+--
+-- KEYS: [1] the QR hash, [2] its pub/sub channel, [3] its audit trail (a stream kept
+--       as long as the hash).
 -- ARGV: [1] the action: create | read | guest | replace | step
 --       [2] JSON arguments: ip and user_agent of the caller, reveal_on_confirm, and the
 --           action's own.
 -- Reply: {result, view JSON, version, extra JSON, JSON list of the transitions made,
 --         the version at which the QR first became final (0: not yet)}.
 
-local qr_key, channel, live_key, audit_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local qr_key, channel, audit_key = KEYS[1], KEYS[2], KEYS[3]
 local action = ARGV[1]
 local args = cjson.decode(ARGV[2])
 
@@ -75,7 +79,7 @@ end
 local made = {}  -- the events of the transitions this call made, for the caller's metrics
 
 local function audit(h, event)
-  redis.call('XADD', audit_key, 'MAXLEN', '~', tonumber(args.audit_max) or 100000, '*',
+  redis.call('XADD', audit_key, '*',
     'at', tostring(now_ms), 'event', event, 'qr', h.id, 'status', h.status,
     'version', h.version, 'user', h.user_id or '', 'ip', args.ip or '',
     'user_agent', args.user_agent or '')
@@ -93,7 +97,7 @@ local function transition(h, event, fields)
     flat[#flat + 1] = h[k]
   end
   redis.call('HSET', qr_key, unpack(flat))
-  redis.call('PUBLISH', channel, cjson.encode(
+  redis.call('SPUBLISH', channel, cjson.encode(
     {data = view(h), type = 'status', id = h.version, at = now_ms}))
   audit(h, event)
   made[#made + 1] = event
@@ -122,17 +126,12 @@ local function reply(result, h, extra)
 end
 
 if action == 'create' then
-  -- args: id, bind, platform, ttl_s, retention_s, max_live, browser, os,
+  -- args: id, bind, platform, ttl_s, retention_s, browser, os,
   --       place_country, place_country_name, place_city (empty when unknown)
   if redis.call('EXISTS', qr_key) == 1 then
     return reply('TAKEN', nil)
   end
-  local ttl_s, max_live = tonumber(args.ttl_s), tonumber(args.max_live)
-  redis.call('ZREMRANGEBYSCORE', live_key, '-inf', now_s)
-  if max_live > 0 and redis.call('ZCARD', live_key) >= max_live then
-    local oldest = redis.call('ZRANGE', live_key, 0, 0, 'WITHSCORES')
-    return reply('TOO_MANY', nil, {retry_after = math.max(1, tonumber(oldest[2]) - now_s)})
-  end
+  local ttl_s = tonumber(args.ttl_s)
   local h = {
     id = args.id, bind = args.bind, platform = args.platform, status = WAIT, version = '1',
     created_at = tostring(now_s), expire = tostring(now_s + ttl_s),
@@ -141,10 +140,9 @@ if action == 'create' then
     place_city = args.place_city,
   }
   redis.call('HSET', qr_key, unpack(fields_of(h)))
-  redis.call('EXPIRE', qr_key, ttl_s + tonumber(args.retention_s))
-  redis.call('ZADD', live_key, now_s + ttl_s, h.id)
-  redis.call('EXPIRE', live_key, ttl_s)
   audit(h, 'created')
+  redis.call('EXPIRE', qr_key, ttl_s + tonumber(args.retention_s))
+  redis.call('EXPIRE', audit_key, ttl_s + tonumber(args.retention_s))
   made[#made + 1] = 'created'
   return reply('OK', h)
 end
@@ -155,8 +153,10 @@ if not h then
 end
 
 if action == 'read' or action == 'guest' or action == 'replace' then
-  -- args: bind (the digest of the caller's browser secret)
-  if h.bind ~= args.bind then
+  -- args: bind (the digest of the caller's browser secret), prev (the digest of the
+  --       binding it replaced at its last login, or '')
+  local by_previous = h.bind ~= args.bind and args.prev ~= '' and h.bind == args.prev
+  if h.bind ~= args.bind and not by_previous then
     if action == 'replace' then
       return reply('IGNORED', nil)
     end
@@ -172,8 +172,11 @@ if action == 'read' or action == 'guest' or action == 'replace' then
     }
     local version = tonumber(h.version)
     transition(h, 'redeemed', {status = ERROR, reason = 'used'})
-    redis.call('ZREM', live_key, h.id)
-    return {'REDEEMED', cjson.encode(answered), version, cjson.encode(login), cjson.encode(made),
+    local redeemed = 'REDEEMED'
+    if by_previous then
+      redeemed = 'REDEEMED_BY_PREVIOUS'
+    end
+    return {redeemed, cjson.encode(answered), version, cjson.encode(login), cjson.encode(made),
       tonumber(h.final_version)}
   end
   if action == 'replace' then
@@ -181,7 +184,10 @@ if action == 'read' or action == 'guest' or action == 'replace' then
       return reply('IGNORED', h)
     end
     transition(h, 'replaced', {status = ERROR, reason = 'replaced'})
-    redis.call('ZREM', live_key, h.id)
+    if by_previous then
+      return reply('REPLACED_BY_PREVIOUS', h)
+    end
+    return reply('REPLACED', h)
   end
   return reply('OK', h)
 end

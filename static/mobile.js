@@ -10,6 +10,14 @@
     ["signin", "scan", "confirm"].forEach(function (id) { $(id).hidden = id !== section; });
   }
 
+  // Opened through "Open in the app" (#link=<the app link>): its QR text waits for sign-in.
+  function linkedQrText() {
+    var link = new URLSearchParams(location.hash.slice(1)).get("link");
+    if (!link) return null;
+    var query = link.indexOf("?");
+    return query < 0 ? null : new URLSearchParams(link.slice(query + 1)).get("qr");
+  }
+
   function signIn(token, name) {
     state.token = token;
     $("signed-in-as").textContent = name;
@@ -18,6 +26,11 @@
     $("sessions").hidden = false;
     listSessions();
     listenForNotices();
+    var linked = linkedQrText();
+    if (linked) {
+      history.replaceState(null, "", location.pathname);
+      useQrText(linked);
+    }
   }
 
   function api(method, path) {

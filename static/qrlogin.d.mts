@@ -31,6 +31,8 @@ export interface StatusEvent {
   /** The 2-digit code to type on the phone, with number matching. */
   verify_code?: string;
   reason?: Reason;
+  /** The state's version, on the stream the tabs share (each tab skips what it has seen). */
+  version?: number;
 }
 
 export interface Login {
@@ -48,6 +50,12 @@ export interface MountOptions {
   transport?: "auto" | "sse" | "poll";
   /** Where the service is; default: where the script came from. */
   baseUrl?: string;
+  /** The tabs of a browser share one stream (Web Locks + BroadcastChannel); default true. */
+  share?: boolean;
+  /** Offer "Open in the app" (same-device login): "auto" (default) offers it on a phone. */
+  appLink?: "auto" | boolean;
+  /** What "Open in the app" opens, given the app link (`prefix?qr=<QR text>`); default: the link. */
+  appUrl?: (link: string) => string;
 }
 
 /** What mount() returns; after success or stop() nothing of it keeps running. */
@@ -77,6 +85,8 @@ export interface WatchSessionOptions {
   /** Called once when the session ends (null when the service says only that it has). */
   onEnd?: (session: Session | null) => void;
   baseUrl?: string;
+  /** The tabs of a browser share one session stream; default true. */
+  share?: boolean;
 }
 
 export interface Envelope<T> {
@@ -89,6 +99,8 @@ export interface QRLoginSDK {
   mount(root: HTMLElement, options: MountOptions): MountHandle;
   watchSession(options?: WatchSessionOptions): { stop(): void };
   logout(options?: { baseUrl?: string }): Promise<Envelope<{ session: Session }>>;
+  /** Which shared streams this tab holds for its browser (for debugging). */
+  sharing(): Array<"qr" | "session">;
   version: string;
 }
 

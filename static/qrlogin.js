@@ -10,12 +10,22 @@
  *
  * Options: platform (required), onSuccess({token, user}), onStatus(status, data),
  * transport: "auto" (SSE, falling back to the long poll by itself) | "sse" | "poll",
- * baseUrl (where the service is; default: where this script came from).
+ * baseUrl (where the service is; default: where this script came from),
+ * share: true (default: the tabs of a browser share one stream) | false,
+ * appLink: "auto" (default: offer "Open in the app" on a phone) | true | false,
+ * appUrl(link) (what "Open in the app" opens; default: the app link itself).
  * mount() returns {refresh(), stop()}; after success or stop() no timer, stream or
  * request of it is left running.
  *
+ * Many tabs: where the browser has Web Locks and BroadcastChannel, one tab holds a
+ * single stream (/v1/accounts/qrcode/events?ids=...) for the QR codes of every tab and
+ * passes each event on; when it closes, another tab takes over, and the new stream
+ * starts with each code's state, so no event is lost. Elsewhere each tab streams its
+ * own code, and the long poll remains the fallback.
+ *
  * After login: QRLogin.watchSession({onEnd(session)}) calls onEnd once the session
- * ends (logged out here or from the phone); QRLogin.logout() ends it.
+ * ends (logged out here or from the phone), through one stream for all the browser's
+ * tabs; QRLogin.logout() ends it.
  */
 (function (global) {
   "use strict";
@@ -38,11 +48,133 @@
     verify_failed: "The code typed on the phone did not match.",
     error: "Something went wrong. Please try again.",
     offline: "Cannot reach the login service. Retrying\u2026",
+    openApp: "Open in the app",
   };
   var FINAL = { QRCODE_SUCCESS: 1, QRCODE_CANCEL: 1, QRCODE_EXPIRE: 1, QRCODE_ERROR: 1 };
   // How long an EventSource may take to deliver its first event before the poll takes over (ms).
   var SSE_OPEN_TIMEOUT_MS = 5000;
   var LONG_POLL_S = 25;
+
+  // ---- Sharing one connection between the tabs of a browser ----------------------------
+
+  function canShare() {
+    var locks = global.navigator && global.navigator.locks;
+    return typeof global.EventSource === "function" && typeof global.BroadcastChannel === "function" &&
+      !!locks && typeof locks.request === "function";
+  }
+
+  // One stream for many subscribers across tabs. The tab that holds the Web Lock named
+  // after `name` opens the stream that `url(keys)` names for the keys every tab wants,
+  // and relays each event on a BroadcastChannel; `keyOf(type, data)` tells whose an
+  // event is (null: everyone's), `done(type, data)` whether that key needs no more.
+  function Relay(name, url, keyOf, done) {
+    var channel = new BroadcastChannel(name);
+    var mine = {};      // key -> handler(type, data), this tab's
+    var wanted = {};    // the leader's: every tab's keys
+    var leader = false, source = null, opened = "", pending = false;
+    this.leading = function () { return leader; };
+
+    function deliver(msg) {
+      var key = msg.key;
+      Object.keys(mine).forEach(function (k) {
+        if (key === null || k === key) mine[k](msg.type, msg.data);
+      });
+    }
+    function relay(msg) { channel.postMessage(msg); deliver(msg); }
+    function close() { if (source) { source.close(); source = null; } opened = ""; }
+    function onEvent(type) {
+      return function (event) {
+        var data = JSON.parse(event.data);
+        var key = keyOf(type, data);
+        if (key !== null && done(type, data)) delete wanted[key];
+        relay({ type: type, key: key, data: data });
+        if (!Object.keys(wanted).length) close();
+      };
+    }
+    function open() {
+      // In a microtask, not a timer: a background tab's timers are throttled.
+      if (pending) return;
+      pending = true;
+      Promise.resolve().then(function () {
+        pending = false;
+        var keys = Object.keys(wanted).sort();
+        if (!leader || (source && keys.join(",") === opened)) return;
+        close();
+        if (!keys.length) return;
+        opened = keys.join(",");
+        source = new EventSource(url(keys), { withCredentials: true });
+        ["status", "gone", "session"].forEach(function (type) {
+          source.addEventListener(type, onEvent(type));
+        });
+        var current = source;
+        source.onerror = function () {
+          // Closed for good (an error answer, 204): every tab falls back on its own. A
+          // tab that is leaving closes it too: then the next tab takes over instead.
+          if (current.readyState === EventSource.CLOSED && current === source && !leaving) {
+            close();
+            relay({ type: "closed", key: null, data: null });
+            wanted = {};
+          }
+        };
+      });
+    }
+    channel.onmessage = function (event) {
+      var msg = event.data || {};
+      if (msg.type === "want") { if (leader) { wanted[msg.key] = true; open(); } }
+      else if (msg.type === "drop") { if (leader) delete wanted[msg.key]; }
+      else if (msg.type === "who") Object.keys(mine).forEach(function (k) { channel.postMessage({ type: "want", key: k }); });
+      else deliver(msg);
+    };
+    global.navigator.locks.request(name, function () {
+      leader = true;
+      Object.keys(mine).forEach(function (k) { wanted[k] = true; });
+      channel.postMessage({ type: "who" });
+      open();
+      return new Promise(function () {});  // held for as long as this tab lives
+    });
+    this.watch = function (key, handler) {
+      mine[key] = handler;
+      if (leader) { wanted[key] = true; open(); } else channel.postMessage({ type: "want", key: key });
+      return function unwatch() {
+        if (mine[key] !== handler) return;
+        delete mine[key];
+        if (leader) delete wanted[key]; else channel.postMessage({ type: "drop", key: key });
+      };
+    };
+  }
+
+  var relays = {};
+  var leaving = false;
+  // Navigating away closes the streams before "pagehide": "beforeunload" comes first.
+  global.addEventListener("beforeunload", function () { leaving = true; });
+  global.addEventListener("pagehide", function () { leaving = true; });
+  global.addEventListener("pageshow", function () { leaving = false; });
+  function relayFor(kind, base) {
+    var name = "qrlogin " + kind + " " + base;
+    if (!relays[name]) {
+      relays[name] = kind === "qr"
+        ? new Relay(name, function (ids) { return base + "/v1/accounts/qrcode/events?ids=" + ids.join(","); },
+            function (type, data) { return data.id; },
+            function (type, data) { return type === "gone" || !!FINAL[data.status]; })
+        : new Relay(name, function () { return base + "/v1/passport/session/events"; },
+            function () { return "session"; },
+            function (type, data) { return data.status === "ended"; });
+    }
+    return relays[name];
+  }
+
+  // Creating codes one tab at a time: a fresh browser's first answer sets its binding
+  // cookie, and a second tab's request must carry that cookie, not race it.
+  function oneAtATime(base, fn) {
+    var locks = global.navigator && global.navigator.locks;
+    if (!locks || typeof locks.request !== "function") return fn();
+    return locks.request("qrlogin create " + base, fn);
+  }
+
+  function onPhone() {
+    var coarse = global.matchMedia && global.matchMedia("(pointer: coarse)").matches;
+    return /Android|iPhone|iPad|iPod|Mobile/i.test(global.navigator.userAgent) || (coarse && global.innerWidth < 800);
+  }
 
   function el(tag, className, text) {
     var node = document.createElement(tag);
@@ -57,6 +189,9 @@
     if (!options.platform) throw new Error("QRLogin.mount: platform is required");
     var base = (options.baseUrl || scriptBase || "").replace(/\/$/, "");
     var wanted = options.transport || "auto";
+    var sharing = options.share !== false && canShare();
+    var appLink = options.appLink === undefined ? "auto" : options.appLink;
+    var appUrl = options.appUrl || function (link) { return link; };
 
     // The widget.
     root.classList.add("qrlogin");
@@ -85,9 +220,14 @@
     var status = el("p", "qrlogin-status", TEXT.loading);
     status.setAttribute("role", "status");
     status.setAttribute("aria-live", "polite");
-    [figure, countdown, scanner, code, status].forEach(function (n) { root.appendChild(n); });
+    var openApp = el("a", "qrlogin-open-app", TEXT.openApp);
+    openApp.target = "_blank";
+    openApp.rel = "noopener";
+    openApp.hidden = true;
+    [figure, countdown, scanner, code, status, openApp].forEach(function (n) { root.appendChild(n); });
 
-    var state = { qr: null, status: null, source: null, timers: [], aborts: [], stopped: false, generation: 0 };
+    var state = { qr: null, status: null, version: 0, source: null, unwatch: null, timers: [], aborts: [],
+      stopped: false, generation: 0, renewed: 0 };
 
     function later(fn, ms) {
       var id = setTimeout(function () {
@@ -104,6 +244,7 @@
       state.aborts.forEach(function (a) { a.abort(); });
       state.aborts = [];
       if (state.source) { state.source.close(); state.source = null; }
+      if (state.unwatch) { state.unwatch(); state.unwatch = null; }
     }
 
     function api(path, body) {
@@ -153,6 +294,10 @@
 
     function show(data) {
       if (state.stopped) return;
+      if (data.version) {
+        if (data.version <= state.version) return;  // seen already (a shared stream restarts)
+        state.version = data.version;
+      }
       var changed = data.status !== state.status;
       state.status = data.status;
       root.setAttribute("data-status", data.status);
@@ -222,6 +367,30 @@
       };
     }
 
+    function listenShared(generation) {
+      root.setAttribute("data-transport", "shared");
+      var heard = false;
+      var fallback = later(function () {
+        if (!heard && generation === state.generation) { state.unwatch(); state.unwatch = null; poll(generation); }
+      }, SSE_OPEN_TIMEOUT_MS);
+      state.unwatch = relayFor("qr", base).watch(state.qr.id, function (type, data) {
+        if (generation !== state.generation || state.stopped) return;
+        heard = true;
+        clearTimeout(fallback);
+        if (type === "status") show(data);
+        else if (type === "gone" && data.code === "QRCODE_FORBIDDEN" && state.renewed < 2) {
+          // The browser's binding changed under this code (cookies cleared, say): a new one.
+          state.renewed += 1;
+          create();
+        } else if (type === "gone") offerRefresh(TEXT.error);
+        else if (type === "closed") {
+          state.unwatch();
+          state.unwatch = null;
+          if (!FINAL[state.status]) poll(generation);
+        }
+      });
+    }
+
     function poll(generation) {
       root.setAttribute("data-transport", "poll");
       function next(delayMs) {
@@ -241,6 +410,11 @@
           } else if (env.httpStatus >= 500) {
             say(TEXT.offline);
             next(state.qr.interval * 1000);
+          } else if (env.httpStatus === 403 && state.renewed < 2) {
+            // Not this browser's code any more (another tab's first code set the binding
+            // cookie, say): a new one.
+            state.renewed += 1;
+            create();
           } else {
             offerRefresh(env.msg || TEXT.error);
           }
@@ -260,6 +434,7 @@
       var generation = state.generation;
       var previous = state.qr && state.qr.id;
       state.status = null;
+      state.version = 0;
       overlay.hidden = true;
       scanner.hidden = true;
       code.hidden = true;
@@ -267,16 +442,19 @@
       say(TEXT.loading);
       var body = { platform: options.platform };
       if (previous) body.code = previous;
-      api("/v1/accounts/qrcode/", body).then(function (env) {
+      oneAtATime(base, function () { return api("/v1/accounts/qrcode/", body); }).then(function (env) {
         if (generation !== state.generation) return;
         if (env.code !== "OK") { offerRefresh(env.msg || TEXT.error); return; }
         state.qr = env.data;
         img.src = "data:image/png;base64," + env.data.png;
         root.setAttribute("data-qr-id", env.data.id);
+        openApp.hidden = !(appLink === true || (appLink === "auto" && onPhone()));
+        openApp.href = appUrl(env.data.app_link);
         startCountdown(env.data.expire);
         show({ status: env.data.status, expire: env.data.expire });
         var sse = typeof global.EventSource === "function";
         if (wanted === "poll" || (wanted === "auto" && !sse)) poll(generation);
+        else if (sharing) listenShared(generation);
         else listenSSE(generation);
       }).catch(function (err) {
         if (err.name !== "AbortError") offerRefresh(TEXT.offline);
@@ -295,11 +473,11 @@
   // How often to ask whether a session is alive where there is no EventSource (ms).
   var SESSION_POLL_MS = 10000;
 
-  function sessionEnded(base, onEnd, done) {
+  function sessionEnded(base, onEnd) {
     // The stream closed for good (204, 401): ask once whether the session is over.
     fetch(base + "/v1/passport/me", { credentials: "include" }).then(function (response) {
       if (response.status === 401) {
-        return response.json().then(function (env) { done(); onEnd((env && env.data) || null); });
+        return response.json().then(function (env) { onEnd((env && env.data) || null); });
       }
       return null;
     }).catch(function () { return null; });
@@ -311,13 +489,22 @@
     options = options || {};
     var base = (options.baseUrl || scriptBase || "").replace(/\/$/, "");
     var onEnd = options.onEnd || function () {};
-    var stopped = false, source = null, timer = null;
+    var stopped = false, source = null, timer = null, unwatch = null;
     function stop() {
       stopped = true;
       if (source) { source.close(); source = null; }
       if (timer) { clearInterval(timer); timer = null; }
+      if (unwatch) { unwatch(); unwatch = null; }
     }
     function end(session) { if (!stopped) { stop(); onEnd(session); } }
+    if (options.share !== false && canShare()) {
+      // One session stream for all the browser's tabs (the key "session").
+      unwatch = relayFor("session", base).watch("session", function (type, data) {
+        if (type === "session" && data.status === "ended") end(data);
+        else if (type === "closed") sessionEnded(base, end);
+      });
+      return { stop: stop };
+    }
     if (typeof global.EventSource === "function") {
       source = new EventSource(base + "/v1/passport/session/events", { withCredentials: true });
       source.addEventListener("session", function (event) {
@@ -325,10 +512,10 @@
         if (data.status === "ended") end(data);
       });
       source.onerror = function () {
-        if (source && source.readyState === EventSource.CLOSED) sessionEnded(base, end, function () {});
+        if (source && source.readyState === EventSource.CLOSED) sessionEnded(base, end);
       };
     } else {
-      timer = setInterval(function () { sessionEnded(base, end, function () {}); }, SESSION_POLL_MS);
+      timer = setInterval(function () { sessionEnded(base, end); }, SESSION_POLL_MS);
     }
     return { stop: stop };
   }
@@ -340,5 +527,11 @@
       .then(function (response) { return response.json(); });
   }
 
-  global.QRLogin = { mount: mount, watchSession: watchSession, logout: logout, version: "1.1.0" };
+  // Which shared streams this tab holds for the browser ("qr", "session"): for debugging.
+  function sharing() {
+    return Object.keys(relays).filter(function (name) { return relays[name].leading(); })
+      .map(function (name) { return name.split(" ")[1]; });
+  }
+
+  global.QRLogin = { mount: mount, watchSession: watchSession, logout: logout, sharing: sharing, version: "1.2.0" };
 })(window);

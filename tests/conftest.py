@@ -15,7 +15,7 @@ from qrlogin import create_app
 from qrlogin import store as store_module
 from qrlogin.models import Snapshot, bind_digest
 from qrlogin.services import Services
-from qrlogin.testing import RedisServer, Service, find_or_start, stop_all
+from qrlogin.testing import LocalCluster, RedisServer, Service, find_or_start, stop_all
 
 SECRET = "test-secret-key-0123456789"
 
@@ -86,7 +86,12 @@ def app(env: dict[str, str]) -> Iterator[Flask]:
     app = create_app(env)
     svc(app).redis.flushdb()
     yield app
-    svc(app).redis.connection_pool.disconnect()
+    client = svc(app).redis
+    pool = getattr(client, "connection_pool", None)  # a cluster client has one per node
+    if pool is not None:
+        pool.disconnect()
+    else:
+        client.close()
 
 
 @pytest.fixture
@@ -97,6 +102,13 @@ def client(app: Flask) -> FlaskClient:
 @pytest.fixture
 def runner(app: Flask) -> FlaskCliRunner:
     return app.test_cli_runner()
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(server_logs: Path) -> Iterator[LocalCluster]:
+    """A real Redis Cluster (3 masters, 1 replica each) shared by the cluster tests."""
+    with LocalCluster(server_logs).start() as cluster:
+        yield cluster
 
 
 @pytest.fixture
@@ -117,22 +129,25 @@ REDIS_CLOCK = "local clock = redis.call('TIME')"
 
 def shift_clock(app: Flask, seconds: float) -> None:
     """Make the app's store see the Redis clock ``seconds`` ahead (tests only)."""
-    assert store_module.SOURCE.count(REDIS_CLOCK) == 1
     shifted_ms = round(seconds * 1000)
-    source = store_module.SOURCE.replace(
-        REDIS_CLOCK,
-        "local real = redis.call('TIME')\n"
-        f"local shifted_us = tonumber(real[2]) + {shifted_ms} * 1000\n"
-        "local clock = {tostring(tonumber(real[1]) + math.floor(shifted_us / 1000000)),"
-        " tostring(shifted_us % 1000000)}",
-    )
+
+    def shifted(source: str) -> str:
+        assert source.count(REDIS_CLOCK) == 1
+        return source.replace(
+            REDIS_CLOCK,
+            "local real = redis.call('TIME')\n"
+            f"local shifted_us = tonumber(real[2]) + {shifted_ms} * 1000\n"
+            "local clock = {tostring(tonumber(real[1]) + math.floor(shifted_us / 1000000)),"
+            " tostring(shifted_us % 1000000)}",
+        )
+
     old = svc(app).store
     svc(app).store = store_module.Store(
         old.redis,
         old.qr_ttl_s,
         old.max_live_qrs,
-        old.audit_max,
-        source=source,
+        source=shifted(store_module.SOURCE),
+        live_source=shifted(store_module.LIVE_SOURCE),
         reveal_on_confirm=old.reveal_on_confirm,
     )
 

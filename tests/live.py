@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -51,6 +52,17 @@ class Browser:
             timeout=(margin(30), margin(30)),
         )
         return SSEStream(response)
+
+
+def sample(text: str, name: str, labels: str = "") -> float:
+    """One sample of a /metrics text (0 when absent)."""
+    match = re.search(rf"^{re.escape(name)}{re.escape(labels)} ([0-9.e+-]+)$", text, re.M)
+    return float(match.group(1)) if match else 0.0
+
+
+def metric(base_url: str, name: str) -> float:
+    """One metric of a running service, all its workers together."""
+    return sample(requests.get(base_url + "/metrics", timeout=margin(30)).text, name)
 
 
 def end_session_on_phone(base_url: str, token: str, sid: str) -> requests.Response:

@@ -1,9 +1,10 @@
-"""The audit trail: every transition in a capped Redis stream, and the command that prints it."""
+"""The audit trail: every transition in its QR's stream, and the command that prints it."""
 
 from __future__ import annotations
 
 import time
 
+import redis.crc
 from flask import Flask
 from flask.testing import FlaskClient, FlaskCliRunner
 
@@ -61,15 +62,17 @@ def test_expiry_and_failed_verification_are_recorded(env: dict[str, str]) -> Non
     assert [e["event"] for e in svc(app).store.audit_trail(wrong)][-1] == "verify_failed"
 
 
-def test_audit_stream_is_capped(env: dict[str, str]) -> None:
-    app = create_app(env)
-    svc(app).redis.flushdb()
-    svc(app).store.audit_max = 50
-    client = app.test_client()
-    for _ in range(300):
-        create_qr(client)
-    # MAXLEN ~ trims whole stream nodes, so the length stays near the cap, never far above.
-    assert svc(app).redis.xlen(Keys.AUDIT) < 50 + 200
+def test_audit_trail_lives_as_long_as_its_qr(app: Flask, client: FlaskClient) -> None:
+    """Each QR's trail is its own key, on its slot, and expires with the QR's record:
+    nothing grows without bound, and nothing outlives the QR it tells of."""
+    qr_id = create_qr(client)["id"]
+    r = svc(app).redis
+    assert r.type(Keys.audit(qr_id)) == "stream"
+    qr_ttl, audit_ttl = r.ttl(Keys.qr(qr_id)), r.ttl(Keys.audit(qr_id))
+    assert qr_ttl > 0 and abs(qr_ttl - audit_ttl) <= 1
+    assert redis.crc.key_slot(Keys.audit(qr_id).encode()) == redis.crc.key_slot(
+        Keys.qr(qr_id).encode()
+    )
 
 
 def test_audit_command_prints_the_trail(

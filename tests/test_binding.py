@@ -77,6 +77,41 @@ def test_binding_rotates_after_redemption(app: Flask, client: FlaskClient) -> No
     assert guest(client, fresh).status_code == 200
 
 
+def test_other_tabs_codes_survive_a_login_but_not_two(app: Flask, client: FlaskClient) -> None:
+    """Codes that other tabs showed before a login stay the browser's: one of them
+    redeeming does not renew the binding again. After a second renewal they are not."""
+    first, second, third = (create_qr(client)["id"] for _ in range(3))
+    for qr_id in (first, second):
+        confirm(app, qr_id)
+    original = client.get_cookie("qrlogin_bind")
+    assert original is not None and "token" in guest(client, first).json["data"]
+    renewed = client.get_cookie("qrlogin_bind")
+    assert renewed is not None and renewed.value != original.value
+    assert guest(client, third).json["data"]["status"] == "QRCODE_WAIT"  # still its own
+    assert "token" in guest(client, second).json["data"]
+    assert client.get_cookie("qrlogin_bind").value == renewed.value
+    # A login with a code of the renewed binding renews it again: the oldest codes go.
+    fourth = create_qr(client)["id"]
+    confirm(app, fourth)
+    assert "token" in guest(client, fourth).json["data"]
+    assert guest(client, third).status_code == 403
+    # The memory of the old binding is the service's to write: a copy of the old cookie
+    # cannot claim the new one's codes.
+    fifth = create_qr(client)["id"]
+    assert guest(with_cookie(app, original.value), fifth).status_code == 403
+
+
+def test_a_tab_regenerates_its_code_after_another_tab_logged_in(
+    app: Flask, client: FlaskClient
+) -> None:
+    shown, other = create_qr(client)["id"], create_qr(client)["id"]
+    confirm(app, other)
+    assert "token" in guest(client, other).json["data"]  # the other tab logs in
+    create_qr(client, code=shown)  # this tab's "refresh" replaces its own code
+    data = guest(client, shown).json["data"]
+    assert (data["status"], data["reason"]) == ("QRCODE_ERROR", "replaced")
+
+
 @pytest.mark.parametrize(
     "value",
     ["Z" * 43, "A" * 43 + ".forged-signature", ""],

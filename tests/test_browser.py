@@ -131,10 +131,13 @@ def paste_qr(mobile: Page, qr: dict[str, Any]) -> None:
     mobile.get_by_role("button", name="Use this QR").click()
 
 
-def test_login_over_sse(page: Page, service: Service) -> None:
-    qr = open_login(page, service)
+@pytest.mark.parametrize(("query", "transport"), [("", "shared"), ("?share=off", "sse")])
+def test_login_over_sse(page: Page, service: Service, query: str, transport: str) -> None:
+    """Over the stream the browser's tabs share (the default), and over the QR's own."""
+    qr = open_login(page, service, query)
     assert qr["prefix"] == "rk://scanforpclogin/" and qr["platform"] == "Rxx_PC"
-    expect(page.locator("#qrlogin")).to_have_attribute("data-transport", "sse")
+    expect(page.locator("#qrlogin")).to_have_attribute("data-transport", transport)
+    expect(page.locator(".qrlogin-open-app")).to_be_hidden()  # not on a desktop
     expect(page.locator(".qrlogin-countdown")).to_contain_text(":")
     expect(page.locator(".qrlogin-status")).to_have_attribute("aria-live", "polite")
     shot(page, "login-waiting")

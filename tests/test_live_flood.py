@@ -4,17 +4,15 @@ and per address; slow heads and bodies are cut; a browser that leaves frees its 
 from __future__ import annotations
 
 import asyncio
-import re
 import socket
 import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-import requests
 
 from qrlogin.testing import Service
 from tests.conftest import StartService
-from tests.live import Browser
+from tests.live import Browser, metric
 from tests.timing import PROMPT_S, margin, wait_until
 
 pytestmark = pytest.mark.slow
@@ -50,9 +48,7 @@ def browsers_with_qrs(service: Service, browsers: int, each: int) -> list[tuple[
 
 
 def waiting(service: Service) -> float:
-    text = requests.get(service.url + "/metrics", timeout=margin(30)).text
-    found = re.search(r"^qrlogin_waiting_browsers (\S+)$", text, re.M)
-    return float(found.group(1)) if found else 0.0
+    return metric(service.url, "qrlogin_waiting_browsers")
 
 
 def test_a_flood_from_one_address_is_refused_while_others_are_served(

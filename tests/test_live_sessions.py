@@ -168,7 +168,7 @@ def test_session_streams_share_the_hub(start_service: StartService, own_redis: R
     assert all(s.status_code == 200 for s in streams)
     admin = redis.Redis.from_url(own_redis.url)
     wait_until(
-        lambda: len(admin.pubsub_channels("qrlogin:session-events:*")) == 40,
+        lambda: len(admin.pubsub_shardchannels("qrlogin:session-events:*")) == 40,
         10,
         "every page's session channel is subscribed",
     )

@@ -2,23 +2,16 @@
 
 from __future__ import annotations
 
-import re
-
 import pytest
 import requests
 
 from qrlogin.testing import Service
 from tests.conftest import StartService
-from tests.live import Browser, phone_step
+from tests.live import Browser, phone_step, sample
 from tests.test_stream import user_token
 from tests.timing import PROMPT_S, margin, wait_until
 
 pytestmark = pytest.mark.slow
-
-
-def sample(text: str, name: str, labels: str = "") -> float:
-    match = re.search(rf"^{re.escape(name)}{re.escape(labels)} ([0-9.e+-]+)$", text, re.M)
-    return float(match.group(1)) if match else 0.0
 
 
 @pytest.fixture

@@ -18,7 +18,7 @@ from itsdangerous import URLSafeTimedSerializer
 from qrlogin.engine import MAX_POOL_CONNECTIONS
 from qrlogin.testing import RedisServer, Service
 from tests.conftest import SECRET, StartService
-from tests.live import Browser, open_streams, phone_step
+from tests.live import Browser, SSEStream, open_streams, phone_step
 from tests.timing import PROMPT_S, margin, wait_until
 
 pytestmark = pytest.mark.slow
@@ -101,14 +101,13 @@ def test_late_browser_and_reconnect_with_last_event_id(start: StartService) -> N
 
     # Also once the browser redeemed (the QR moved on to QRCODE_ERROR, reason used): a
     # client that kept the QR's binding and saw QRCODE_SUCCESS gets 204, not the `used`
-    # event; the browser itself now holds a new binding, and gets 403 (EventSource stops
-    # on either).
+    # event, and so does the browser itself with its new binding (which names the old).
     kept = Browser(service.url)
     kept.session.cookies.set("qrlogin_bind", browser.bind_cookie)
     assert "token" in browser.guest(qr["id"]).json()["data"]
     after = kept.stream(qr["id"], last_event_id="3")
     assert after.response.status_code == 204
-    assert browser.stream(qr["id"], last_event_id="3").response.status_code == 403
+    assert browser.stream(qr["id"], last_event_id="3").response.status_code == 204
     # A client that had not seen a final state is shown the current one.
     behind = kept.stream(qr["id"], last_event_id="2")
     assert [e.json["status"] for e in behind.events()] == ["QRCODE_ERROR"]
@@ -122,6 +121,28 @@ def test_stream_refuses_other_browsers_and_unknown_ids(start: StartService) -> N
     assert forbidden.status_code == 403 and forbidden.json()["code"] == "QRCODE_FORBIDDEN"
     unknown = Browser(service.url).stream("B" * 32).response
     assert unknown.status_code == 404 and unknown.json()["code"] == "QRCODE_NOT_FOUND"
+
+
+def test_the_shared_stream_tells_the_same_codes_as_gone(start: StartService) -> None:
+    """On the stream a browser's tabs share, a QR that is not the caller's or does not
+    exist is a ``gone`` event with the per-QR stream's error code; its own QR streams."""
+    service = start()
+    mine = Browser(service.url)
+    own = mine.create()["id"]
+    foreign = Browser(service.url).create()["id"]
+    response = mine.session.get(
+        f"{service.url}/v1/accounts/qrcode/events?ids={own},{foreign},{'B' * 32}",
+        headers={"Accept": "text/event-stream"}, stream=True, timeout=(margin(30), margin(30)),
+    )  # fmt: skip
+    assert response.status_code == 200
+    blocks = iter(SSEStream(response))
+    opening = [next(e for e in blocks if e.event) for _ in range(3)]
+    assert [(e.event, e.json["id"]) for e in opening] == [
+        ("status", own), ("gone", foreign), ("gone", "B" * 32)
+    ]  # fmt: skip
+    assert opening[0].json["status"] == "QRCODE_WAIT" and opening[0].json["version"] == 1
+    assert [e.json["code"] for e in opening[1:]] == ["QRCODE_FORBIDDEN", "QRCODE_NOT_FOUND"]
+    response.close()
 
 
 def test_heartbeat_and_expiry_by_itself(start: StartService) -> None:

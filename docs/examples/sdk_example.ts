@@ -7,6 +7,9 @@ if (root) {
   const handle = mount(root, {
     platform: "web",
     transport: "auto",
+    share: true,
+    appLink: "auto",
+    appUrl: (link: string) => link,
     onStatus: (status: Status, data: StatusEvent) => {
       if (status === "QRCODE_SCANNED" && data.user) console.log(`scanned by ${data.user.name}`);
       if (status === "QRCODE_ERROR") console.log(data.reason);
