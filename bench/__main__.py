@@ -26,6 +26,9 @@ def main() -> None:
         "--out", type=Path, default=DOCS / "BENCHMARKS.md", help="where to write the report"
     )
     parser.add_argument("--no-write", action="store_true", help="print only")
+    parser.add_argument(
+        "--only-cluster", action="store_true", help="only the Redis Cluster rows (printed)"
+    )
     options = parser.parse_args()
     sizes = QUICK if options.quick else FULL
     began = time.time()
@@ -37,6 +40,13 @@ def main() -> None:
     # Redis with its default client cap, as the flask-sse comparison depends on it.
     with RedisServer(logs, maxclients=10000).start() as server:
         bench = Bench(sizes, server, logs)
+        if options.only_cluster:
+            try:
+                measure.measure_cluster(bench, results)
+            finally:
+                bench.stop()
+            print(report.cluster_section(results))
+            return
         try:
             worker, ids = measure.measure_create(bench, results)
             measure.measure_waiting(bench, worker, ids, results)
@@ -45,6 +55,7 @@ def main() -> None:
             measure.measure_sessions(bench, results)
             measure.measure_logins(bench, results)
             measure.measure_restart(bench, results)
+            measure.measure_cluster(bench, results)
             results["flask_sse"] = measure.measure_flask_sse(bench)
             print(f"flask-sse: {results['flask_sse']}", flush=True)
         finally:

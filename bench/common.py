@@ -32,15 +32,19 @@ class Sizes:
     restart_wait_s: int
     restart_alternative: bool
     sessions: int
+    cluster_waiting: int
+    failover_waiting: int
 
 
 QUICK = Sizes(
     waiting=1500, hold_s=3, confirm_s=2, create_s=3, login_s=3, restart=500, pollers=60,
     flask_sse_hold_s=2, restart_wait_s=4, restart_alternative=False, sessions=1500,
+    cluster_waiting=300, failover_waiting=100,
 )  # fmt: skip
 FULL = Sizes(
     waiting=10000, hold_s=60, confirm_s=10, create_s=15, login_s=15, restart=5000, pollers=300,
     flask_sse_hold_s=20, restart_wait_s=12, restart_alternative=True, sessions=10000,
+    cluster_waiting=1000, failover_waiting=300,
 )  # fmt: skip
 
 

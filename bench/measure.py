@@ -58,6 +58,17 @@ def measure_qr_cpu() -> dict[str, float]:
     return timings
 
 
+def qrs_for(
+    port: int, cookie: str, count: int, have: list[str] | None = None, keep: Any = None
+) -> list[str]:
+    """``count`` QRs bound to ``cookie``: ``have``, then fresh ones (those ``keep`` accepts)."""
+    ids = list(have or [])
+    while len(ids) < count:
+        _, more, _ = run(load.creator, port, cookie, 2, 16, 0.0)
+        ids += [q for q in more if keep is None or keep(q)]
+    return ids[:count]
+
+
 def measure_create(b: Bench, results: dict[str, Any]) -> tuple[Worker, list[str]]:
     """QR creation on one worker; then enough QRs for every waiting browser."""
     service = b.start()
@@ -76,11 +87,7 @@ def measure_create(b: Bench, results: dict[str, Any]) -> tuple[Worker, list[str]
           f"{results['create']['cpu_ms']:.2f} ms CPU per QR", flush=True)  # fmt: skip
 
     # Enough QRs for every waiting browser.
-    while len(ids) < b.sizes.waiting:
-        _, more, _ = run(load.creator, service.port, cookie, 2, 16, 0.0)
-        ids += more
-    ids = ids[: b.sizes.waiting]
-    return Worker(service, pid, cookie), ids
+    return Worker(service, pid, cookie), qrs_for(service.port, cookie, b.sizes.waiting, ids)
 
 
 def measure_waiting(b: Bench, worker: Worker, ids: list[str], results: dict[str, Any]) -> None:
@@ -218,11 +225,7 @@ def measure_restart(b: Bench, results: dict[str, Any]) -> None:
     for name, config in configs:
         service = b.start(config=config)
         cookie = bind_cookie(service.port)
-        rids: list[str] = []
-        while len(rids) < b.sizes.restart:
-            _, more, _ = run(load.creator, service.port, cookie, 2, 16, 0.0)
-            rids += more
-        rids = rids[: b.sizes.restart]
+        rids = qrs_for(service.port, cookie, b.sizes.restart)
         holders = Holders(
             service.port, cookie, [f"/v1/accounts/qrcode/{q}/events" for q in rids],
             processes=2, reconnect=True,
@@ -331,3 +334,116 @@ def measure_sessions(b: Bench, results: dict[str, Any]) -> None:
           f"{ms(results['sessions']['p50'])}, p99 {ms(results['sessions']['p99'])}, "
           f"{results['sessions']['missing']} missing", flush=True)  # fmt: skip
     service.stop()
+
+
+def _clients_by_name(nodes: list[redis.Redis]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for node in nodes:
+        for client in node.client_list():
+            name = client.get("name") or "other"
+            counts[name] = counts.get(name, 0) + 1
+    return counts
+
+
+def _latency(reports: list[Any], sent: dict[str, tuple[float, int]]) -> dict[str, float]:
+    seen: dict[str, list[tuple[float, str]]] = {}
+    for report in reports:
+        seen.update(report[1])
+    values = []
+    for path, events in seen.items():
+        qr_id = path.split("/")[-2]
+        success = [t for t, s in events if s == SUCCESS]
+        if qr_id in sent and sent[qr_id][1] == 200 and success:
+            values.append(success[0] - sent[qr_id][0])
+    return {"n": len(values), "missing": len(seen) - len(values),
+            "p50": percentile(values, 50), "p99": percentile(values, 99)}  # fmt: skip
+
+
+def measure_cluster(b: Bench, results: dict[str, Any]) -> None:
+    """One Redis against a 3-master Redis Cluster (a replica each), side by side: full
+    logins, confirm-to-browser latency, connections per process; then a master killed."""
+    from qrlogin.store import Keys
+    from qrlogin.testing import LocalCluster
+
+    rows: dict[str, dict[str, Any]] = {}
+    with LocalCluster(b.logs) as cluster:
+        cluster.start()
+        setups = (("1 node", b.server.url, "single"), ("3 shards", cluster.url, "cluster"))
+        for name, url, mode in setups:
+            service = b.start(workers=2, REDIS_URL=url, QRLOGIN_REDIS_MODE=mode)
+            nodes = (
+                [n.client() for n in cluster.masters()]
+                if mode == "cluster"
+                else [redis.Redis.from_url(url, decode_responses=True)]
+            )
+            report = run(load.login_loop, service.port, b.token, b.sizes.login_s, 16)
+            row: dict[str, Any] = {"logins_per_s": report[1] / report[3], "failed": report[2]}
+            cookie = bind_cookie(service.port)
+            ids = qrs_for(service.port, cookie, b.sizes.cluster_waiting)
+            holders = Holders(
+                service.port, cookie, [f"/v1/accounts/qrcode/{q}/events" for q in ids],
+                processes=1,
+            )  # fmt: skip
+            opened, errors, _ = holders.opened()
+            run(load.stepper, service.port, b.token, [(q, "SCAN") for q in ids], 1000.0)
+            time.sleep(1)
+            _, sent, _ = run(
+                load.stepper, service.port, b.token, [(q, "VERIFY") for q in ids], 100.0
+            )
+            clients = _clients_by_name(nodes)
+            time.sleep(1)
+            row["latency"] = _latency(holders.finish(), sent)
+            row.update(waiting=opened, errors=errors, nodes=len(nodes),
+                       subscribers_per_process=clients.get("qrlogin-hub", 0) / 2,
+                       pool_per_process=clients.get("qrlogin", 0) / 2)  # fmt: skip
+            rows[name] = row
+            print(f"cluster rows, {name}: {row}", flush=True)
+            service.stop()
+        rows["3 shards"]["failover"] = _measure_failover(b, cluster, Keys)
+        print(f"failover: {rows['3 shards']['failover']}", flush=True)
+    results["cluster"] = rows
+
+
+def _measure_failover(b: Bench, cluster: Any, keys: Any) -> dict[str, float]:
+    """Browsers wait on QRs held by one master; the master is killed. How long until
+    commands on its slots work again, and until the hub has resubscribed them all on
+    the promoted replica; then confirm-to-browser latency for those browsers."""
+    service = b.start(workers=2, REDIS_URL=cluster.url, QRLOGIN_REDIS_MODE="cluster")
+    victim = cluster.masters()[0]
+    cookie = bind_cookie(service.port)
+    ids = qrs_for(service.port, cookie, b.sizes.failover_waiting + 1,
+               keep=lambda q: cluster.master_of(keys.qr(q)).port == victim.port)  # fmt: skip
+    probe, ids = ids[0], ids[1:]
+    holders = Holders(
+        service.port, cookie, [f"/v1/accounts/qrcode/{q}/events" for q in ids], processes=1
+    )
+    holders.opened()
+    run(load.stepper, service.port, b.token, [(q, "SCAN") for q in [probe, *ids]], 1000.0)
+    replica = cluster.replica_of(victim)
+    reader = replica.client()
+    reader.execute_command("READONLY")
+    while any(reader.hget(keys.qr(q), "status") != "QRCODE_SCANNED" for q in [probe, *ids]):
+        time.sleep(0.05)  # replicated, so that the failover loses none of them
+    killed = time.time()
+    victim.stop()
+    headers = {"Authorization": f"Bearer {b.token}"}
+    while True:
+        answer = requests.post(
+            service.url + "/v1/accounts/qrcode_fill", json={"id": probe, "step": "VERIFY"},
+            headers=headers, timeout=10,
+        )  # fmt: skip
+        if answer.status_code == 200:
+            break
+        time.sleep(0.02)
+    commands_back = time.time() - killed
+    channels = {keys.channel(q) for q in ids}
+    new_master = replica.client()
+    while not channels <= set(new_master.pubsub_shardchannels()) and time.time() - killed < 120:
+        time.sleep(0.02)
+    resubscribed = time.time() - killed
+    _, sent, _ = run(load.stepper, service.port, b.token, [(q, "VERIFY") for q in ids], 100.0)
+    time.sleep(1)
+    latency = _latency(holders.finish(), sent)
+    service.stop()
+    return {"commands_back_s": commands_back, "resubscribed_s": resubscribed,
+            "waiting": len(ids), **{f"after_{k}": v for k, v in latency.items()}}  # fmt: skip
