@@ -44,11 +44,40 @@ STOP_S = 10.0
 _running: set[Process] = set()
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+def _first_ephemeral_port() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+#: Where servers started here listen: below the kernel's range for outgoing connections,
+#: so that no client connection opened meanwhile can take the port between the check and
+#: the server's bind (a port from the kernel's own pick could be, and once was). The top
+#: leaves room for a cluster bus port 10000 higher.
+LISTEN_PORTS = range(10000, max(_first_ephemeral_port() - 10000, 10100))
+#: Ports handed out by this process, never handed out twice (servers created together,
+#: such as a cluster's nodes, are bound only later).
+_given: set[int] = set()
+
+
+def free_port(bus: int | None = None) -> int:
+    """A free loopback port from :data:`LISTEN_PORTS`; with ``bus``, port + bus is free too."""
+    offsets = (0,) if bus is None else (0, bus)
+    while True:
+        port = random.choice(LISTEN_PORTS)  # noqa: S311 (not a secret)
+        wanted = {port + offset for offset in offsets}
+        if wanted & _given:
+            continue
+        with contextlib.ExitStack() as stack:
+            try:
+                for offset in offsets:
+                    sock = stack.enter_context(socket.socket())
+                    sock.bind(("127.0.0.1", port + offset))
+            except OSError:
+                continue
+            _given.update(wanted)
+            return port
 
 
 def redis_answers(url: str) -> bool:
@@ -201,25 +230,12 @@ class SentinelServer(RedisServer):
         return len(found)
 
 
-def free_cluster_port() -> int:
-    """A free port whose cluster bus port (10000 higher) is free too."""
-    while True:
-        port = random.randrange(20000, 45000)  # noqa: S311 (not a secret)
-        with socket.socket() as sock, socket.socket() as bus:
-            try:
-                sock.bind(("127.0.0.1", port))
-                bus.bind(("127.0.0.1", port + 10000))
-            except OSError:
-                continue
-            return port
-
-
 class ClusterNode(RedisServer):
     """One node of a local Redis Cluster (cluster mode on, a short node timeout)."""
 
     def __init__(self, log_dir: Path | None = None) -> None:
         super().__init__(log_dir)
-        self.port = free_cluster_port()
+        self.port = free_port(bus=10000)
         self.name = f"redis-server (cluster) on port {self.port}"
 
     #: How long a silent master takes to count as failed (ms): its replica then takes over.
