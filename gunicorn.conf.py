@@ -12,7 +12,9 @@ from typing import Any
 
 bind = f"0.0.0.0:{os.environ.get('PORT', '8000')}"
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
-worker_class = "gevent"
+# gunicorn's gevent worker, which also lets a QR stream's connection be parked once its
+# response has begun (qrlogin/parking.py): no greenlet per waiting browser.
+worker_class = "qrlogin.worker.StreamWorker"
 # Each waiting browser holds one connection: room for 10,000 of them per worker, and more.
 worker_connections = int(os.environ.get("QRLOGIN_WORKER_CONNECTIONS", "12000"))
 # Open streams are ended at once on SIGTERM (see post_worker_init), so this is a backstop.
@@ -59,6 +61,7 @@ def post_worker_init(worker: Any) -> None:
         worker.log.warning(DEMO_WARNING)
     hub = found.hub
     hub.start()
+    found.lot.start()
 
     def end_streams_on_shutdown() -> None:
         while worker.alive:

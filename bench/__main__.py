@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench import measure, report
+from bench import measure, moon_report, moonshot, report
 from bench.common import DOCS, FULL, QUICK, Bench
 from qrlogin.testing import RedisServer
 
@@ -29,7 +29,16 @@ def main() -> None:
     parser.add_argument(
         "--only-cluster", action="store_true", help="only the Redis Cluster rows (printed)"
     )
+    parser.add_argument(
+        "--moonshot",
+        action="store_true",
+        help="100,000 waiting browsers on 8 workers, side by side with flask-sse and Nchan"
+        " (its own section of the report; about 20 minutes, with --quick under 3)",
+    )
     options = parser.parse_args()
+    if options.moonshot:
+        moonshot_main(options)
+        return
     sizes = QUICK if options.quick else FULL
     began = time.time()
     results: dict[str, Any] = {"sizes": sizes, "quick": options.quick}
@@ -66,8 +75,33 @@ def main() -> None:
     if not options.no_write:
         options.out.parent.mkdir(parents=True, exist_ok=True)
         report.plot(results, options.out.parent / "benchmarks-latency.png")
-        options.out.write_text(text)
+        old = options.out.read_text() if options.out.exists() else ""
+        moon = moon_report.kept(old)
+        options.out.write_text(moon_report.place(text, moon) if moon else text)
         print(f"wrote {options.out}")
+
+
+def moonshot_main(options: argparse.Namespace) -> None:
+    sizes = moonshot.MOON_QUICK if options.quick else moonshot.MOON
+    print(f"qrlogin moonshot, sizes {sizes}", flush=True)
+    began = time.time()
+    logs = Path(tempfile.mkdtemp(prefix="qrlogin-moonshot-"))
+    print(f"server logs in {logs}", flush=True)
+    with RedisServer(logs, maxclients=10000).start() as server:
+        bench = Bench(QUICK if options.quick else FULL, server, logs, moon=sizes)
+        try:
+            results = moonshot.run(bench)
+        finally:
+            bench.stop()
+    results["workers"] = sizes.workers
+    command = "./dev bench --moonshot" + (" --quick" if options.quick else "")
+    text = moon_report.section(results, command, time.time() - began)
+    print(text)
+    if not options.no_write:
+        moon_report.plot(results, options.out.parent / moon_report.PLOT)
+        old = options.out.read_text() if options.out.exists() else ""
+        options.out.write_text(moon_report.place(old, text))
+        print(f"wrote the moonshot section of {options.out}")
 
 
 if __name__ == "__main__":

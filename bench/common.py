@@ -65,14 +65,23 @@ class Holders:
     """Load processes each holding a share of the streams."""
 
     def __init__(
-        self, port: int, cookie: str, paths: list[str], processes: int = 2, **kw: Any
+        self,
+        port: int,
+        cookie: str,
+        paths: list[str],
+        processes: int = 2,
+        sources: list[str] | None = None,
+        **kw: Any,
     ) -> None:
+        """``sources``: the addresses the processes connect from, in turn."""
         self.results = CTX.Queue()
         self.commands = [CTX.Queue() for _ in range(processes)]
         shares = [paths[i::processes] for i in range(processes)]
         target = load.blind_holder if kw.pop("blind", False) else load.holder
         self.processes = []
-        for share, commands in zip(shares, self.commands, strict=True):
+        for n, (share, commands) in enumerate(zip(shares, self.commands, strict=True)):
+            if sources:
+                kw["source"] = sources[n % len(sources)]
             args = (
                 (port, share, commands, self.results)
                 if target is load.blind_holder
@@ -90,10 +99,14 @@ class Holders:
             max(r[3] for r in reports),
         )
 
-    def finish(self, command: str = "stop") -> list[Any]:
+    def ask(self, command: str) -> list[Any]:
+        """Send ``command`` to every process; their answers."""
         for commands in self.commands:
             commands.put(command)
-        reports = [self.results.get(timeout=600) for _ in self.processes]
+        return [self.results.get(timeout=600) for _ in self.processes]
+
+    def finish(self, command: str = "stop") -> list[Any]:
+        reports = self.ask(command)
         for process in self.processes:
             process.join(30)
         return reports
@@ -152,6 +165,7 @@ class Bench:
     logs: Path
     token: str = field(default_factory=user_token)
     services: list[Service] = field(default_factory=list)
+    moon: Any = None  # the moonshot's sizes (bench.moonshot.MoonSizes), in that mode
 
     def start(self, workers: int = 1, config: str = "gunicorn.conf.py", **env: str) -> Service:
         settings = {**BENCH_ENV, "REDIS_URL": self.server.url, **env}

@@ -86,16 +86,25 @@ class Stream:
     ended: bool = False
     error: str = ""
     retry_ms: int = 0
+    last_seen: float = 0.0  # when the server last sent anything (a heartbeat counts)
     reader: asyncio.StreamReader | None = None
     writer: asyncio.StreamWriter | None = None
 
 
 async def open_stream(
-    host: str, port: int, path: str, cookie: str, stream: Stream, last_event_id: str = ""
+    host: str,
+    port: int,
+    path: str,
+    cookie: str,
+    stream: Stream,
+    last_event_id: str = "",
+    source: str | None = None,
 ) -> None:
-    """Connect and read the response head (raises on anything but 200). ``cookie`` is a
-    binding cookie's value, or a whole ``name=value`` pair."""
-    reader, writer = await asyncio.open_connection(host, port)
+    """Connect (from the ``source`` address, if given) and read the response head (raises
+    on anything but 200). ``cookie`` is a binding cookie's value, or a whole
+    ``name=value`` pair."""
+    local = None if source is None else (source, 0)
+    reader, writer = await asyncio.open_connection(host, port, local_addr=local)
     extra = f"Last-Event-ID: {last_event_id}\r\n" if last_event_id else ""
     pair = cookie if "=" in cookie else f"qrlogin_bind={cookie}"
     writer.write(
@@ -108,6 +117,7 @@ async def open_stream(
         writer.close()
         raise ConnectionError(f"HTTP {status}")
     stream.reader, stream.writer, stream.opened_at = reader, writer, time.time()
+    stream.last_seen = stream.opened_at
     stream.ended = False
 
 
@@ -119,6 +129,7 @@ async def follow(stream: Stream) -> None:
             line = await stream.reader.readline()
             if not line:
                 break
+            stream.last_seen = time.time()
             if line.startswith(b"retry:"):
                 stream.retry_ms = int(line[6:].strip())
             elif line.startswith(b"data:") and b'"status"' in line:

@@ -20,6 +20,8 @@ from bench.http import Connection, Stream, follow, open_stream
 from qrlogin.models import SCANNED, WAIT
 
 HOST = "127.0.0.1"
+#: A stream that heard nothing (not even a heartbeat) for this long counts as quiet (s).
+QUIET_S = 40.0
 
 
 def _lift_fd_limit() -> None:
@@ -36,9 +38,15 @@ def holder(
     reconnect: bool = False,
     concurrency: int = 100,
     cookies: dict[str, str] | None = None,
+    source: str | None = None,
 ) -> None:
     """Open a stream per path; report once open; on "stop" report what each saw.
-    ``cookies`` gives a path its own cookie (a ``name=value`` pair)."""
+    ``cookies`` gives a path its own cookie (a ``name=value`` pair); ``source`` is the
+    address to connect from (each gives about 28,000 ports).
+
+    Also, without stopping: on "count", how many streams are open, how many have heard
+    nothing for ``QUIET_S``, how many reconnects and when the last was; on "report", the
+    events of every stream that had one."""
     cookies = cookies or {}
     _lift_fd_limit()
 
@@ -52,8 +60,9 @@ def holder(
             async with gate:
                 try:
                     await open_stream(
-                        HOST, port, stream.qr_id, cookies.get(stream.qr_id, cookie), stream
-                    )
+                        HOST, port, stream.qr_id, cookies.get(stream.qr_id, cookie), stream,
+                        source=source,
+                    )  # fmt: skip
                 except (OSError, ConnectionError, asyncio.IncompleteReadError) as e:
                     errors.append(f"open: {e}")
                     return
@@ -68,7 +77,9 @@ def holder(
                 await asyncio.sleep(stream.retry_ms / 1000 if stream.retry_ms else 0.5)
                 while True:
                     try:
-                        await open_stream(HOST, port, stream.qr_id, cookie, stream, "1")
+                        await open_stream(
+                            HOST, port, stream.qr_id, cookie, stream, "1", source=source
+                        )
                         reconnects.append(time.time())
                         break
                     except (OSError, ConnectionError, asyncio.IncompleteReadError):
@@ -81,7 +92,16 @@ def holder(
         opened = [s.opened_at for s in streams if s.opened_at]
         results.put(("open", len(opened), len(errors), max(opened, default=started) - started))
         loop = asyncio.get_running_loop()
-        await loop.run_in_executor(None, commands.get)
+        while (command := await loop.run_in_executor(None, commands.get)) != "stop":
+            if command == "count":
+                now = time.time()
+                live = [s for s in streams if s.opened_at and not s.ended]
+                quiet = sum(1 for s in live if now - s.last_seen > QUIET_S)
+                results.put(
+                    ("count", len(live), quiet, len(reconnects), max(reconnects, default=0.0))
+                )
+            elif command == "report":
+                results.put(("report", {s.qr_id: s.events for s in streams if s.events}))
         waiting = (WAIT, SCANNED)
         dropped = sum(
             1
@@ -341,5 +361,27 @@ def blind_holder(
         results.put(("checked", sum(delivered), len(conns) - sum(delivered) + errors))
         for _, writer in conns:
             writer.close()
+
+    asyncio.run(run())
+
+
+def hammer(port: int, path: str, seconds: float, connections: int, results: Queue[Any]) -> None:
+    """GET ``path`` for ``seconds`` as fast as the service answers; how many answered 200."""
+
+    async def run() -> None:
+        deadline = time.perf_counter() + seconds
+        ok = 0
+
+        async def loop(conn: Connection) -> None:
+            nonlocal ok
+            while time.perf_counter() < deadline:
+                answer = await conn.request("GET", path)
+                ok += answer.status == 200
+
+        conns = [Connection(HOST, port) for _ in range(connections)]
+        await asyncio.gather(*(loop(c) for c in conns))
+        for c in conns:
+            c.close()
+        results.put(("answered", ok))
 
     asyncio.run(run())

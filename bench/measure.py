@@ -250,9 +250,11 @@ def measure_restart(b: Bench, results: dict[str, Any]) -> None:
         service.stop()
 
 
-def measure_flask_sse(b: Bench) -> dict[str, Any]:
-    """flask-sse's stock stream with the same number of waiting browsers."""
+def measure_flask_sse(b: Bench, count: int | None = None) -> dict[str, Any]:
+    """flask-sse's stock stream with ``count`` waiting browsers (by default, as many as
+    the push design holds in this run)."""
     server, sizes = b.server, b.sizes
+    count = sizes.waiting if count is None else count
     port = free_port()
     env = {**os.environ, "REDIS_URL": server.url}
     process = Process("flask-sse under gunicorn", b.logs / "flask-sse.log")
@@ -270,7 +272,7 @@ def measure_flask_sse(b: Bench) -> dict[str, Any]:
         master = process.process.pid
         pid = int(Path(f"/proc/{master}/task/{master}/children").read_text().split()[0])
         rss0, clients0 = rss_kb(pid), redis_clients(server.url)
-        paths = [f"/stream?channel=bench-{i}" for i in range(sizes.waiting)]
+        paths = [f"/stream?channel=bench-{i}" for i in range(count)]
         holders = Holders(port, "", paths, processes=2, blind=True)
         opened, _, _ = holders.opened()
         # flask-sse subscribes when each stream first runs: wait until Redis stops
@@ -287,7 +289,7 @@ def measure_flask_sse(b: Bench) -> dict[str, Any]:
         clients = redis_clients(server.url)
         rss = (rss_kb(pid) - rss0) / max(1, opened)
         publisher = redis.Redis.from_url(server.url)
-        for i in range(sizes.waiting):
+        for i in range(count):
             publisher.publish(f"bench-{i}", '{"data": "ping"}')
         reports = holders.finish("check")
         delivered = sum(r[1] for r in reports)

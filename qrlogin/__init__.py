@@ -18,6 +18,7 @@ from qrlogin import (
     limits,
     ops,
     pages,
+    parking,
     passport,
     security,
 )
@@ -47,6 +48,10 @@ def create_app(env: Mapping[str, str] | None = None) -> Flask:
             app.wsgi_app, x_for=settings.trusted_proxies, x_proto=1, x_host=1, x_port=1
         )
     services_module.init_app(app, settings)
+    # Outermost: a parkable stream's response is written there, after every hook ran.
+    app.wsgi_app = parking.wsgi(  # type: ignore[method-assign]
+        app.wsgi_app, lambda: services_module.services(app).lot
+    )
     envelope.init_app(app)
     cli.init_app(app)
     limits.init_app(app)

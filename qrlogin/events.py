@@ -5,45 +5,29 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import random
-import time
 from collections.abc import Callable, Generator, Iterator
 
 from flask import Blueprint, Response, request
 from flask_sse import Message
 
+from qrlogin import parking
 from qrlogin.browser import bindings, client_ip, client_socket
 from qrlogin.config import SSE_RETRY_MS
 from qrlogin.exceptions import BadRequest, Forbidden, NotFound
 from qrlogin.inputs import check_qr_id
 from qrlogin.messages import EVENT_TYPE, Published
-from qrlogin.metrics import DELIVERY
-from qrlogin.models import Snapshot
+from qrlogin.models import FINAL, Snapshot
 from qrlogin.services import services
+from qrlogin.sse import HEARTBEAT, delivered, frame, opening, reconnect_hint
 from qrlogin.store import Keys
 from qrlogin.waiting import Signal, follow, follow_many
 
 bp = Blueprint("events", __name__)
 
-#: On shutdown, browsers are told to come back after a random delay in this range (ms).
-SHUTDOWN_RETRY_MS = (250, 2000)
-HEARTBEAT = ": ping\n\n"
 #: QR codes one stream may watch: as many as a browser may hold live (the default cap).
 MAX_WATCHED = 20
 #: The event that tells a shared stream's client one of its QRs is not (or no longer) its.
 GONE_EVENT = "gone"
-
-
-def frame(snapshot: Snapshot, retry: bool = False, event: str = EVENT_TYPE) -> str:
-    """One event (``status`` unless said) in flask-sse's framing; never carries a token."""
-    return str(
-        Message(
-            snapshot.view,
-            type=event,
-            id=snapshot.version,
-            retry=SSE_RETRY_MS if retry else None,
-        )
-    )
 
 
 def event_stream(body: Iterator[str], release: Callable[[], None] = lambda: None) -> Response:
@@ -88,10 +72,18 @@ def stream(qr_id: str) -> Response:
         tick_s=svc.settings.sse_heartbeat_s,
         client=client_socket(request),
     )
-    body = frames(first, resumed=seen == first.version, updates=updates)
+    resumed = seen == first.version
+    body = frames(first, resumed=resumed, updates=updates)
     # Counted last (429 before the stream): nothing can fail between here and the
     # response that releases it.
-    return event_stream(body, svc.holds.acquire(qr_id, bind, client_ip(request)))
+    release = svc.holds.acquire(qr_id, bind, client_ip(request))
+    if first.status not in FINAL and parking.possible(request.environ):
+        # The server hands the connection to the lot once the head is written: the
+        # body above is then never read.
+        request.environ[parking.ENVIRON_KEY] = parking.Parkable(
+            opening(first, resumed=resumed), Keys.channel(qr_id), first, read, release
+        )
+    return event_stream(body, release)
 
 
 @bp.get("/v1/accounts/qrcode/events")
@@ -154,14 +146,7 @@ def shared_frames(
 
 def signal_text(signal: Signal) -> str:
     """A heartbeat, or the reconnect hint of a stopping process."""
-    if signal is Signal.TICK:
-        return HEARTBEAT
-    return f"retry: {random.randint(*SHUTDOWN_RETRY_MS)}\n: reconnect\n\n"  # noqa: S311
-
-
-def delivered(update: Published) -> None:
-    if update.at_ms:
-        DELIVERY.observe(max(0.0, time.time() - update.at_ms / 1000))
+    return HEARTBEAT if signal is Signal.TICK else reconnect_hint()
 
 
 def frames(
@@ -176,10 +161,7 @@ def frames(
     client has it), then one event per update (or what ``each`` makes of it),
     heartbeats, and a reconnect hint when the process stops."""
     with contextlib.closing(updates):
-        if resumed or first is None:
-            yield f"retry: {SSE_RETRY_MS}\n\n"
-        else:
-            yield frame(first, retry=True, event=event)
+        yield opening(first, resumed=resumed, event=event)
         for update in updates:
             if isinstance(update, Signal):
                 yield signal_text(update)

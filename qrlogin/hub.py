@@ -25,7 +25,7 @@ import random
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, Protocol
 
 import redis
 
@@ -64,6 +64,20 @@ def gevent_patched() -> bool:
     import gevent.monkey
 
     return bool(gevent.monkey.is_module_patched("socket"))
+
+
+class Listener(Protocol):
+    """What the hub delivers a channel's events to: its owner keeps ``version`` at the
+    newest state it has."""
+
+    channel: str
+    version: int
+
+    def _push(self, event: Published) -> None: ...
+
+    def _wake(self) -> None: ...
+
+    def _close(self) -> None: ...
 
 
 class Waiter:
@@ -145,7 +159,7 @@ class Hub:
     ) -> None:
         self._topology = topology
         self._versions = versions
-        self._waiters: dict[str, set[Waiter]] = {}
+        self._waiters: dict[str, set[Listener]] = {}
         self._shards: dict[str, Shard] = {}
         self._placed: dict[str, Shard] = {}
         self._supervisor: Any = None
@@ -178,28 +192,46 @@ class Hub:
         """Wait on a channel (a QR's, a session's, a user's), whose state the caller read
         at ``version``, for the block; ``event`` (a gevent Event) is set on news, when
         the caller waits on several channels at once."""
-        self.start()
         waiter = Waiter(channel, version, event)
-        if self._closing:
-            waiter._close()
+        self.attach(waiter)
+        try:
+            yield waiter
+        finally:
+            self.detach(waiter)
+
+    @property
+    def closing(self) -> bool:
+        """Whether the hub was shut down (the process is stopping)."""
+        return self._closing
+
+    def attach(self, waiter: Listener) -> None:
+        """Deliver the events of ``waiter.channel`` to ``waiter`` until ``detach``: a
+        ``Waiter``, or a stream parked in the process's lot. Closed at once when the
+        hub is shutting down."""
+        self.start()
+        channel = waiter.channel
         waiters = self._waiters.setdefault(channel, set())
         if not waiters:
             self._place(channel)
         waiters.add(waiter)
         WAITING.inc()
-        try:
-            yield waiter
-        finally:
-            WAITING.dec()
-            left = self._waiters.get(channel)
-            if left is not None:
-                left.discard(waiter)
-                if not left:
-                    del self._waiters[channel]
-                    shard = self._placed.pop(channel, None)
-                    if shard is not None:
-                        shard.channels.discard(channel)
-                        shard.changed = True
+        if self._closing:
+            waiter._close()
+
+    def detach(self, waiter: Listener) -> None:
+        """Stop delivering to ``waiter``; its channel is unsubscribed once no one waits."""
+        channel = waiter.channel
+        left = self._waiters.get(channel)
+        if left is None or waiter not in left:
+            return
+        WAITING.dec()
+        left.discard(waiter)
+        if not left:
+            del self._waiters[channel]
+            shard = self._placed.pop(channel, None)
+            if shard is not None:
+                shard.channels.discard(channel)
+                shard.changed = True
 
     def shutdown(self) -> None:
         """End every wait now (waiters see ``closed``) and stop the subscribers."""

@@ -13,6 +13,7 @@ from qrlogin.config import Settings
 from qrlogin.geo import Locator
 from qrlogin.holds import Holds
 from qrlogin.hub import Hub
+from qrlogin.parking import Lot
 from qrlogin.sessions import Sessions
 from qrlogin.store import LIVE_SOURCE, SOURCE, Store
 from qrlogin.tokens import Tokens
@@ -27,6 +28,7 @@ class Services:
     store: Store
     tokens: Tokens
     hub: Hub
+    lot: Lot
     locator: Locator
     holds: Holds
     sessions: Sessions
@@ -42,6 +44,7 @@ def init_app(app: Flask, settings: Settings) -> Services:
         live_source=engine.script_source(settings, LIVE_SOURCE),
         reveal_on_confirm=settings.reveal_scanner == "confirm",
     )
+    hub = Hub(engine.topology(settings, client), store.versions)
     services = Services(
         settings=settings,
         redis=client,
@@ -49,7 +52,8 @@ def init_app(app: Flask, settings: Settings) -> Services:
         tokens=Tokens(
             settings.secret_key, settings.user_token_max_age_s, settings.login_token_max_age_s
         ),
-        hub=Hub(engine.topology(settings, client), store.versions),
+        hub=hub,
+        lot=Lot(hub, settings.sse_heartbeat_s),
         locator=Locator(settings.geoip_db),
         holds=Holds(*_held_caps(settings)),
         sessions=Sessions(

@@ -1,0 +1,150 @@
+"""The moonshot's section of docs/BENCHMARKS.md and its plot."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+from bench.report import machine
+
+START = "<!-- moonshot: written by `./dev bench --moonshot` -->"
+END = "<!-- moonshot end -->"
+PLOT = "benchmarks-moonshot.png"
+
+
+def _ms(seconds: float) -> str:
+    return "n/a" if math.isnan(seconds) else f"{seconds * 1000:.1f} ms"
+
+
+def _kb(value: float) -> str:
+    return f"{value:.1f} KB"
+
+
+def section(r: dict[str, Any], command: str, took_s: float) -> str:
+    side, climb = r["side"], r["climb"]
+    steps, restart, cpu = climb["steps"], climb["restart"], side["cpu"]
+    top, low = steps[-1], steps[0]
+    lat = top["latency"]
+    passed = {
+        True: "met",
+        False: "missed",
+    }
+    rows = [
+        (f"{top['target']:,} SSE streams at once, 0 errors",
+         f"{top['open']:,} open, {top['errors']} errors, {top['quiet']} quiet for 40 s",
+         passed[top["open"] >= top["target"] and top["errors"] == 0 and top["quiet"] == 0]),
+        ("≤ 8 KB RSS per waiting browser, all workers",
+         _kb(top["kb_per"]), passed[top["kb_per"] <= 8]),
+        ("Redis: one subscriber per process plus a bounded pool",
+         f"at {low['target']:,}: {low['subscribers_per_process']:.0f} subscriber and "
+         f"{low['pool_per_process']:.1f} pooled per process; at {top['target']:,}: "
+         f"{top['subscribers_per_process']:.0f} and {top['pool_per_process']:.1f}",
+         passed[top["subscribers_per_process"] <= 1 and top["pool_per_process"] <= 20]),
+        (f"Confirm to browser at 300/s with {top['target']:,} waiting: p50 ≤ 5 ms, p99 ≤ 25 ms",
+         f"p50 {_ms(lat['p50'])}, p99 {_ms(lat['p99'])}, max {_ms(lat['max'])}, "
+         f"{lat['missing']} of {lat['n'] + lat['missing']} missing, {lat['rate']:.0f}/s sent",
+         passed[lat["p50"] <= 0.005 and lat["p99"] <= 0.025 and lat["missing"] == 0]),
+        ("SIGTERM to one worker: exits ≤ 5 s, its browsers back ≤ 30 s",
+         f"{restart['held']:,} streams; exited in {restart['exit_s']:.2f} s, all back in "
+         f"{restart['back_s']:.2f} s ({restart['reconnects']:,} reconnects)",
+         passed[restart["exit_s"] <= 5 and restart["back_s"] <= 30]),
+        ("QR creation ≤ 3 × /healthz, worker CPU, same worker",
+         f"{cpu['create_ms']:.2f} ms against {cpu['healthz_ms']:.2f} ms: {cpu['ratio']:.2f} ×",
+         passed[cpu["ratio"] <= 3]),
+    ]  # fmt: skip
+    lines = [
+        START,
+        "## Moonshot: 100,000 waiting browsers",
+        "",
+        f"Command: `{command}` ({took_s / 60:.0f} minutes). Machine: {machine()}. "
+        f"The service ran as the Procfile runs it, on {r['workers']} workers; the load came "
+        f"from 8 processes on 8 loopback addresses (127.0.0.2 to 127.0.0.9). RSS per stream "
+        "is (RSS of all workers with the streams − RSS before) / streams open.",
+        "",
+        "| Target | Measured | |",
+        "|---|---|---|",
+        *[f"| {a} | {b} | {c} |" for a, b, c in rows],
+        "",
+        "### The climb",
+        "",
+        "| Waiting | Opened in | RSS per stream | Quiet 40 s | Confirm to browser p50 / p99 / max"
+        " (300/s) | Missing | Subscribers / pooled per process |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for s in steps:
+        lat = s["latency"]
+        lines.append(
+            f"| {s['open']:,} | {s['open_s']:.0f} s | {_kb(s['kb_per'])} | {s['quiet']} | "
+            f"{_ms(lat['p50'])} / {_ms(lat['p99'])} / {_ms(lat['max'])} | {lat['missing']} | "
+            f"{s['subscribers_per_process']:.0f} / {s['pool_per_process']:.1f} |"
+        )
+    lines += [
+        "",
+        f"![memory per stream and latency against waiting streams]({PLOT})",
+        "",
+        f"### Side by side: {side['parked']['opened']:,} idle streams, one worker each",
+        "",
+        "| Server | Opened | RSS per stream |",
+        "|---|---|---|",
+        f"| flask-sse's stock stream (gevent worker) | {side['flask-sse']['opened']:,} | "
+        f"{_kb(side['flask-sse']['rss_kb_per'])} |",
+        f"| qrlogin, a greenlet per stream (gunicorn's gevent worker) | "
+        f"{side['greenlet']['opened']:,} | {_kb(side['greenlet']['kb_per'])} |",
+        f"| qrlogin, parked streams (the Procfile's worker) | {side['parked']['opened']:,} | "
+        f"{_kb(side['parked']['kb_per'])} |",
+    ]
+    nchan = side["nchan"]
+    if "skipped" in nchan:
+        lines.append(f"| Nchan | not measured: {nchan['skipped']} | |")
+    else:
+        lines.append(
+            f"| Nchan (nginx's push module, in C; its worker) | {nchan['opened']:,} | "
+            f"{_kb(nchan['kb_per'])} |"
+        )
+    lines += ["", END]
+    return "\n".join(lines) + "\n"
+
+
+def place(text: str, found: str) -> str:
+    """``text`` with its moonshot section replaced by ``found`` (or ``found`` appended)."""
+    if START in text and END in text:
+        before, rest = text.split(START, 1)
+        after = rest.split(END, 1)[1].lstrip("\n")
+        return before + found + ("\n" + after if after else "")
+    return text.rstrip("\n") + "\n\n" + found
+
+
+def kept(old: str) -> str:
+    """The moonshot section of an existing report, to carry into a rewritten one."""
+    if START in old and END in old:
+        return START + old.split(START, 1)[1].split(END, 1)[0] + END + "\n"
+    return ""
+
+
+def plot(r: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    steps = r["climb"]["steps"]
+    waiting = [s["open"] / 1000 for s in steps]
+    fig, (mem, lat) = plt.subplots(1, 2, figsize=(10, 4))
+    mem.plot(waiting, [s["kb_per"] for s in steps], marker="o", label="parked streams")
+    mem.axhline(8, color="grey", linestyle="--", linewidth=0.8, label="target 8 KB")
+    mem.set_xlabel("waiting streams (thousands)")
+    mem.set_ylabel("RSS per stream (KB)")
+    mem.set_ylim(bottom=0)
+    mem.legend()
+    lat.plot(waiting, [s["latency"]["p50"] * 1000 for s in steps], marker="o", label="p50")
+    lat.plot(waiting, [s["latency"]["p99"] * 1000 for s in steps], marker="o", label="p99")
+    lat.axhline(25, color="grey", linestyle="--", linewidth=0.8, label="p99 target 25 ms")
+    lat.axhline(5, color="grey", linestyle=":", linewidth=0.8, label="p50 target 5 ms")
+    lat.set_xlabel("waiting streams (thousands)")
+    lat.set_ylabel("confirm to browser at 300/s (ms)")
+    lat.set_ylim(bottom=0)
+    lat.legend()
+    fig.suptitle(f"{r['workers']} workers, 2-core box, loopback")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)

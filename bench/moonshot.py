@@ -1,0 +1,358 @@
+"""``python -m bench --moonshot``: as many waiting browsers as this box holds.
+
+1. Side by side, one worker each, the same number of idle streams: flask-sse's stock
+   stream, the stream with a greenlet per browser (gunicorn's own gevent worker), the
+   parked stream (the Procfile's worker), and Nchan (nginx's push module, in C).
+2. The Procfile's service on 8 workers: streams opened in steps up to 100,000 from
+   8 load processes on 8 loopback addresses; at each step the memory per stream, the
+   Redis connections, heartbeats, and confirm-to-browser latency at 300 confirms/s.
+3. At the top: one worker told to stop (SIGTERM), how long it takes to exit, and how
+   long until its browsers are all back.
+4. QR creation against /healthz, worker CPU per request, on the same worker.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import redis
+
+from bench import load
+from bench.common import CTX, Bench, Holders, bind_cookie, cpu_s, percentile, rss_kb, worker_pid
+from bench.measure import _clients_by_name, measure_flask_sse
+from qrlogin.models import SUCCESS
+from qrlogin.testing import Process, Service, free_port, http_answers
+
+#: Where the load processes connect from: each address gives about 28,000 client ports.
+SOURCES = [f"127.0.0.{n}" for n in range(2, 10)]
+
+
+@dataclass(frozen=True)
+class MoonSizes:
+    steps: tuple[int, ...]  # waiting streams at each measurement
+    side: int  # idle streams per design, side by side
+    workers: int
+    confirm_s: int  # seconds of 300 confirms/s at each step
+    hold_s: int  # how long each step holds before measuring (heartbeats flow meanwhile)
+    cpu_s: int  # seconds of creating, then of /healthz, for the CPU ratio
+
+
+MOON = MoonSizes(
+    steps=(10_000, 25_000, 50_000, 100_000), side=10_000, workers=8, confirm_s=5, hold_s=20,
+    cpu_s=10,
+)  # fmt: skip
+MOON_QUICK = MoonSizes(steps=(1_000, 2_500), side=1_000, workers=2, confirm_s=2, hold_s=3, cpu_s=3)
+CONFIRM_RATE = 300.0
+
+
+def run_parallel(target: Any, argsets: list[tuple[Any, ...]]) -> list[Any]:
+    """Run ``target`` once per argument tuple, each in its own process, at once."""
+    results = CTX.Queue()
+    processes = [CTX.Process(target=target, args=(*a, results), daemon=True) for a in argsets]
+    for process in processes:
+        process.start()
+    answers = [results.get(timeout=900) for _ in processes]
+    for process in processes:
+        process.join(30)
+    return answers
+
+
+def create_qrs(port: int, cookie: str, count: int) -> list[str]:
+    """``count`` QRs bound to ``cookie``, made through the API by two load processes."""
+    ids: list[str] = []
+    while len(ids) < count:
+        for answer in run_parallel(load.creator, [(port, cookie, 10.0, 16, 0.0)] * 2):
+            ids += answer[1]
+        print(f"  {min(len(ids), count)} of {count} QRs created", flush=True)
+    return ids[:count]
+
+
+def worker_pids(service: Service) -> list[int]:
+    assert service.process is not None
+    master = service.process.pid
+    return [int(p) for p in Path(f"/proc/{master}/task/{master}/children").read_text().split()]
+
+
+def rss_sum(pids: list[int]) -> int:
+    return sum(rss_kb(pid) for pid in pids)
+
+
+def stream_paths(ids: list[str]) -> list[str]:
+    return [f"/v1/accounts/qrcode/{q}/events" for q in ids]
+
+
+# ---- 1. side by side --------------------------------------------------------------------
+
+
+def hold_idle(b: Bench, service: Service, count: int) -> dict[str, Any]:
+    """``count`` idle streams on ``service``'s one worker: its RSS growth per stream."""
+    pid = worker_pid(service)
+    cookie = bind_cookie(service.port)
+    ids = create_qrs(service.port, cookie, count)
+    time.sleep(1)
+    rss0 = rss_kb(pid)
+    holders = Holders(service.port, cookie, stream_paths(ids), processes=2, concurrency=200)
+    opened, errors, took = holders.opened()
+    time.sleep(min(b.moon.hold_s, 10))
+    counts = holders.ask("count")
+    rss = rss_kb(pid)
+    holders.finish()
+    return {
+        "opened": opened, "errors": errors, "open_s": took, "kb_per": (rss - rss0) / max(1, opened),
+        "quiet": sum(c[2] for c in counts),
+    }  # fmt: skip
+
+
+NCHAN_CONFIG = """
+load_module {module};
+worker_processes 1;
+worker_rlimit_nofile 20000;
+daemon off;
+{user}
+error_log {dir}/error.log warn;
+pid {dir}/nginx.pid;
+events {{ worker_connections 19000; }}
+http {{
+  access_log off;
+  client_body_temp_path {dir}/body;
+  proxy_temp_path {dir}/proxy;
+  fastcgi_temp_path {dir}/fastcgi;
+  uwsgi_temp_path {dir}/uwsgi;
+  scgi_temp_path {dir}/scgi;
+  server {{
+    listen 127.0.0.1:{port};
+    location = /healthz {{ return 200 "ok"; }}
+    location ~ ^/sub/(\\w+)$ {{ nchan_subscriber eventsource; nchan_channel_id $1; }}
+    location ~ ^/pub/(\\w+)$ {{ nchan_publisher; nchan_channel_id $1; }}
+  }}
+}}
+"""
+NCHAN_MODULE = Path("/usr/lib/nginx/modules/ngx_nchan_module.so")
+
+
+def measure_nchan(b: Bench, count: int) -> dict[str, Any]:
+    """Nchan holding ``count`` idle EventSource subscribers: its worker's RSS growth."""
+    binary = shutil.which("nginx") or "/usr/sbin/nginx"
+    if not NCHAN_MODULE.exists() or not Path(binary).exists():
+        return {"skipped": "apt-get install nginx libnginx-mod-nchan"}
+    port = free_port()
+    folder = b.logs / f"nchan-{port}"
+    folder.mkdir()
+    config = folder / "nginx.conf"
+    config.write_text(
+        NCHAN_CONFIG.format(
+            module=NCHAN_MODULE, dir=folder, port=port,
+            user="user root;" if os.geteuid() == 0 else "",
+        )
+    )  # fmt: skip
+    nginx = Process(f"nginx with Nchan on port {port}", folder / "error.log")
+    nginx.spawn([binary, "-p", str(folder), "-c", str(config)])
+    try:
+        nginx.wait_until(lambda: http_answers(f"http://127.0.0.1:{port}/healthz"))
+        assert nginx.process is not None
+        master = nginx.process.pid
+        pid = int(Path(f"/proc/{master}/task/{master}/children").read_text().split()[0])
+        rss0 = rss_kb(pid)
+        paths = [f"/sub/bench{i}" for i in range(count)]
+        holders = Holders(port, "", paths, processes=2, blind=True)
+        opened, errors, _ = holders.opened()
+        time.sleep(5)
+        rss = rss_kb(pid)
+        holders.finish("stop-now")
+        return {"opened": opened, "errors": errors, "kb_per": (rss - rss0) / max(1, opened)}
+    finally:
+        nginx.stop()
+
+
+def measure_cpu_ratio(b: Bench, service: Service) -> dict[str, float]:
+    """Worker CPU per QR creation and per /healthz, one after the other on one worker."""
+    pid = worker_pid(service)
+    cookie = bind_cookie(service.port)
+    seconds = b.moon.cpu_s
+    cpu0 = cpu_s(pid)
+    created = run_parallel(load.creator, [(service.port, cookie, seconds, 16, 0.0)])[0][1]
+    cpu1 = cpu_s(pid)
+    answered = run_parallel(load.hammer, [(service.port, "/healthz", seconds, 16)])[0][1]
+    cpu2 = cpu_s(pid)
+    create_ms = (cpu1 - cpu0) / max(1, len(created)) * 1000
+    healthz_ms = (cpu2 - cpu1) / max(1, answered) * 1000
+    return {
+        "create_ms": create_ms, "healthz_ms": healthz_ms, "ratio": create_ms / healthz_ms,
+        "created": len(created), "answered": answered,
+    }  # fmt: skip
+
+
+def side_by_side(b: Bench) -> dict[str, Any]:
+    count = b.moon.side
+    found: dict[str, Any] = {}
+    found["flask-sse"] = measure_flask_sse(b, count)
+    print(f"side by side, flask-sse: {found['flask-sse']}", flush=True)
+    greenlet = b.start(GUNICORN_CMD_ARGS="--worker-class gevent")
+    found["greenlet"] = hold_idle(b, greenlet, count)
+    greenlet.stop()
+    print(f"side by side, greenlet per stream: {found['greenlet']}", flush=True)
+    parked = b.start()
+    found["cpu"] = measure_cpu_ratio(b, parked)
+    print(f"QR creation against /healthz: {found['cpu']}", flush=True)
+    found["parked"] = hold_idle(b, parked, count)
+    parked.stop()
+    print(f"side by side, parked: {found['parked']}", flush=True)
+    found["nchan"] = measure_nchan(b, count)
+    print(f"side by side, Nchan: {found['nchan']}", flush=True)
+    return found
+
+
+# ---- 2. and 3. the climb, and a restart at the top -----------------------------------
+
+
+class Climb:
+    """The 8-worker service and the load processes holding its streams, step by step."""
+
+    def __init__(self, b: Bench) -> None:
+        self.b = b
+        self.service = b.start(workers=b.moon.workers)
+        self.pids = worker_pids(self.service)
+        self.cookie = bind_cookie(self.service.port)
+        top = b.moon.steps[-1]
+        print(f"creating {top} QRs", flush=True)
+        self.ids = create_qrs(self.service.port, self.cookie, top)
+        time.sleep(2)
+        self.rss0 = rss_sum(self.pids)
+        self.groups: list[Holders] = []
+        self.opened = 0
+        self.errors = 0
+        self.confirmed: set[str] = set()
+
+    def counts(self) -> tuple[int, int, int, float]:
+        """Streams open, quiet, reconnects, and the last reconnect, over all processes."""
+        answers = [a for g in self.groups for a in g.ask("count")]
+        return (
+            sum(a[1] for a in answers), sum(a[2] for a in answers),
+            sum(a[3] for a in answers), max((a[4] for a in answers), default=0.0),
+        )  # fmt: skip
+
+    def open_to(self, target: int) -> float:
+        """Open streams until ``target`` were opened in all; the seconds it took."""
+        paths = stream_paths(self.ids[self.opened : target])
+        group = Holders(
+            self.service.port, self.cookie, paths, processes=len(SOURCES), sources=SOURCES,
+            concurrency=100, reconnect=True,
+        )  # fmt: skip
+        self.groups.append(group)
+        _, errors, took = group.opened()
+        self.opened, self.errors = target, self.errors + errors
+        return took
+
+    def step(self, target: int) -> dict[str, Any]:
+        took = self.open_to(target)
+        time.sleep(self.b.moon.hold_s)
+        live, quiet, _, _ = self.counts()
+        rss = rss_sum(self.pids)
+        clients = _clients_by_name([redis.Redis.from_url(self.b.server.url)])
+        found: dict[str, Any] = {
+            "target": target, "open": live, "errors": self.errors, "quiet": quiet,
+            "open_s": took, "kb_per": (rss - self.rss0) / max(1, live),
+            "subscribers_per_process": clients.get("qrlogin-hub", 0) / len(self.pids),
+            "pool_per_process": clients.get("qrlogin", 0) / len(self.pids),
+        }  # fmt: skip
+        found["latency"] = self.latency()
+        print(f"step {target}: {found}", flush=True)
+        return found
+
+    def latency(self) -> dict[str, float]:
+        """Scan, then confirm at 300/s, QRs of the newest group; confirm to browser."""
+        b = self.b
+        count = int(CONFIRM_RATE * b.moon.confirm_s)
+        newest_first = reversed(self.ids[: self.opened])
+        chosen = [q for q in newest_first if q not in self.confirmed][:count]
+        self.confirmed.update(chosen)
+        port = self.service.port
+        run_parallel(load.stepper, [(port, b.token, [(q, "SCAN") for q in chosen], 1000.0)])
+        time.sleep(1)
+        plan = [(q, "VERIFY") for q in chosen]
+        _, sent, rate = run_parallel(load.stepper, [(port, b.token, plan, CONFIRM_RATE)])[0]
+        time.sleep(2)
+        seen: dict[str, Any] = {}
+        for g in self.groups:
+            for answer in g.ask("report"):
+                seen.update(answer[1])
+        values = []
+        for q in chosen:
+            arrived = [
+                t for t, s in seen.get(f"/v1/accounts/qrcode/{q}/events", []) if s == SUCCESS
+            ]
+            if q in sent and sent[q][1] == 200 and arrived:
+                values.append(arrived[0] - sent[q][0])
+        return {
+            "n": len(values), "missing": len(chosen) - len(values), "rate": rate,
+            "p50": percentile(values, 50), "p99": percentile(values, 99),
+            "max": max(values, default=float("nan")),
+        }  # fmt: skip
+
+    def restart(self) -> dict[str, Any]:
+        """SIGTERM one worker: how long it takes to exit, and until every stream is back."""
+        live, _, reconnects0, _ = self.counts()
+        victim = self.pids[0]
+        held = self.worker_waiting(victim)
+        began = time.monotonic()
+        os.kill(victim, signal.SIGTERM)
+        while Path(f"/proc/{victim}").exists() and time.monotonic() - began < 60:
+            if Path(f"/proc/{victim}/stat").read_text().split(") ", 1)[1].startswith("Z"):
+                break  # exited; the master has not reaped it yet
+            time.sleep(0.05)
+        exit_s = time.monotonic() - began
+        back_s = float("nan")
+        while time.monotonic() - began < 90:
+            now_live, _, reconnects, _ = self.counts()
+            if reconnects - reconnects0 >= held and now_live >= live:
+                back_s = time.monotonic() - began
+                break
+            time.sleep(0.5)
+        now_live, _, reconnects, _ = self.counts()
+        self.pids = worker_pids(self.service)
+        return {
+            "held": held, "exit_s": exit_s, "back_s": back_s,
+            "reconnects": reconnects - reconnects0, "open_before": live, "open_after": now_live,
+        }  # fmt: skip
+
+    def worker_waiting(self, pid: int) -> int:
+        """Streams held by worker ``pid``: its established connections on the service's
+        port (its sockets' inodes, found in /proc/net/tcp)."""
+        own = set()
+        for fd in os.listdir(f"/proc/{pid}/fd"):
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+            if target.startswith("socket:["):
+                own.add(target[8:-1])
+        held = 0
+        for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+            fields = line.split()
+            local_port = int(fields[1].split(":")[1], 16)
+            if local_port == self.service.port and fields[3] == "01" and fields[9] in own:
+                held += 1
+        return held
+
+    def stop(self) -> None:
+        for group in self.groups:
+            group.finish()
+
+
+def climb(b: Bench) -> dict[str, Any]:
+    ladder = Climb(b)
+    try:
+        steps = [ladder.step(target) for target in b.moon.steps]
+        restart = ladder.restart()
+        print(f"restart: {restart}", flush=True)
+    finally:
+        ladder.stop()
+        ladder.service.stop()
+    return {"steps": steps, "restart": restart}
+
+
+def run(b: Bench) -> dict[str, Any]:
+    return {"side": side_by_side(b), "climb": climb(b)}

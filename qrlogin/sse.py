@@ -1,0 +1,49 @@
+"""The text of the browser streams, shared by the streams a greenlet serves and the
+streams parked in the process's lot (``qrlogin.parking``)."""
+
+from __future__ import annotations
+
+import random
+import time
+
+from flask_sse import Message
+
+from qrlogin.config import SSE_RETRY_MS
+from qrlogin.messages import EVENT_TYPE, Published
+from qrlogin.metrics import DELIVERY
+from qrlogin.models import Snapshot
+
+#: On shutdown, browsers are told to come back after a random delay in this range (ms).
+SHUTDOWN_RETRY_MS = (250, 2000)
+HEARTBEAT = ": ping\n\n"
+
+
+def frame(snapshot: Snapshot, retry: bool = False, event: str = EVENT_TYPE) -> str:
+    """One event (``status`` unless said) in flask-sse's framing; never carries a token."""
+    return str(
+        Message(
+            snapshot.view,
+            type=event,
+            id=snapshot.version,
+            retry=SSE_RETRY_MS if retry else None,
+        )
+    )
+
+
+def opening(first: Snapshot | None, *, resumed: bool, event: str = EVENT_TYPE) -> str:
+    """What a stream starts with: ``first`` as an event, or only ``retry:`` when the
+    client has it already (or there is none)."""
+    if resumed or first is None:
+        return f"retry: {SSE_RETRY_MS}\n\n"
+    return frame(first, retry=True, event=event)
+
+
+def reconnect_hint() -> str:
+    """The last words of a stopping process: come back after a random delay."""
+    return f"retry: {random.randint(*SHUTDOWN_RETRY_MS)}\n: reconnect\n\n"  # noqa: S311
+
+
+def delivered(update: Published) -> None:
+    """Count how long an event took from its transition to its stream."""
+    if update.at_ms:
+        DELIVERY.observe(max(0.0, time.time() - update.at_ms / 1000))
