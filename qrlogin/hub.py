@@ -381,7 +381,8 @@ class Hub:
                 self._check_confirmed(shard)
         elif kind == "smessage":
             event = parse(message.get("data"))
-            for waiter in self._waiters.get(channel, ()):
+            # A copy: a parked stream that takes its final event leaves the set at once.
+            for waiter in list(self._waiters.get(channel, ())):
                 if event is None:
                     waiter._wake()
                 else:
@@ -401,6 +402,6 @@ class Hub:
         channels = [c for c in shard.confirmed if c in self._waiters]
         shard.confirmed = set()
         for channel, version in zip(channels, self._versions(channels), strict=True):
-            for waiter in self._waiters.get(channel, ()):
+            for waiter in list(self._waiters.get(channel, ())):
                 if version is None or version > waiter.version:
                     waiter._wake()

@@ -39,6 +39,11 @@ HELD = Gauge(
     "Open streams (QR, shared, session, notices) and held long polls",
     multiprocess_mode="livesum",
 )
+PARKED_STREAMS = Gauge(
+    "qrlogin_parked_streams",
+    "QR streams served by the process's lot, with no greenlet of their own",
+    multiprocess_mode="livesum",
+)
 REDIS_ERRORS = Counter(
     "qrlogin_redis_errors_total",
     "Times Redis could not be reached: by a request (503) or by the event hub (reconnect)",

@@ -37,6 +37,7 @@ from qrlogin.engine import UNAVAILABLE_ERRORS
 from qrlogin.exceptions import Forbidden, NotFound
 from qrlogin.hub import Hub
 from qrlogin.messages import Published
+from qrlogin.metrics import PARKED_STREAMS
 from qrlogin.models import FINAL, Snapshot
 from qrlogin.sse import HEARTBEAT, delivered, frame, reconnect_hint
 
@@ -168,6 +169,7 @@ class Lot:
             self._end(stream)
             return
         self._by_fd[fd] = stream
+        PARKED_STREAMS.inc()
         self._epoll.register(fd, _GONE)
         self._beats.append(stream)
         self._schedule(stream)
@@ -252,6 +254,7 @@ class Lot:
         stream.ended = True
         if self._by_fd.get(stream.fd) is stream:
             del self._by_fd[stream.fd]
+            PARKED_STREAMS.dec()
             if self._epoll is not None:
                 try:
                     self._epoll.unregister(stream.fd)

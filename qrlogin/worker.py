@@ -12,11 +12,11 @@ from gunicorn.workers.ggevent import GeventWorker
 
 
 class StreamWorker(GeventWorker):  # type: ignore[misc]
-    def init_process(self) -> None:
+    def patch(self) -> None:
+        super().patch()  # gevent's monkey-patching: only then may qrlogin be imported
         from qrlogin import parking
 
         parking.enable()
-        super().init_process()
 
     def is_already_handled(self, respiter: Any) -> bool:
         from qrlogin import parking

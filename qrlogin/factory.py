@@ -1,0 +1,62 @@
+"""The app factory: settings, services, blueprints and hooks put together."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping
+
+from flask import Flask
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+from qrlogin import (
+    accounts,
+    cli,
+    devices,
+    envelope,
+    events,
+    limits,
+    ops,
+    pages,
+    parking,
+    passport,
+    security,
+)
+from qrlogin import services as services_module
+from qrlogin.browser import describe_user_agent
+from qrlogin.config import MAX_BODY_BYTES, Settings
+
+
+def create_app(env: Mapping[str, str] | None = None) -> Flask:
+    """Build the app from ``env`` (default: the process environment).
+
+    Raises ``ConfigError`` when a setting is invalid.
+    """
+    settings = Settings.from_env(os.environ if env is None else env)
+    if not logging.getLogger().handlers:
+        logging.basicConfig(
+            level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+        )
+
+    app = Flask(__name__, template_folder="../templates", static_folder="../static")
+    app.config.update(SECRET_KEY=settings.secret_key, MAX_CONTENT_LENGTH=MAX_BODY_BYTES)
+    if settings.trusted_proxies:
+        # The last proxy (e.g. the Heroku router, nginx) sets X-Forwarded-Proto, -Host and
+        # -Port; X-Forwarded-For gets one entry per hop. gunicorn.conf.py turns gunicorn's
+        # own reading of these headers off, so this is the only one.
+        app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
+            app.wsgi_app, x_for=settings.trusted_proxies, x_proto=1, x_host=1, x_port=1
+        )
+    services_module.init_app(app, settings)
+    # Outermost: a parkable stream's response is written there, after every hook ran.
+    app.wsgi_app = parking.wsgi(  # type: ignore[method-assign]
+        app.wsgi_app, lambda: services_module.services(app).lot
+    )
+    envelope.init_app(app)
+    cli.init_app(app)
+    limits.init_app(app)
+    for blueprint in (accounts.bp, devices.bp, passport.bp, events.bp, ops.bp, pages.bp):
+        app.register_blueprint(blueprint)
+    security.init_app(app, settings)
+    describe_user_agent("")  # load the user-agent rules now, not on the first request
+    return app
