@@ -81,7 +81,9 @@ def read_qr(page: Page) -> dict[str, Any]:
     path = ARTIFACTS / "qr-element.png"
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     page.locator(".qrlogin-qr").screenshot(path=str(path))
-    found = zxingcpp.read_barcodes(Image.open(path))
+    found = zxingcpp.read_barcodes(
+        Image.open(path), formats=zxingcpp.BarcodeFormats(zxingcpp.BarcodeFormat.QRCode)
+    )
     assert len(found) == 1
     decoded: dict[str, Any] = json.loads(found[0].text)
     return decoded
