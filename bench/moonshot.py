@@ -219,7 +219,8 @@ class Climb:
         self.service = b.start(workers=b.moon.workers)
         self.pids = worker_pids(self.service)
         self.cookie = bind_cookie(self.service.port)
-        top = b.moon.steps[-1]
+        # Each step's confirmations end streams: the next step opens that many more.
+        top = b.moon.steps[-1] + int(CONFIRM_RATE * b.moon.confirm_s) * (len(b.moon.steps) - 1)
         print(f"creating {top} QRs", flush=True)
         self.ids = create_qrs(self.service.port, self.cookie, top)
         time.sleep(2)
@@ -250,7 +251,7 @@ class Climb:
         return took
 
     def step(self, target: int) -> dict[str, Any]:
-        took = self.open_to(target)
+        took = self.open_to(target + len(self.confirmed))  # ``target`` waiting
         time.sleep(self.b.moon.hold_s)
         live, quiet, _, _ = self.counts()
         rss = rss_sum(self.pids)
