@@ -62,6 +62,15 @@ def post_worker_init(worker: Any) -> None:
     hub = found.hub
     hub.start()
     found.lot.start()
+    from qrlogin.metrics import time_gc
+
+    time_gc()
+    if os.environ.get("QRLOGIN_GC_FREEZE", "1") != "0":
+        # What the worker built to start (the app, its rules and tables) stays: collections
+        # of the oldest generation then walk only what came since.
+        import gc
+
+        gc.freeze()
 
     def end_streams_on_shutdown() -> None:
         while worker.alive:

@@ -9,6 +9,7 @@ docs/BENCHMARKS.md with a plot. Full run: about 5 minutes; --quick: under 1 minu
 from __future__ import annotations
 
 import argparse
+import json
 import tempfile
 import time
 from pathlib import Path
@@ -94,6 +95,8 @@ def moonshot_main(options: argparse.Namespace) -> None:
         finally:
             bench.stop()
     results["workers"] = sizes.workers
+    (logs / "moonshot.json").write_text(json.dumps(results, indent=1))
+    print(f"results in {logs / 'moonshot.json'}", flush=True)
     command = "./dev bench --moonshot" + (" --quick" if options.quick else "")
     text = moon_report.section(results, command, time.time() - began)
     print(text)

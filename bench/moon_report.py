@@ -69,14 +69,18 @@ def section(r: dict[str, Any], command: str, took_s: float) -> str:
         "### The climb",
         "",
         "| Waiting | Opened in | RSS per stream | Quiet 40 s | Confirm to browser p50 / p99 / max"
-        " (300/s) | Missing | Subscribers / pooled per process |",
-        "|---|---|---|---|---|---|---|",
+        " (300/s) | Missing | Server side p50 / p99 at most | Full GCs in those 5 s: count, mean,"
+        " p99 at most | Subscribers / pooled per process |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for s in steps:
         lat = s["latency"]
         lines.append(
             f"| {s['open']:,} | {s['open_s']:.0f} s | {_kb(s['kb_per'])} | {s['quiet']} | "
             f"{_ms(lat['p50'])} / {_ms(lat['p99'])} / {_ms(lat['max'])} | {lat['missing']} | "
+            f"{_ms(lat.get('server_p50_le', math.nan))} / {_ms(lat.get('server_p99_le', math.nan))} | "
+            f"{lat.get('gc2_count', math.nan):.0f}, {_ms(lat.get('gc2_mean', math.nan))}, "
+            f"{_ms(lat.get('gc2_p99_le', math.nan))} | "
             f"{s['subscribers_per_process']:.0f} / {s['pool_per_process']:.1f} |"
         )
     lines += [
@@ -102,7 +106,34 @@ def section(r: dict[str, Any], command: str, took_s: float) -> str:
             f"| Nchan (nginx's push module, in C; its worker) | {nchan['opened']:,} | "
             f"{_kb(nchan['kb_per'])} |"
         )
-    lines += ["", END]
+    lines += [
+        "",
+        "How it was measured:",
+        "",
+        "- **The climb**: QRs are created through the API first (QR lifetime 1,800 s for "
+        "the run, rate limits off). At each step 8 load processes, one per source address, "
+        "open the new streams (raw asyncio sockets, 100 opening at a time each), and every "
+        "stream is kept open. After a 20 s hold: RSS of all workers, Redis's clients by "
+        "name, and the streams that heard nothing, not even a heartbeat (every 15 s), for "
+        '40 s ("quiet").',
+        "- **Latency**: 1,500 QRs of open streams are scanned (1,000/s), then confirmed at "
+        "300/s for 5 s through `/v1/accounts/qrcode_fill`; latency is the arrival of "
+        "`QRCODE_SUCCESS` on the stream minus the confirmation's send time, one machine's "
+        'clock. Their streams then end, so each next step opens that many more. "Server side" is '
+        "`qrlogin_event_delivery_seconds` over those 5 s (transition in Redis to the frame "
+        "written), as bucket bounds; the full (generation 2) garbage collections of all "
+        "workers in the same 5 s come from `qrlogin_gc_pause_seconds`.",
+        "- **Restart**: SIGTERM to one worker at the top. Exit: until the process is gone. "
+        "Back: until the load processes have reconnected as many streams as it held (its "
+        "established connections, read from /proc) and as many streams are open as before.",
+        "- **QR creation against /healthz**: one worker, 10 s of creating (16 keep-alive "
+        "connections), then 10 s of `/healthz` (16 keep-alive connections); the worker's "
+        "user + system CPU over the requests answered.",
+        "- **Side by side**: each server alone, one worker (Nchan: one nginx worker); RSS "
+        "growth of that process over the streams, 10 s after they opened.",
+        "",
+        END,
+    ]
     return "\n".join(lines) + "\n"
 
 

@@ -22,10 +22,12 @@ from pathlib import Path
 from typing import Any
 
 import redis
+import requests
 
 from bench import load
 from bench.common import CTX, Bench, Holders, bind_cookie, cpu_s, percentile, rss_kb, worker_pid
 from bench.measure import _clients_by_name, measure_flask_sse
+from bench.report import parse_histogram
 from qrlogin.models import SUCCESS
 from qrlogin.testing import Process, Service, free_port, http_answers
 
@@ -277,8 +279,12 @@ class Climb:
         run_parallel(load.stepper, [(port, b.token, [(q, "SCAN") for q in chosen], 1000.0)])
         time.sleep(1)
         plan = [(q, "VERIFY") for q in chosen]
+        before = requests.get(self.service.url + "/metrics", timeout=30).text
         _, sent, rate = run_parallel(load.stepper, [(port, b.token, plan, CONFIRM_RATE)])[0]
         time.sleep(2)
+        after = requests.get(self.service.url + "/metrics", timeout=30).text
+        server = parse_histogram(after, "qrlogin_event_delivery_seconds", minus=before)
+        gc2 = parse_histogram(after, "qrlogin_gc_pause_seconds", before, 'generation="2"')
         seen: dict[str, Any] = {}
         for g in self.groups:
             for answer in g.ask("report"):
@@ -294,6 +300,8 @@ class Climb:
             "n": len(values), "missing": len(chosen) - len(values), "rate": rate,
             "p50": percentile(values, 50), "p99": percentile(values, 99),
             "max": max(values, default=float("nan")),
+            "server_p50_le": server["p50_le"], "server_p99_le": server["p99_le"],
+            "gc2_count": gc2["count"], "gc2_mean": gc2["mean"], "gc2_p99_le": gc2["p99_le"],
         }  # fmt: skip
 
     def restart(self) -> dict[str, Any]:

@@ -13,13 +13,18 @@ from typing import Any
 from bench.common import ms
 
 
-def parse_histogram(text: str, name: str, minus: str = "") -> dict[str, float]:
-    """Count, mean and bucket bounds of p50/p99 of a histogram (less an earlier reading)."""
+def parse_histogram(text: str, name: str, minus: str = "", labels: str = "") -> dict[str, float]:
+    """Count, mean and bucket bounds of p50/p99 of a histogram (less an earlier reading);
+    ``labels`` picks one series (``generation="2"``)."""
+    inner = re.escape(labels + ",") if labels else ""
+    series = rf"{{{re.escape(labels)}}}" if labels else ""
 
     def read(source: str) -> tuple[dict[float, float], float, float]:
-        found = re.findall(rf'^{name}_bucket{{le="([0-9.e+inf-]+)"}} ([0-9.e+-]+)$', source, re.M)
-        count = re.search(rf"^{name}_count ([0-9.e+-]+)$", source, re.M)
-        total = re.search(rf"^{name}_sum ([0-9.e+-]+)$", source, re.M)
+        found = re.findall(
+            rf'^{name}_bucket{{{inner}le="([0-9.e+inf-]+)"}} ([0-9.e+-]+)$', source, re.M
+        )
+        count = re.search(rf"^{name}_count{series} ([0-9.e+-]+)$", source, re.M)
+        total = re.search(rf"^{name}_sum{series} ([0-9.e+-]+)$", source, re.M)
         return (
             {float(le): float(v) for le, v in found},
             float(count[1]) if count else 0.0,

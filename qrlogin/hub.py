@@ -166,6 +166,7 @@ class Hub:
         self._trouble: Any = None  # set when a subscriber failed
         self._delay = BACKOFF_FIRST_S  # before the next recovery; reset once Redis answers
         self._closing = False
+        self.ending = 0  # waiters when shutdown began
 
     @property
     def waiting(self) -> int:
@@ -236,6 +237,7 @@ class Hub:
     def shutdown(self) -> None:
         """End every wait now (waiters see ``closed``) and stop the subscribers."""
         self._closing = True
+        self.ending = self.waiting
         for waiters in list(self._waiters.values()):
             for waiter in list(waiters):
                 waiter._close()

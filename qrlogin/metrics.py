@@ -6,7 +6,9 @@ samples there and /metrics merges them; without it, the process's own registry i
 
 from __future__ import annotations
 
+import gc
 import os
+import time
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -62,6 +64,28 @@ FAILOVERS = Counter(
 
 #: The media type of ``exposition()``, to be sent exactly as it is.
 CONTENT_TYPE = CONTENT_TYPE_LATEST
+
+
+GC_PAUSE = Histogram(
+    "qrlogin_gc_pause_seconds",
+    "Python's cyclic garbage collections, by generation: every greenlet and parked stream "
+    "of the process waits while one runs",
+    ["generation"],
+    buckets=(0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25),
+)
+
+
+def time_gc() -> None:
+    """Observe every collection of this process in ``qrlogin_gc_pause_seconds``."""
+    started: list[float] = []
+
+    def callback(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            started[:] = [time.perf_counter()]
+        elif started:
+            GC_PAUSE.labels(str(info["generation"])).observe(time.perf_counter() - started[0])
+
+    gc.callbacks.append(callback)
 
 
 def exposition() -> bytes:

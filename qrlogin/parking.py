@@ -115,7 +115,7 @@ class Parked:
         self.lot.reread(self)
 
     def _close(self) -> None:
-        self.lot.send(self, reconnect_hint())
+        self.lot.send(self, reconnect_hint(self.lot.ending))
         self.lot.finish(self)
 
 
@@ -138,6 +138,11 @@ class Lot:
     @property
     def parked(self) -> int:
         return len(self._by_fd)
+
+    @property
+    def ending(self) -> int:
+        """How many streams the stopping process ends (its reconnect hints spread them)."""
+        return self._hub.ending
 
     def start(self) -> None:
         if self._epoll is not None:

@@ -13,8 +13,13 @@ from qrlogin.messages import EVENT_TYPE, Published
 from qrlogin.metrics import DELIVERY
 from qrlogin.models import Snapshot
 
-#: On shutdown, browsers are told to come back after a random delay in this range (ms).
+#: On shutdown, browsers are told to come back after a random delay in this range (ms),
+#: widened for a worker that ends many streams: about RESUME_PER_S come back each second,
+#: up to MAX_SPREAD_MS. Re-admitting a browser costs the others about a millisecond of CPU,
+#: and a burst of them all at once would starve the stopping worker's own exit.
 SHUTDOWN_RETRY_MS = (250, 2000)
+RESUME_PER_S = 1000
+MAX_SPREAD_MS = 20_000
 HEARTBEAT = ": ping\n\n"
 
 
@@ -38,9 +43,11 @@ def opening(first: Snapshot | None, *, resumed: bool, event: str = EVENT_TYPE) -
     return frame(first, retry=True, event=event)
 
 
-def reconnect_hint() -> str:
-    """The last words of a stopping process: come back after a random delay."""
-    return f"retry: {random.randint(*SHUTDOWN_RETRY_MS)}\n: reconnect\n\n"  # noqa: S311
+def reconnect_hint(ending: int = 0) -> str:
+    """The last words of a stopping process that ends ``ending`` streams: come back after
+    a random delay."""
+    spread = min(MAX_SPREAD_MS, max(SHUTDOWN_RETRY_MS[1], ending * 1000 // RESUME_PER_S))
+    return f"retry: {random.randint(SHUTDOWN_RETRY_MS[0], spread)}\n: reconnect\n\n"  # noqa: S311
 
 
 def delivered(update: Published) -> None:
