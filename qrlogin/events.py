@@ -76,14 +76,14 @@ def stream(qr_id: str) -> Response:
     body = frames(first, resumed=resumed, updates=updates)
     # Counted last (429 before the stream): nothing can fail between here and the
     # response that releases it.
-    release = svc.holds.acquire(qr_id, bind, client_ip(request))
+    held = svc.holds.take(qr_id, bind, client_ip(request))
     if first.status not in FINAL and parking.possible(request.environ):
         # The server hands the connection to the lot once the head is written: the
-        # body above is then never read.
+        # body above is then never read, and the lot gives the hold back.
         request.environ[parking.ENVIRON_KEY] = parking.Parkable(
-            opening(first, resumed=resumed), Keys.channel(qr_id), first, read, release
+            opening(first, resumed=resumed), first, qr_id, bind, prev, held
         )
-    return event_stream(body, release)
+    return event_stream(body, functools.partial(svc.holds.give_back, held))
 
 
 @bp.get("/v1/accounts/qrcode/events")

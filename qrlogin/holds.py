@@ -15,6 +15,8 @@ from contextlib import contextmanager
 from qrlogin.exceptions import SlowDown
 from qrlogin.metrics import HELD
 
+#: What one held connection counts against: (kind, value) pairs.
+Held = tuple[tuple[str, str], ...]
 #: When a refused browser should try again (seconds).
 RETRY_AFTER_S = 5
 
@@ -32,8 +34,22 @@ class Holds:
         Raises ``SlowDown`` when any of the three is at its cap. A stream that is not a
         QR's (a session's, a user's) counts against its address only.
         """
-        named = [("qr", qr_id), ("binding", binding), ("ip", ip)]
-        keys = [(kind, value) for kind, value in named if value is not None]
+        keys = self.take(qr_id, binding, ip)
+        released = False
+
+        def release() -> None:
+            nonlocal released
+            if not released:
+                released = True
+                self.give_back(keys)
+
+        return release
+
+    def take(self, qr_id: str | None, binding: str | None, ip: str) -> Held:
+        """``acquire`` without the function: what ``give_back`` needs, once. A parked
+        stream keeps this (a tuple of strings, which the garbage collector skips)."""
+        named = (("qr", qr_id), ("binding", binding), ("ip", ip))
+        keys = tuple((kind, value) for kind, value in named if value is not None)
         for kind, value in keys:
             cap = self.caps[kind]
             if cap and self.counts[(kind, value)] >= cap:
@@ -45,20 +61,15 @@ class Holds:
         for key in keys:
             self.counts[key] += 1
         HELD.inc()
-        released = False
+        return keys
 
-        def release() -> None:
-            nonlocal released
-            if released:
-                return
-            released = True
-            HELD.dec()
-            for key in keys:
-                self.counts[key] -= 1
-                if self.counts[key] <= 0:
-                    del self.counts[key]
-
-        return release
+    def give_back(self, keys: Held) -> None:
+        """Count one held connection less (what ``take`` gave)."""
+        HELD.dec()
+        for key in keys:
+            self.counts[key] -= 1
+            if self.counts[key] <= 0:
+                del self.counts[key]
 
     @contextmanager
     def hold(self, qr_id: str, binding: str, ip: str) -> Iterator[None]:

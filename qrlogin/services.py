@@ -45,6 +45,7 @@ def init_app(app: Flask, settings: Settings) -> Services:
         reveal_on_confirm=settings.reveal_scanner == "confirm",
     )
     hub = Hub(engine.topology(settings, client), store.versions)
+    holds = Holds(*_held_caps(settings))
     services = Services(
         settings=settings,
         redis=client,
@@ -53,9 +54,9 @@ def init_app(app: Flask, settings: Settings) -> Services:
             settings.secret_key, settings.user_token_max_age_s, settings.login_token_max_age_s
         ),
         hub=hub,
-        lot=Lot(hub, settings.sse_heartbeat_s),
+        lot=Lot(hub, holds, store.read, settings.sse_heartbeat_s),
         locator=Locator(settings.geoip_db),
-        holds=Holds(*_held_caps(settings)),
+        holds=holds,
         sessions=Sessions(
             client,
             settings.session_idle_s,
