@@ -141,8 +141,16 @@ class Shard:
         self.confirmed: set[str] = set()  # subscriptions confirmed, versions not yet checked
         self.dropping: dict[str, int] = {}  # unsubscribes sent, not yet answered
         self.changed = True  # channels differ from what the connection asked for
+        # Channels added or removed since the last look; everything when ``whole``.
+        self.touched: set[str] = set()
+        self.whole = True
         self.greenlet: Any = None
         self.retired = False  # the node no longer holds these channels
+
+    def touch(self, channel: str) -> None:
+        """``channel`` was added to or removed from ``channels``."""
+        self.touched.add(channel)
+        self.changed = True
 
     @property
     def running(self) -> bool:
@@ -232,7 +240,7 @@ class Hub:
             shard = self._placed.pop(channel, None)
             if shard is not None:
                 shard.channels.discard(channel)
-                shard.changed = True
+                shard.touch(channel)
 
     def shutdown(self) -> None:
         """End every wait now (waiters see ``closed``) and stop the subscribers."""
@@ -253,7 +261,7 @@ class Hub:
         if shard is None:
             shard = self._shards[node] = Shard(node)
         shard.channels.add(channel)
-        shard.changed = True
+        shard.touch(channel)
         self._placed[channel] = shard
         if node and not shard.running and not self._trouble.is_set():
             self._spawn(shard)
@@ -301,7 +309,7 @@ class Hub:
                 old = self._shards.get(node)
                 shard = shards[node] = old if old is not None and not old.retired else Shard(node)
                 shard.channels = set()
-                shard.changed = True
+                shard.changed = shard.whole = True
             shard.channels.add(channel)
             placed[channel] = shard
         for node, old in self._shards.items():
@@ -326,7 +334,7 @@ class Hub:
     def _serve(self, shard: Shard) -> None:
         pubsub = self._topology.subscriber(shard.node).pubsub()  # type: ignore[no-untyped-call]
         shard.requested, shard.confirmed, shard.dropping = set(), set(), {}
-        shard.changed = True
+        shard.changed = shard.whole = True
         last_traffic = last_ping = time.monotonic()
         try:
             while not self._closing and not shard.retired:
@@ -362,16 +370,27 @@ class Hub:
         if not shard.changed:
             return
         shard.changed = False
-        wanted = set(shard.channels)  # a copy: subscribing yields to greenlets that add more
-        add = sorted(wanted - shard.requested)
-        drop = sorted(shard.requested - wanted)
+        # Taken before subscribing, which yields to greenlets that add more (they mark
+        # the shard changed again). Only what was touched is compared: a worker holding
+        # 12,000 channels would otherwise copy and compare them all for every browser
+        # that arrives or leaves.
+        if shard.whole:
+            shard.whole, shard.touched = False, set()
+            wanted = set(shard.channels)
+            add = sorted(wanted - shard.requested)
+            drop = sorted(shard.requested - wanted)
+        else:
+            touched, shard.touched = shard.touched, set()
+            add = sorted(c for c in touched if c in shard.channels and c not in shard.requested)
+            drop = sorted(c for c in touched if c not in shard.channels and c in shard.requested)
         for batch in self._topology.batches(add):
             pubsub.ssubscribe(*batch)
         for batch in self._topology.batches(drop):
             pubsub.sunsubscribe(*batch)
         for channel in drop:
             shard.dropping[channel] = shard.dropping.get(channel, 0) + 1
-        shard.requested = wanted
+        shard.requested.update(add)
+        shard.requested.difference_update(drop)
 
     def _dispatch(self, shard: Shard, message: dict[str, Any]) -> None:
         kind, channel = message.get("type"), message.get("channel")

@@ -51,8 +51,10 @@ PARKED = object()
 ENVIRON_KEY = "qrlogin.parkable"
 #: Bytes a stream may have unsent (a browser that stopped reading) before it is ended.
 MAX_PENDING = 64 * 1024
-#: The longest the lot's greenlet sleeps between looks at its clocks (seconds).
+#: The longest the lot's greenlet sleeps between looks at its clocks (seconds), and the
+#: shortest: heartbeats and deadlines due within it go out together, not one wake each.
 TICK_S = 1.0
+BATCH_S = 0.2
 #: What the lot watches on each connection: the browser closing it, or an error.
 _GONE = select.EPOLLRDHUP | select.EPOLLHUP | select.EPOLLERR
 _LAST_CHUNK = b"0\r\n\r\n"
@@ -326,7 +328,7 @@ class Lot:
         now = time.monotonic()
         beat = self._beats[0].due - now if self._beats else TICK_S
         deadline = self._seconds[0] - time.time() if self._seconds else TICK_S
-        return max(0.0, min(TICK_S, beat, deadline))
+        return max(BATCH_S, min(TICK_S, beat, deadline))
 
     def _beat(self, now: float) -> None:
         beats = self._beats

@@ -11,6 +11,7 @@ import time
 
 import pytest
 
+from qrlogin.sse import reconnect_hint
 from qrlogin.testing import Service
 from tests.conftest import StartService
 from tests.live import Browser, metric, open_streams, phone_step
@@ -131,3 +132,15 @@ def test_the_worker_patches_before_qrlogin_is_imported(start_service: StartServi
     time.sleep(0.5)
     log = service.log()
     assert "MonkeyPatchWarning" not in log, log
+
+
+def test_reconnect_hints_spread_with_the_streams_a_worker_ends() -> None:
+    """A worker that ends many streams spreads their return: about 1,000 a second."""
+
+    def delays(ending: int) -> list[int]:
+        return [int(reconnect_hint(ending).split("\n")[0].split(": ")[1]) for _ in range(2000)]
+
+    few, many, huge = delays(10), delays(12_000), delays(1_000_000)
+    assert min(few) >= 250 and max(few) <= 2000
+    assert min(many) >= 250 and max(many) <= 12_000 and max(many) > 6000
+    assert max(huge) <= 20_000 and max(huge) > 10_000
