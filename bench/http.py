@@ -122,21 +122,25 @@ async def open_stream(
 
 
 async def follow(stream: Stream) -> None:
-    """Read events until the server ends the stream; record (time, status) of each."""
+    """Read events until the server ends the stream; record (time, status) of each.
+
+    Reads what has arrived in one call and splits it into lines, rather than a read
+    per line (four per heartbeat): fewer turns of the event loop for load processes
+    that share the two cores with the service."""
     assert stream.reader is not None
+    rest = b""
     try:
-        while True:
-            line = await stream.reader.readline()
-            if not line:
-                break
-            stream.last_seen = time.time()
-            if line.startswith(b"retry:"):
-                stream.retry_ms = int(line[6:].strip())
-            elif line.startswith(b"data:") and b'"status"' in line:
-                status = json.loads(line[5:])["status"]
-                stream.events.append((time.time(), status))
-            elif line == b"0\r\n":  # the chunked body's end
-                break
+        while data := await stream.reader.read(65536):
+            now = stream.last_seen = time.time()
+            *lines, rest = (rest + data).split(b"\n")
+            for line in lines:
+                if line.startswith(b"retry:"):
+                    stream.retry_ms = int(line[6:].strip())
+                elif line.startswith(b"data:") and b'"status"' in line:
+                    stream.events.append((now, json.loads(line[5:])["status"]))
+                elif line == b"0\r":  # the chunked body's end
+                    stream.ended = True
+                    return
     except (ConnectionError, asyncio.IncompleteReadError) as e:
         stream.error = type(e).__name__
     stream.ended = True
