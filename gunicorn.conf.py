@@ -1,7 +1,8 @@
 """gunicorn settings (the Procfile uses this file): gevent workers for many waiting browsers.
 
 Environment: PORT (default 8000), WEB_CONCURRENCY (workers, default 2),
-QRLOGIN_WORKER_CONNECTIONS (open connections per worker, default 12000).
+QRLOGIN_WORKER_CONNECTIONS (open connections per worker, default 12000),
+QRLOGIN_GC_FREEZE (0 leaves out gc.freeze() after a worker starts; default 1).
 """
 
 from __future__ import annotations
