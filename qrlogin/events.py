@@ -12,7 +12,6 @@ from flask_sse import Message
 
 from qrlogin import parking
 from qrlogin.browser import bindings, client_ip, client_socket
-from qrlogin.config import SSE_RETRY_MS
 from qrlogin.exceptions import BadRequest, Forbidden, NotFound
 from qrlogin.inputs import check_qr_id
 from qrlogin.messages import EVENT_TYPE, Published
@@ -99,21 +98,21 @@ def shared_stream() -> Response:
     for qr_id in ids:
         check_qr_id(qr_id)
     bind, prev = bindings(request)
-    opening, first, of_channel = [], {}, {}
+    openings, first, of_channel = [], {}, {}
     for qr_id in ids:
         try:
             snapshot = svc.store.read(qr_id, bind, prev=prev)  # 503 before the stream starts
         except (NotFound, Forbidden) as gone:
-            opening.append(gone_frame(qr_id, gone))
+            openings.append(gone_frame(qr_id, gone))
             continue
-        opening.append(shared_frame(snapshot))
+        openings.append(shared_frame(snapshot))
         first[Keys.channel(qr_id)] = snapshot
         of_channel[Keys.channel(qr_id)] = qr_id
     updates = follow_many(
         svc.hub, first, lambda channel: svc.store.read(of_channel[channel], bind, prev=prev),
         tick_s=svc.settings.sse_heartbeat_s, client=client_socket(request),
     )  # fmt: skip
-    body = shared_frames(opening, updates, of_channel)
+    body = shared_frames(openings, updates, of_channel)
     return event_stream(body, svc.holds.acquire(None, bind, client_ip(request)))
 
 
@@ -127,13 +126,13 @@ def gone_frame(qr_id: str, why: NotFound | Forbidden) -> str:
 
 
 def shared_frames(
-    opening: list[str],
+    openings: list[str],
     updates: Generator[tuple[str, Published | None] | Signal, None, None],
     of_channel: dict[str, str],
 ) -> Iterator[str]:
     with contextlib.closing(updates):
-        yield f"retry: {SSE_RETRY_MS}\n\n"
-        yield from opening
+        yield opening(None, resumed=True)
+        yield from openings
         for update in updates:
             if isinstance(update, Signal):
                 yield signal_text(update)

@@ -140,7 +140,6 @@ class Shard:
         self.requested: set[str] = set()  # subscribed (or asked) on the current connection
         self.confirmed: set[str] = set()  # subscriptions confirmed, versions not yet checked
         self.dropping: dict[str, int] = {}  # unsubscribes sent, not yet answered
-        self.changed = True  # channels differ from what the connection asked for
         # Channels added or removed since the last look; everything when ``whole``.
         self.touched: set[str] = set()
         self.whole = True
@@ -150,7 +149,11 @@ class Shard:
     def touch(self, channel: str) -> None:
         """``channel`` was added to or removed from ``channels``."""
         self.touched.add(channel)
-        self.changed = True
+
+    @property
+    def changed(self) -> bool:
+        """Whether the channels may differ from what the connection asked for."""
+        return self.whole or bool(self.touched)
 
     @property
     def running(self) -> bool:
@@ -309,7 +312,7 @@ class Hub:
                 old = self._shards.get(node)
                 shard = shards[node] = old if old is not None and not old.retired else Shard(node)
                 shard.channels = set()
-                shard.changed = shard.whole = True
+                shard.whole = True
             shard.channels.add(channel)
             placed[channel] = shard
         for node, old in self._shards.items():
@@ -334,7 +337,7 @@ class Hub:
     def _serve(self, shard: Shard) -> None:
         pubsub = self._topology.subscriber(shard.node).pubsub()  # type: ignore[no-untyped-call]
         shard.requested, shard.confirmed, shard.dropping = set(), set(), {}
-        shard.changed = shard.whole = True
+        shard.whole = True
         last_traffic = last_ping = time.monotonic()
         try:
             while not self._closing and not shard.retired:
@@ -369,7 +372,6 @@ class Hub:
     def _sync(self, shard: Shard, pubsub: Any) -> None:
         if not shard.changed:
             return
-        shard.changed = False
         # Taken before subscribing, which yields to greenlets that add more (they mark
         # the shard changed again). Only what was touched is compared: a worker holding
         # 12,000 channels would otherwise copy and compare them all for every browser

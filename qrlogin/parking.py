@@ -13,8 +13,9 @@ leaves a small ``Parked`` record here. From then on the lot serves it:
 - one epoll set, watched by a single gevent watcher, tells when a browser went away
   (EPOLLRDHUP) or a slow one can take the rest of a frame (EPOLLOUT).
 
-The bytes on the wire are those of the greenlet's stream (``qrlogin.sse``), except that
-the body ends with the connection (``Connection: close``) instead of a last chunk.
+The bytes on the wire are those of the greenlet's stream (``qrlogin.sse``): chunked for
+HTTP/1.1, to the close for HTTP/1.0, and ``Connection: close`` either way, since the
+connection is never handed back to the server for another request.
 """
 
 from __future__ import annotations
@@ -157,11 +158,6 @@ class Lot:
         self._epoll: Any = None  # the original select.epoll (gevent's patching hides it)
         self._wake: Any = None
         self._reread_ready: Any = None
-        self._greenlets: list[Any] = []
-
-    @property
-    def parked(self) -> int:
-        return len(self._by_fd)
 
     @property
     def ending(self) -> int:
@@ -180,7 +176,8 @@ class Lot:
         self._reread_ready = gevent.event.Event()
         watcher = gevent.get_hub().loop.io(self._epoll.fileno(), 1)
         watcher.start(self._wake.set)
-        self._greenlets = [gevent.spawn(self._serve), gevent.spawn(self._reader)]
+        gevent.spawn(self._serve)
+        gevent.spawn(self._reader)
 
     def park(self, sock: socket.socket, head: bytes, parkable: Parkable, chunked: bool) -> None:
         """Write ``head`` and the opening on ``sock``, then take its descriptor from the
@@ -274,7 +271,7 @@ class Lot:
             return
         if stream.finishing:
             self._end(stream)
-        elif self._epoll is not None:
+        else:
             self._epoll.modify(stream.fd, _GONE)
 
     def _end(self, stream: Parked) -> None:
@@ -284,12 +281,11 @@ class Lot:
         if self._by_fd.get(stream.fd) is stream:
             del self._by_fd[stream.fd]
             PARKED_STREAMS.dec()
-            if self._epoll is not None:
-                try:
-                    self._epoll.unregister(stream.fd)
-                except OSError as e:
-                    if e.errno not in (errno.EBADF, errno.ENOENT):
-                        raise
+            try:
+                self._epoll.unregister(stream.fd)
+            except OSError as e:
+                if e.errno not in (errno.EBADF, errno.ENOENT):
+                    raise
         try:
             os.close(stream.fd)
         except OSError:
