@@ -12,7 +12,7 @@ import redis
 from itsdangerous import URLSafeTimedSerializer
 
 from bench import load
-from qrlogin.testing import ROOT, RedisServer, Service
+from qrlogin.testing import ROOT, Process, RedisServer, Service
 
 SECRET = "bench-secret-key-0123456789"  # noqa: S105 (a throwaway service)
 DOCS = ROOT / "docs"
@@ -112,11 +112,15 @@ class Holders:
         return reports
 
 
-def worker_pid(service: Service) -> int:
-    assert service.process is not None
-    master = service.process.pid
-    children = Path(f"/proc/{master}/task/{master}/children").read_text().split()
-    return int(children[0])
+def worker_pids(server: Process) -> list[int]:
+    """The worker processes of a started server (gunicorn's, nginx's): its children."""
+    assert server.process is not None
+    master = server.process.pid
+    return [int(p) for p in Path(f"/proc/{master}/task/{master}/children").read_text().split()]
+
+
+def worker_pid(server: Process) -> int:
+    return worker_pids(server)[0]
 
 
 def rss_kb(pid: int) -> int:

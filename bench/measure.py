@@ -268,9 +268,7 @@ def measure_flask_sse(b: Bench, count: int | None = None) -> dict[str, Any]:
     )  # fmt: skip
     try:
         time.sleep(2)
-        assert process.process is not None
-        master = process.process.pid
-        pid = int(Path(f"/proc/{master}/task/{master}/children").read_text().split()[0])
+        pid = worker_pid(process)
         rss0, clients0 = rss_kb(pid), redis_clients(server.url)
         paths = [f"/stream?channel=bench-{i}" for i in range(count)]
         holders = Holders(port, "", paths, processes=2, blind=True)

@@ -14,7 +14,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import time
 from dataclasses import dataclass
@@ -25,11 +24,21 @@ import redis
 import requests
 
 from bench import load
-from bench.common import CTX, Bench, Holders, bind_cookie, cpu_s, percentile, rss_kb, worker_pid
+from bench.common import (
+    CTX,
+    Bench,
+    Holders,
+    bind_cookie,
+    cpu_s,
+    percentile,
+    rss_kb,
+    worker_pid,
+    worker_pids,
+)
 from bench.measure import _clients_by_name, measure_flask_sse
 from bench.report import parse_histogram
 from qrlogin.models import SUCCESS
-from qrlogin.testing import Process, Service, free_port, http_answers
+from qrlogin.testing import Nginx, Service, nginx_binary
 
 #: Where the load processes connect from: each address gives about 28,000 client ports.
 SOURCES = [f"127.0.0.{n}" for n in range(2, 10)]
@@ -75,12 +84,6 @@ def create_qrs(port: int, cookie: str, count: int) -> list[str]:
     return ids[:count]
 
 
-def worker_pids(service: Service) -> list[int]:
-    assert service.process is not None
-    master = service.process.pid
-    return [int(p) for p in Path(f"/proc/{master}/task/{master}/children").read_text().split()]
-
-
 def rss_sum(pids: list[int]) -> int:
     return sum(rss_kb(pid) for pid in pids)
 
@@ -111,65 +114,29 @@ def hold_idle(b: Bench, service: Service, count: int) -> dict[str, Any]:
     }  # fmt: skip
 
 
-NCHAN_CONFIG = """
-load_module {module};
-worker_processes 1;
-worker_rlimit_nofile 20000;
-daemon off;
-{user}
-error_log {dir}/error.log warn;
-pid {dir}/nginx.pid;
-events {{ worker_connections 19000; }}
-http {{
-  access_log off;
-  client_body_temp_path {dir}/body;
-  proxy_temp_path {dir}/proxy;
-  fastcgi_temp_path {dir}/fastcgi;
-  uwsgi_temp_path {dir}/uwsgi;
-  scgi_temp_path {dir}/scgi;
-  server {{
-    listen 127.0.0.1:{port};
-    location = /healthz {{ return 200 "ok"; }}
-    location ~ ^/sub/(\\w+)$ {{ nchan_subscriber eventsource; nchan_channel_id $1; }}
-    location ~ ^/pub/(\\w+)$ {{ nchan_publisher; nchan_channel_id $1; }}
-  }}
-}}
+NCHAN_LOCATIONS = """
+    location = /healthz { return 200 "ok"; }
+    location ~ ^/sub/(\\w+)$ { nchan_subscriber eventsource; nchan_channel_id $1; }
+    location ~ ^/pub/(\\w+)$ { nchan_publisher; nchan_channel_id $1; }
 """
 NCHAN_MODULE = Path("/usr/lib/nginx/modules/ngx_nchan_module.so")
 
 
 def measure_nchan(b: Bench, count: int) -> dict[str, Any]:
     """Nchan holding ``count`` idle EventSource subscribers: its worker's RSS growth."""
-    binary = shutil.which("nginx") or "/usr/sbin/nginx"
-    if not NCHAN_MODULE.exists() or not Path(binary).exists():
+    if not NCHAN_MODULE.exists() or nginx_binary() is None:
         return {"skipped": "apt-get install nginx libnginx-mod-nchan"}
-    port = free_port()
-    folder = b.logs / f"nchan-{port}"
-    folder.mkdir()
-    config = folder / "nginx.conf"
-    config.write_text(
-        NCHAN_CONFIG.format(
-            module=NCHAN_MODULE, dir=folder, port=port,
-            user="user root;" if os.geteuid() == 0 else "",
-        )
-    )  # fmt: skip
-    nginx = Process(f"nginx with Nchan on port {port}", folder / "error.log")
-    nginx.spawn([binary, "-p", str(folder), "-c", str(config)])
-    try:
-        nginx.wait_until(lambda: http_answers(f"http://127.0.0.1:{port}/healthz"))
-        assert nginx.process is not None
-        master = nginx.process.pid
-        pid = int(Path(f"/proc/{master}/task/{master}/children").read_text().split()[0])
+    main = f"load_module {NCHAN_MODULE};\nworker_rlimit_nofile 20000;"
+    with Nginx(b.logs, main=main, connections=19000).start(NCHAN_LOCATIONS) as nginx:
+        pid = worker_pid(nginx)
         rss0 = rss_kb(pid)
         paths = [f"/sub/bench{i}" for i in range(count)]
-        holders = Holders(port, "", paths, processes=2, blind=True)
+        holders = Holders(nginx.port, "", paths, processes=2, blind=True)
         opened, errors, _ = holders.opened()
         time.sleep(5)
         rss = rss_kb(pid)
         holders.finish("stop-now")
-        return {"opened": opened, "errors": errors, "kb_per": (rss - rss0) / max(1, opened)}
-    finally:
-        nginx.stop()
+    return {"opened": opened, "errors": errors, "kb_per": (rss - rss0) / max(1, opened)}
 
 
 def measure_cpu_ratio(b: Bench, service: Service) -> dict[str, float]:

@@ -154,6 +154,71 @@ def stop_all() -> None:
 atexit.register(stop_all)
 
 
+NGINX_CONFIG = """{main}
+daemon off;
+{user}
+worker_processes 1;
+pid {dir}/nginx.pid;
+error_log {dir}/error.log warn;
+events {{ worker_connections {connections}; }}
+http {{
+  access_log off;
+  client_body_temp_path {dir}/body;
+  proxy_temp_path {dir}/proxy;
+  fastcgi_temp_path {dir}/fastcgi;
+  uwsgi_temp_path {dir}/uwsgi;
+  scgi_temp_path {dir}/scgi;
+  server {{
+    listen 127.0.0.1:{port};
+{server}
+  }}
+}}
+"""
+
+
+def nginx_binary() -> str | None:
+    return shutil.which("nginx") or next(
+        (p for p in ("/usr/sbin/nginx",) if Path(p).exists()), None
+    )
+
+
+class Nginx(Process):
+    """Debian's nginx with one worker on a free loopback port, all its files in its own
+    folder: ``main`` goes at the top of its configuration (``load_module`` ...)."""
+
+    def __init__(self, log_dir: Path, main: str = "", connections: int = 512) -> None:
+        self.port = free_port()
+        self.main = main
+        self.connections = connections
+        self.dir = log_dir / f"nginx-{self.port}"
+        self.dir.mkdir(parents=True)
+        self.config = self.dir / "nginx.conf"
+        super().__init__(f"nginx on port {self.port}", self.dir / "error.log")
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, server: str, ready: str = "/healthz") -> Self:
+        """Serve with ``server`` as the server block's body; wait until ``ready`` answers."""
+        binary = nginx_binary()
+        if binary is None:
+            raise RuntimeError("this needs nginx: apt-get install nginx")
+        self.config.write_text(
+            NGINX_CONFIG.format(
+                main=self.main,
+                user="user root;" if os.geteuid() == 0 else "",
+                dir=self.dir,
+                connections=self.connections,
+                port=self.port,
+                server=server,
+            )
+        )
+        self.spawn([binary, "-p", str(self.dir), "-c", str(self.config)])
+        self.wait_until(lambda: http_answers(self.url + ready))
+        return self
+
+
 class RedisServer(Process):
     """A redis-server of our own, on a port that survives restarts."""
 

@@ -16,7 +16,7 @@ from playwright.sync_api import expect
 from qrlogin.testing import Service
 from tests.conftest import StartService
 from tests.live import Browser, phone_step
-from tests.nginx import BARE, DOCUMENTED, Nginx
+from tests.nginx import BARE, DOCUMENTED, ProxyNginx
 from tests.test_browser import chromium
 from tests.test_stream import user_token
 from tests.timing import PROMPT_S, margin
@@ -36,18 +36,18 @@ class PageBrowser(Browser):
 @pytest.fixture(params=["documented", "bare + public origin"])
 def proxied(
     request: pytest.FixtureRequest, start_service: StartService, server_logs: Path
-) -> Iterator[tuple[Nginx, Service]]:
+) -> Iterator[tuple[ProxyNginx, Service]]:
     if request.param == "documented":
-        nginx = Nginx(DOCUMENTED, server_logs)
+        nginx = ProxyNginx(DOCUMENTED, server_logs)
         service = start_service(QRLOGIN_TRUSTED_PROXIES="1")
     else:
-        nginx = Nginx(BARE, server_logs)
+        nginx = ProxyNginx(BARE, server_logs)
         service = start_service(QRLOGIN_PUBLIC_ORIGIN=nginx.url)
-    with nginx.start(service.port):
+    with nginx.proxy_to(service.port):
         yield nginx, service
 
 
-def test_full_login_through_nginx(proxied: tuple[Nginx, Service]) -> None:
+def test_full_login_through_nginx(proxied: tuple[ProxyNginx, Service]) -> None:
     nginx, _ = proxied
     browser = PageBrowser(nginx.url)
     token = user_token()
@@ -90,7 +90,7 @@ def test_full_login_through_nginx(proxied: tuple[Nginx, Service]) -> None:
 
 
 def test_the_login_page_through_nginx_shows_a_qr(
-    proxied: tuple[Nginx, Service], chromium: Chromium
+    proxied: tuple[ProxyNginx, Service], chromium: Chromium
 ) -> None:
     nginx, _ = proxied
     context = chromium.new_context()
