@@ -46,7 +46,9 @@ def measure_qr_cpu() -> dict[str, float]:
 
     def defaults() -> bytes:
         out = io.BytesIO()
-        segno.make(text, micro=False).save(out, kind="png", scale=qrimage.SCALE_PX, border=4)
+        segno.make(text, micro=False).save(
+            out, kind="png", scale=qrimage.SCALE_PX, border=qrimage.BORDER_MODULES
+        )
         return out.getvalue()
 
     timings = {}

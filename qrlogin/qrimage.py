@@ -20,7 +20,8 @@ from urllib.parse import quote
 
 import zxingcpp
 
-#: Pixels per QR module (one byte of a 1-bit row), and quiet-zone modules around it.
+#: Pixels per QR module (one byte of a 1-bit row), and quiet-zone modules around it (the
+#: standard's 4, which zxing-cpp adds itself: ``add_quiet_zones``).
 SCALE_PX = 8
 BORDER_MODULES = 4
 #: Error correction: level L (7%) keeps the symbol small; a screen is a clean medium.
