@@ -53,7 +53,7 @@ def create_qrcode() -> Response:
     response = ok(
         {
             "id": view["id"],
-            "png": qrimage.png_base64(content),
+            "png": qrimage.png_base64(content, qrimage.usual_mask(svc.settings.prefix)),
             "content": content,
             "expire": view["expire"],
             "expires_in": svc.settings.qr_ttl_s,
