@@ -10,13 +10,14 @@ creator: creates QR codes (or whole logins) as fast as it can for a while.
 from __future__ import annotations
 
 import asyncio
+import gc
 import random
 import resource
 import time
 from multiprocessing.queues import Queue
 from typing import Any
 
-from bench.http import Connection, Stream, follow, open_stream
+from bench.http import Connection, Stream, open_stream
 from qrlogin.models import SCANNED, WAIT
 
 HOST = "127.0.0.1"
@@ -59,15 +60,15 @@ def holder(
         async def keep(stream: Stream) -> None:
             async with gate:
                 try:
-                    await open_stream(
+                    ended = await open_stream(
                         HOST, port, stream.qr_id, cookies.get(stream.qr_id, cookie), stream,
                         source=source,
                     )  # fmt: skip
-                except (OSError, ConnectionError, asyncio.IncompleteReadError) as e:
+                except (OSError, ConnectionError) as e:
                     errors.append(f"open: {e}")
                     return
             while True:
-                await follow(stream)
+                await ended
                 final = stream.events and stream.events[-1][1] not in (
                     WAIT,
                     SCANNED,
@@ -77,12 +78,12 @@ def holder(
                 await asyncio.sleep(stream.retry_ms / 1000 if stream.retry_ms else 0.5)
                 while True:
                     try:
-                        await open_stream(
+                        ended = await open_stream(
                             HOST, port, stream.qr_id, cookie, stream, "1", source=source
                         )
                         reconnects.append(time.time())
                         break
-                    except (OSError, ConnectionError, asyncio.IncompleteReadError):
+                    except (OSError, ConnectionError):
                         await asyncio.sleep(0.2)
 
         started = time.time()
@@ -90,6 +91,9 @@ def holder(
         while sum(1 for s in streams if s.opened_at) + len(errors) < len(streams):
             await asyncio.sleep(0.05)
         opened = [s.opened_at for s in streams if s.opened_at]
+        # The streams' objects live until the end: a full collection over them stopped
+        # a process holding 12,500 for 0.3 to 0.5 s while its streams' events waited.
+        gc.freeze()
         results.put(("open", len(opened), len(errors), max(opened, default=started) - started))
         loop = asyncio.get_running_loop()
         while (command := await loop.run_in_executor(None, commands.get)) != "stop":
@@ -118,8 +122,8 @@ def holder(
             )
         )
         for s in streams:
-            if s.writer is not None:
-                s.writer.close()
+            if s.transport is not None:
+                s.transport.close()
         for task in tasks:
             task.cancel()
 
