@@ -72,6 +72,7 @@ def create_app(env: Mapping[str, str] | None = None) -> Flask:
     limits.init_app(app)
     for blueprint in (accounts.bp, devices.bp, passport.bp, events.bp, ops.bp, pages.bp):
         app.register_blueprint(blueprint)
+    limits.bypass_views(app)
     security.init_app(app, settings)
     describe_user_agent("")  # load the user-agent rules now, not on the first request
     return app

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import time
+from typing import Any
 
 from flask import Flask, Response, request
 from flask_limiter import Limiter, RequestLimit
@@ -113,6 +114,22 @@ def init_app(app: Flask) -> None:
     """Count on the app's Redis (or in memory with the embedded engine)."""
     settings = services(app).settings
     app.config["RATELIMIT_STORAGE_URI"] = storage_uri(settings)
-    # Off means off: no per-request work at all (the limiter skips its hooks).
+    # Off means off: no per-request work at all (the limiter skips its hooks, and
+    # ``bypass_views`` its views' wrappers).
     app.config["RATELIMIT_ENABLED"] = settings.rate_limits
     limiter.init_app(app)
+
+
+def bypass_views(app: Flask) -> None:
+    """With rate limits off, serve each view without its ``@limiter.limit`` wrappers.
+
+    A disabled limiter's wrapper still identifies the request and asks the limiter:
+    about 40 µs of a QR creation's 0.7 ms (in one process, 2,000 creations each way).
+    flask-limiter marks its wrappers with the limiter that made them (a proxy of it)."""
+    if services(app).settings.rate_limits:
+        return
+    for endpoint, view in app.view_functions.items():
+        inner: Any = view
+        while getattr(inner, "__wrapper-limiter-instance", None) == limiter:
+            inner = inner.__wrapped__
+        app.view_functions[endpoint] = inner

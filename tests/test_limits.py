@@ -125,6 +125,11 @@ def test_limits_off_turns_every_limit_off(env: dict[str, str]) -> None:
     browser = app.test_client()
     for _ in range(5):
         assert create(browser).status_code == 201
+    # Nor do the views pass through the limiter's wrappers, which work even when off.
+    for name in ("accounts.create_qrcode", "accounts.qrcode_fill", "passport.guest"):
+        assert not hasattr(app.view_functions[name], "__wrapper-limiter-instance"), name
+    on = limited_app(env)
+    assert hasattr(on.view_functions["passport.guest"], "__wrapper-limiter-instance")
 
 
 def test_defaults_leave_a_busy_login_page_alone(env: dict[str, str]) -> None:
