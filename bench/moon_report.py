@@ -147,9 +147,10 @@ def place(text: str, found: str) -> str:
 
 
 def kept(old: str) -> str:
-    """The moonshot section of an existing report, to carry into a rewritten one."""
+    """The moonshot section of an existing report, with what follows it (the notes on
+    where it stands), to carry into a rewritten one."""
     if START in old and END in old:
-        return START + old.split(START, 1)[1].split(END, 1)[0] + END + "\n"
+        return START + old.split(START, 1)[1].rstrip("\n") + "\n"
     return ""
 
 
