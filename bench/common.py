@@ -99,12 +99,6 @@ class Holders:
             max(r[3] for r in reports),
         )
 
-    def more(self, paths: list[str]) -> tuple[int, int, float]:
-        """Open streams for ``paths`` too, shared among the same processes; as ``opened``."""
-        for n, commands in enumerate(self.commands):
-            commands.put(("open", paths[n :: len(self.commands)]))
-        return self.opened()
-
     def ask(self, command: str) -> list[Any]:
         """Send ``command`` to every process; their answers."""
         for commands in self.commands:

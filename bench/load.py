@@ -34,7 +34,7 @@ def holder(
     port: int,
     cookie: str,
     paths: list[str],
-    commands: Queue[Any],
+    commands: Queue[str],
     results: Queue[Any],
     reconnect: bool = False,
     concurrency: int = 100,
@@ -47,14 +47,13 @@ def holder(
 
     Also, without stopping: on "count", how many streams are open, how many have heard
     nothing for ``QUIET_S``, how many reconnects and when the last was; on "report", the
-    events of every stream that had one; on ("open", more paths), open those too and
-    report as at first."""
+    events of every stream that had one."""
     cookies = cookies or {}
     _lift_fd_limit()
 
     async def run() -> None:
         gate = asyncio.Semaphore(concurrency)
-        streams: list[Stream] = []
+        streams = [Stream(path) for path in paths]
         reconnects: list[float] = []
         errors: list[str] = []
 
@@ -87,37 +86,37 @@ def holder(
                     except (OSError, ConnectionError):
                         await asyncio.sleep(0.2)
 
-        tasks: list[asyncio.Task[None]] = []
-
-        async def open_all(more: list[Stream]) -> tuple[str, int, int, float]:
-            started, failed = time.time(), len(errors)
-            streams.extend(more)
-            tasks.extend(asyncio.create_task(keep(s)) for s in more)
-            while sum(1 for s in more if s.opened_at) + len(errors) - failed < len(more):
-                await asyncio.sleep(0.05)
-            opened = [s.opened_at for s in more if s.opened_at]
-            # The streams' objects live to the end. Frozen, the collector no longer
-            # visits them: its full collections stopped a process opening 12,500
-            # streams for 0.27 to 0.55 s each.
-            gc.freeze()
-            return "open", len(opened), len(errors) - failed, max(opened, default=started) - started
-
-        results.put(await open_all([Stream(path) for path in paths]))
+        started = time.time()
+        tasks = [asyncio.create_task(keep(s)) for s in streams]
+        while sum(1 for s in streams if s.opened_at) + len(errors) < len(streams):
+            await asyncio.sleep(0.05)
+        opened = [s.opened_at for s in streams if s.opened_at]
+        # The streams' objects live until the end: a full collection over them stopped
+        # a process holding 12,500 for 0.3 to 0.5 s while its streams' events waited.
+        gc.freeze()
+        results.put(("open", len(opened), len(errors), max(opened, default=started) - started))
         loop = asyncio.get_running_loop()
         while (command := await loop.run_in_executor(None, commands.get)) != "stop":
-            if isinstance(command, tuple) and command[0] == "open":
-                results.put(await open_all([Stream(path) for path in command[1]]))
-            elif command == "count":
+            if command == "count":
+                now = time.time()
+                live = [s for s in streams if s.opened_at and not s.ended]
+                quiet = sum(1 for s in live if now - s.last_seen > QUIET_S)
                 results.put(
-                    ("count", *_count(streams), len(reconnects), max(reconnects, default=0.0))
+                    ("count", len(live), quiet, len(reconnects), max(reconnects, default=0.0))
                 )
             elif command == "report":
                 results.put(("report", {s.qr_id: s.events for s in streams if s.events}))
+        waiting = (WAIT, SCANNED)
+        dropped = sum(
+            1
+            for s in streams
+            if s.error or (s.ended and (not s.events or s.events[-1][1] in waiting))
+        )
         results.put(
             (
                 "done",
                 {s.qr_id: s.events for s in streams},
-                _dropped(streams),
+                dropped,
                 errors[:5],
                 reconnects,
             )
@@ -129,21 +128,6 @@ def holder(
             task.cancel()
 
     asyncio.run(run())
-
-
-def _count(streams: list[Stream]) -> tuple[int, int]:
-    """Streams open, and those of them that heard nothing for ``QUIET_S``."""
-    now = time.time()
-    live = [s for s in streams if s.opened_at and not s.ended]
-    return len(live), sum(1 for s in live if now - s.last_seen > QUIET_S)
-
-
-def _dropped(streams: list[Stream]) -> int:
-    """Streams that failed, or that the server ended before a final status."""
-    waiting = (WAIT, SCANNED)
-    return sum(
-        1 for s in streams if s.error or (s.ended and (not s.events or s.events[-1][1] in waiting))
-    )
 
 
 async def _paced(

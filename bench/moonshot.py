@@ -210,15 +210,12 @@ class Climb:
     def open_to(self, target: int) -> float:
         """Open streams until ``target`` were opened in all; the seconds it took."""
         paths = stream_paths(self.ids[self.opened : target])
-        if self.groups:  # the same processes hold every step's streams
-            _, errors, took = self.groups[0].more(paths)
-        else:
-            group = Holders(
-                self.service.port, self.cookie, paths, processes=len(SOURCES), sources=SOURCES,
-                concurrency=100, reconnect=True,
-            )  # fmt: skip
-            self.groups.append(group)
-            _, errors, took = group.opened()
+        group = Holders(
+            self.service.port, self.cookie, paths, processes=len(SOURCES), sources=SOURCES,
+            concurrency=100, reconnect=True,
+        )  # fmt: skip
+        self.groups.append(group)
+        _, errors, took = group.opened()
         self.opened, self.errors = target, self.errors + errors
         return took
 
