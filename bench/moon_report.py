@@ -111,9 +111,11 @@ def section(r: dict[str, Any], command: str, took_s: float) -> str:
         "How it was measured:",
         "",
         "- **The climb**: QRs are created through the API first (QR lifetime 1,800 s for "
-        "the run, rate limits off). At each step 8 load processes, one per source address, "
-        "open the new streams (raw asyncio sockets, 100 opening at a time each), and every "
-        "stream is kept open. After a 20 s hold: RSS of all workers, Redis's clients by "
+        "the run, rate limits off). At each step 8 more load processes, one per source "
+        "address, open the new streams (raw asyncio connections, 100 opening at a time "
+        "each; each stream's bytes are read as they arrive, and a process's objects are "
+        "frozen from the garbage collector once its streams are open), and every stream "
+        "is kept open. After a 20 s hold: RSS of all workers, Redis's clients by "
         "name, and the streams that heard nothing, not even a heartbeat (every 15 s), for "
         '40 s ("quiet").',
         "- **Latency**: 1,500 QRs of open streams are scanned (1,000/s), then confirmed at "
@@ -126,9 +128,9 @@ def section(r: dict[str, Any], command: str, took_s: float) -> str:
         "- **Restart**: SIGTERM to one worker at the top. Exit: until the process is gone. "
         "Back: until the load processes have reconnected as many streams as it held (its "
         "established connections, read from /proc) and as many streams are open as before.",
-        "- **QR creation against /healthz**: one worker, 10 s of creating (16 keep-alive "
-        "connections), then 10 s of `/healthz` (16 keep-alive connections); the worker's "
-        "user + system CPU over the requests answered.",
+        "- **QR creation against /healthz**: one worker, 5 rounds of 2 s of creating (16 "
+        "keep-alive connections) then 2 s of `/healthz` (16 keep-alive connections); the "
+        "worker's user + system CPU over the requests answered, summed over the rounds.",
         "- **Side by side**: each server alone, one worker (Nchan: one nginx worker); RSS "
         "growth of that process over the streams, 10 s after they opened.",
         "",
