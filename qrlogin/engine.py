@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import functools
 import logging
+import select
 from urllib.parse import urlsplit
 
+import gevent.monkey
 import redis
+from redis._parsers import _HiredisParser
 from redis.backoff import ExponentialBackoff, NoBackoff
 from redis.retry import Retry
 from redis.sentinel import Sentinel
@@ -50,6 +53,30 @@ EMBEDDED_WARNING = (
 )
 
 
+#: The system's poll(), whether or not gevent has patched the select module.
+_system_poll = gevent.monkey.get_original("select", "poll")
+
+
+class Parser(_HiredisParser):
+    """hiredis's reply parser, with a cheaper "is a reply already waiting?" check.
+
+    The pool asks that of every connection it hands out, without waiting, to catch one
+    left with an unread reply. hiredis answers with ``select.poll()``, which under gevent is
+    gevent's cooperative poll: 13.7 us a check here, against 0.9 us for the system's, and
+    a check that does not wait gains nothing from it. So the system's poll answers first,
+    and only a socket with something to read (a reply, or the server closing it) goes to
+    hiredis's own check, which tells the two apart."""
+
+    def can_read(self, timeout: float = 0) -> bool:
+        sock, reader = self._sock, self._reader
+        if timeout == 0 and sock is not None and reader is not None and not reader.has_data():
+            poller = _system_poll()
+            poller.register(sock, select.POLLIN)
+            if not poller.poll(0):
+                return False
+        return bool(super().can_read(timeout))
+
+
 def connect(settings: Settings) -> redis.Redis:
     """Return the command client for this process."""
     if settings.redis_url is None:
@@ -63,6 +90,7 @@ def connect(settings: Settings) -> redis.Redis:
         "retry": Retry(ExponentialBackoff(cap=0.2, base=0.05), 1),
         "client_name": "qrlogin",
         "decode_responses": True,
+        "parser_class": Parser,
     }
     if settings.redis_mode == "sentinel":
         # The master the sentinels name; a failover makes the pool reconnect to the new
