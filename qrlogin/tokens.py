@@ -6,6 +6,7 @@ the main application can mint and check them with the same library and secret.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,6 +18,8 @@ from qrlogin.models import User
 USER_SALT = "qrlogin.user"
 LOGIN_SALT = "qrlogin.login"
 BIND_SALT = "qrlogin.bind"
+#: Binding cookies whose signature check is remembered, most recently seen first.
+BIND_CHECKS_KEPT = 4096
 #: Longest accepted token (characters); anything longer is not one of ours.
 MAX_TOKEN_CHARS = 4096
 
@@ -38,6 +41,10 @@ class Tokens:
         self._user = URLSafeTimedSerializer(secret_key, salt=USER_SALT)
         self._login = URLSafeTimedSerializer(secret_key, salt=LOGIN_SALT)
         self._bind = Signer(secret_key, salt=BIND_SALT)
+        # A browser sends the same binding cookie with each of its requests; its signature
+        # is checked once (12 us) and the answer kept, as it cannot change while the
+        # process's SECRET_KEY does not.
+        self._bind_valid = functools.lru_cache(maxsize=BIND_CHECKS_KEPT)(self._bind.validate)
         self.user_max_age_s = user_max_age_s
         self.login_max_age_s = login_max_age_s
 
@@ -58,7 +65,7 @@ class Tokens:
 
     def binding_is_ours(self, value: str) -> bool:
         """True when ``value`` is a binding cookie this service signed."""
-        return self._bind.validate(value)
+        return bool(self._bind_valid(value))
 
     def binding_payload(self, value: str) -> str:
         """What a binding cookie this service signed carries."""
