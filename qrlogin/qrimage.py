@@ -99,9 +99,9 @@ def png(text: str, mask: int | None = None) -> bytes:
     side = modules.shape[0]
     grid = bytes(memoryview(modules))  # type: ignore[arg-type]  # a buffer; stubs omit it
     again = (_UP + bytes(side)) * (SCALE_PX - 1)
-    rows = b"".join(
-        _NONE + grid[start : start + side] + again for start in range(0, side * side, side)
-    )
+    # Each module row, then its repeats, then the next module row's filter byte: one join.
+    modules_rows = [grid[start : start + side] for start in range(0, side * side, side)]
+    rows = _NONE + (again + _NONE).join(modules_rows) + again
     pixels = side * SCALE_PX
     header = struct.pack(">IIBBBBB", pixels, pixels, 1, 0, 0, 0, 0)  # 1-bit greyscale
     return (
