@@ -42,6 +42,8 @@ from qrlogin.testing import Nginx, Service, nginx_binary
 
 #: Where the load processes connect from: each address gives about 28,000 client ports.
 SOURCES = [f"127.0.0.{n}" for n in range(2, 10)]
+#: Where the probe connects from: the process whose streams are confirmed at each step.
+PROBE_SOURCE = "127.0.0.10"
 
 
 @dataclass(frozen=True)
@@ -82,6 +84,18 @@ def create_qrs(port: int, cookie: str, count: int) -> list[str]:
             ids += answer[1]
         print(f"  {min(len(ids), count)} of {count} QRs created", flush=True)
     return ids[:count]
+
+
+def cpu_times() -> tuple[int, int]:
+    """The box's CPU time so far, in ticks: (all, idle), from /proc/stat."""
+    ticks = [int(n) for n in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+    return sum(ticks), ticks[3] + ticks[4]  # idle and iowait
+
+
+def busy_share(before: tuple[int, int], after: tuple[int, int]) -> float:
+    """How busy the box's cores were between two ``cpu_times`` (0 to 1)."""
+    total, idle = after[0] - before[0], after[1] - before[1]
+    return 1 - idle / max(1, total)
 
 
 def rss_sum(pids: list[int]) -> int:
@@ -199,8 +213,10 @@ class Climb:
         self.service = b.start(workers=b.moon.workers)
         self.pids = worker_pids(self.service)
         self.cookie = bind_cookie(self.service.port)
-        # Each step's confirmations end streams: the next step opens that many more.
-        top = b.moon.steps[-1] + int(CONFIRM_RATE * b.moon.confirm_s) * (len(b.moon.steps) - 1)
+        # Each step's confirmations (the probe's, then as many of the load processes')
+        # end streams: the next step opens that many more.
+        confirms = 2 * int(CONFIRM_RATE * b.moon.confirm_s)
+        top = b.moon.steps[-1] + confirms * (len(b.moon.steps) - 1)
         print(f"creating {top} QRs", flush=True)
         self.ids = create_qrs(self.service.port, self.cookie, top)
         time.sleep(2)
@@ -209,6 +225,8 @@ class Climb:
         self.opened = 0
         self.errors = 0
         self.confirmed: set[str] = set()
+        self.probed: list[str] = []  # the QRs of the newest probe's streams
+        self.held: list[str] = []  # the QRs of the load processes' streams
 
     def counts(self) -> tuple[int, int, int, float]:
         """Streams open, quiet, reconnects, and the last reconnect, over all processes."""
@@ -218,20 +236,27 @@ class Climb:
             sum(a[3] for a in answers), max((a[4] for a in answers), default=0.0),
         )  # fmt: skip
 
-    def open_to(self, target: int) -> float:
-        """Open streams until ``target`` were opened in all; the seconds it took."""
+    def open_to(self, target: int, sources: list[str] = SOURCES) -> float:
+        """Open streams until ``target`` were opened in all, from a process per source
+        address; the seconds it took."""
         paths = stream_paths(self.ids[self.opened : target])
         group = Holders(
-            self.service.port, self.cookie, paths, processes=len(SOURCES), sources=SOURCES,
+            self.service.port, self.cookie, paths, processes=len(sources), sources=sources,
             concurrency=100, reconnect=True,
         )  # fmt: skip
         self.groups.append(group)
         _, errors, took = group.opened()
+        if sources is SOURCES:
+            self.held += self.ids[self.opened : target]
         self.opened, self.errors = target, self.errors + errors
         return took
 
     def step(self, target: int) -> dict[str, Any]:
-        took = self.open_to(target + len(self.confirmed))  # ``target`` waiting
+        # ``target`` waiting: the load processes' streams, then the probe's.
+        probes = int(CONFIRM_RATE * self.b.moon.confirm_s)
+        took = self.open_to(target - probes + len(self.confirmed))
+        self.open_to(self.opened + probes, [PROBE_SOURCE])
+        self.probed = self.ids[self.opened - probes : self.opened]
         time.sleep(self.b.moon.hold_s)
         live, quiet, _, _ = self.counts()
         rss = rss_sum(self.pids)
@@ -242,23 +267,24 @@ class Climb:
             "subscribers_per_process": clients.get("qrlogin-hub", 0) / len(self.pids),
             "pool_per_process": clients.get("qrlogin", 0) / len(self.pids),
         }  # fmt: skip
-        found["latency"] = self.latency()
+        found["latency"] = self.latency(self.probed)
+        unconfirmed = [q for q in reversed(self.held) if q not in self.confirmed]
+        found["latency_held"] = self.latency(unconfirmed[: len(self.probed)])
         print(f"step {target}: {found}", flush=True)
         return found
 
-    def latency(self) -> dict[str, float]:
-        """Scan, then confirm at 300/s, QRs of the newest group; confirm to browser."""
+    def latency(self, chosen: list[str]) -> dict[str, float]:
+        """Scan, then confirm at 300/s, the QRs ``chosen``; confirm to browser."""
         b = self.b
-        count = int(CONFIRM_RATE * b.moon.confirm_s)
-        newest_first = reversed(self.ids[: self.opened])
-        chosen = [q for q in newest_first if q not in self.confirmed][:count]
         self.confirmed.update(chosen)
         port = self.service.port
         run_parallel(load.stepper, [(port, b.token, [(q, "SCAN") for q in chosen], 1000.0)])
         time.sleep(1)
         plan = [(q, "VERIFY") for q in chosen]
         before = requests.get(self.service.url + "/metrics", timeout=30).text
+        busy0 = cpu_times()
         _, sent, rate = run_parallel(load.stepper, [(port, b.token, plan, CONFIRM_RATE)])[0]
+        busy = busy_share(busy0, cpu_times())
         time.sleep(2)
         after = requests.get(self.service.url + "/metrics", timeout=30).text
         server = parse_histogram(after, "qrlogin_event_delivery_seconds", minus=before)
@@ -280,6 +306,7 @@ class Climb:
             "max": max(values, default=float("nan")),
             "server_p50_le": server["p50_le"], "server_p99_le": server["p99_le"],
             "gc2_count": gc2["count"], "gc2_mean": gc2["mean"], "gc2_p99_le": gc2["p99_le"],
+            "busy": busy,
         }  # fmt: skip
 
     def restart(self) -> dict[str, Any]:
