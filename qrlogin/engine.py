@@ -68,7 +68,8 @@ class Parser(_HiredisParser):
     hiredis's own check, which tells the two apart."""
 
     def can_read(self, timeout: float = 0) -> bool:
-        sock, reader = self._sock, self._reader
+        # Both are set when the connection connects, and None once it disconnects.
+        sock, reader = getattr(self, "_sock", None), getattr(self, "_reader", None)
         if timeout == 0 and sock is not None and reader is not None and not reader.has_data():
             poller = _system_poll()
             poller.register(sock, select.POLLIN)
