@@ -225,8 +225,6 @@ class Climb:
         self.opened = 0
         self.errors = 0
         self.confirmed: set[str] = set()
-        self.probed: list[str] = []  # the QRs of the newest probe's streams
-        self.held: list[str] = []  # the QRs of the load processes' streams
 
     def counts(self) -> tuple[int, int, int, float]:
         """Streams open, quiet, reconnects, and the last reconnect, over all processes."""
@@ -246,8 +244,6 @@ class Climb:
         )  # fmt: skip
         self.groups.append(group)
         _, errors, took = group.opened()
-        if sources is SOURCES:
-            self.held += self.ids[self.opened : target]
         self.opened, self.errors = target, self.errors + errors
         return took
 
@@ -256,7 +252,7 @@ class Climb:
         probes = int(CONFIRM_RATE * self.b.moon.confirm_s)
         took = self.open_to(target - probes + len(self.confirmed))
         self.open_to(self.opened + probes, [PROBE_SOURCE])
-        self.probed = self.ids[self.opened - probes : self.opened]
+        probed = self.ids[self.opened - probes : self.opened]
         time.sleep(self.b.moon.hold_s)
         live, quiet, _, _ = self.counts()
         rss = rss_sum(self.pids)
@@ -267,9 +263,12 @@ class Climb:
             "subscribers_per_process": clients.get("qrlogin-hub", 0) / len(self.pids),
             "pool_per_process": clients.get("qrlogin", 0) / len(self.pids),
         }  # fmt: skip
-        found["latency"] = self.latency(self.probed)
-        unconfirmed = [q for q in reversed(self.held) if q not in self.confirmed]
-        found["latency_held"] = self.latency(unconfirmed[: len(self.probed)])
+        found["latency"] = self.latency(probed)
+        # Every probe's streams are confirmed by now: the newest others are the load
+        # processes'.
+        newest_first = reversed(self.ids[: self.opened])
+        held = [q for q in newest_first if q not in self.confirmed][:probes]
+        found["latency_held"] = self.latency(held)
         print(f"step {target}: {found}", flush=True)
         return found
 
