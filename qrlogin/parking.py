@@ -136,8 +136,7 @@ class Parked:
         self.lot.reread(self)
 
     def _close(self) -> None:
-        self.lot.send(self, reconnect_hint(self.lot.ending))
-        self.lot.finish(self)
+        self.lot.finish(self, reconnect_hint(self.lot.ending))
 
 
 class Lot:
@@ -158,6 +157,7 @@ class Lot:
         self._epoll: Any = None  # the original select.epoll (gevent's patching hides it)
         self._wake: Any = None
         self._reread_ready: Any = None
+        self._close_fd: Callable[[int], None] = os.close
 
     @property
     def ending(self) -> int:
@@ -172,6 +172,9 @@ class Lot:
         import gevent.monkey
 
         self._epoll = gevent.monkey.get_original("select", "epoll")()
+        # gevent's os.close defers each close to its loop, for descriptors it watches; the
+        # lot's are watched by its own epoll set only.
+        self._close_fd = gevent.monkey.get_original("os", "close")
         self._wake = gevent.event.Event()
         self._reread_ready = gevent.event.Event()
         watcher = gevent.get_hub().loop.io(self._epoll.fileno(), 1)
@@ -214,10 +217,11 @@ class Lot:
         if snapshot.version == stream.version:
             return  # the same state, perhaps with a later deadline
         stream.version = snapshot.version
-        self.send(stream, frame(snapshot))
-        delivered(event)
         if snapshot.status in FINAL:
-            self.finish(stream)
+            self.finish(stream, frame(snapshot))
+        else:
+            self.send(stream, frame(snapshot))
+        delivered(event)
 
     def reread(self, stream: Parked) -> None:
         """Read the stream's state from the store soon (the hub asks, or its deadline)."""
@@ -228,10 +232,14 @@ class Lot:
     def send(self, stream: Parked, text: str) -> None:
         self._send(stream, _body(text.encode(), stream.chunked))
 
-    def finish(self, stream: Parked) -> None:
-        """End the stream once what it has to say is sent."""
+    def finish(self, stream: Parked, text: str = "") -> None:
+        """Send ``text``, the stream's last words, with the body's end in the same write
+        (the browser wakes once); end the stream once they are sent."""
+        data = _body(text.encode(), stream.chunked) if text else b""
         if stream.chunked:
-            self._send(stream, _LAST_CHUNK)
+            data += _LAST_CHUNK
+        if data:
+            self._send(stream, data)
         if stream.pending:
             stream.finishing = True
         else:
@@ -287,7 +295,7 @@ class Lot:
                 if e.errno not in (errno.EBADF, errno.ENOENT):
                     raise
         try:
-            os.close(stream.fd)
+            self._close_fd(stream.fd)
         except OSError:
             log.debug("closing a parked stream's connection failed", exc_info=True)
         self._hub.detach(stream)
