@@ -72,9 +72,10 @@ def section(r: dict[str, Any], command: str, took_s: float) -> str:
         "",
         "| Waiting | Opened in | RSS per stream | Quiet 40 s | Confirm to browser p50 / p99 / max"
         " (300/s) | Missing | The same, read by a load process: p50 / p99 | Cores busy |"
+        " Of which outside the run (busiest) |"
         " Server side p50 / p99 at most | Full GCs in those 5 s: count, mean,"
         " p99 at most | Subscribers / pooled per process |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for s in steps:
         lat, held = s["latency"], s["latency_held"]
@@ -82,6 +83,7 @@ def section(r: dict[str, Any], command: str, took_s: float) -> str:
             f"| {s['open']:,} | {s['open_s']:.0f} s | {_kb(s['kb_per'])} | {s['quiet']} | "
             f"{_ms(lat['p50'])} / {_ms(lat['p99'])} / {_ms(lat['max'])} | {lat['missing']} | "
             f"{_ms(held['p50'])} / {_ms(held['p99'])} | {lat['busy']:.0%} | "
+            f"{lat.get('outside', math.nan):.1%} ({lat.get('outside_busiest', '')}) | "
             f"{_ms(lat.get('server_p50_le', math.nan))} / {_ms(lat.get('server_p99_le', math.nan))} | "
             f"{lat.get('gc2_count', math.nan):.0f}, {_ms(lat.get('gc2_mean', math.nan))}, "
             f"{_ms(lat.get('gc2_p99_le', math.nan))} | "
@@ -130,7 +132,10 @@ def section(r: dict[str, Any], command: str, took_s: float) -> str:
         "1,500 streams of the load processes, each of which also reads thousands of other "
         'streams\' heartbeats on the same two cores ("read by a load process"). The '
         'confirmed streams end, so each next step opens that many more. "Cores busy": '
-        "the share of both cores in use during the probe's 5 s (/proc/stat). "
+        "the share of both cores in use during the probe's 5 s (/proc/stat); \"outside the "
+        'run": the part of it used by processes that are neither this benchmark nor its '
+        "children (the service, Redis, the load processes), kernel threads included, with "
+        "the busiest of them (/proc/<pid>/stat). "
         '"Server side" is '
         "`qrlogin_event_delivery_seconds` over those 5 s (transition in Redis to the frame "
         "written), as bucket bounds; the full (generation 2) garbage collections of all "
