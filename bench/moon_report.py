@@ -17,6 +17,15 @@ def _ms(seconds: float) -> str:
     return "n/a" if math.isnan(seconds) else f"{seconds * 1000:.1f} ms"
 
 
+def _clear(lat: dict[str, Any]) -> str:
+    """The confirmations clear of the busiest process outside the run, as words."""
+    return (
+        f"the {lat.get('clear_n', 0):,} clear of the busiest process outside the run "
+        f"({lat.get('watched') or 'none'}): p50 {_ms(lat.get('clear_p50', math.nan))}, "
+        f"p99 {_ms(lat.get('clear_p99', math.nan))}"
+    )
+
+
 def _kb(value: float) -> str:
     return f"{value:.1f} KB"
 
@@ -45,7 +54,7 @@ def section(r: dict[str, Any], command: str, took_s: float) -> str:
          f"p50 {_ms(lat['p50'])}, p99 {_ms(lat['p99'])}, max {_ms(lat['max'])}, "
          f"{lat['missing']} of {lat['n'] + lat['missing']} missing, {lat['rate']:.0f}/s sent; "
          f"read by a load process that holds others too: p50 {_ms(held['p50'])}, p99 "
-         f"{_ms(held['p99'])}, {held['missing']} missing",
+         f"{_ms(held['p99'])}, {held['missing']} missing; {_clear(lat)}",
          passed[lat["p50"] <= 0.005 and lat["p99"] <= 0.025 and lat["missing"] == 0]),
         ("SIGTERM to one worker: exits ≤ 5 s, its browsers back ≤ 30 s",
          f"{restart['held']:,} streams; exited in {restart['exit_s']:.2f} s, all back in "
@@ -72,10 +81,10 @@ def section(r: dict[str, Any], command: str, took_s: float) -> str:
         "",
         "| Waiting | Opened in | RSS per stream | Quiet 40 s | Confirm to browser p50 / p99 / max"
         " (300/s) | Missing | The same, read by a load process: p50 / p99 | Cores busy |"
-        " Of which outside the run (busiest) |"
+        " Of which outside the run (busiest) | Clear of the busiest: n, p50 / p99 |"
         " Server side p50 / p99 at most | Full GCs in those 5 s: count, mean,"
         " p99 at most | Subscribers / pooled per process |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for s in steps:
         lat, held = s["latency"], s["latency_held"]
@@ -84,6 +93,8 @@ def section(r: dict[str, Any], command: str, took_s: float) -> str:
             f"{_ms(lat['p50'])} / {_ms(lat['p99'])} / {_ms(lat['max'])} | {lat['missing']} | "
             f"{_ms(held['p50'])} / {_ms(held['p99'])} | {lat['busy']:.0%} | "
             f"{lat.get('outside', math.nan):.1%} ({lat.get('outside_busiest', '')}) | "
+            f"{lat.get('clear_n', 0):,}, {_ms(lat.get('clear_p50', math.nan))} / "
+            f"{_ms(lat.get('clear_p99', math.nan))} | "
             f"{_ms(lat.get('server_p50_le', math.nan))} / {_ms(lat.get('server_p99_le', math.nan))} | "
             f"{lat.get('gc2_count', math.nan):.0f}, {_ms(lat.get('gc2_mean', math.nan))}, "
             f"{_ms(lat.get('gc2_p99_le', math.nan))} | "
@@ -135,7 +146,10 @@ def section(r: dict[str, Any], command: str, took_s: float) -> str:
         "the share of both cores in use during the probe's 5 s (/proc/stat); \"outside the "
         'run": the part of it used by processes that are neither this benchmark nor its '
         "children (the service, Redis, the load processes), kernel threads included, with "
-        "the busiest of them (/proc/<pid>/stat). "
+        'the busiest of them (/proc/<pid>/stat). "Clear of the busiest": the busiest '
+        "process outside the run while the QRs were scanned is sampled every 10 ms while "
+        "they are confirmed, and a confirmation is clear when it used under 20 ms of CPU "
+        "from 50 ms before the send to the arrival. "
         '"Server side" is '
         "`qrlogin_event_delivery_seconds` over those 5 s (transition in Redis to the frame "
         "written), as bucket bounds; the full (generation 2) garbage collections of all "

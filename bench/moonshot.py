@@ -13,8 +13,11 @@
 
 from __future__ import annotations
 
+import bisect
+import contextlib
 import os
 import signal
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +33,7 @@ from bench.common import (
     Holders,
     bind_cookie,
     cpu_s,
+    cpu_ticks,
     percentile,
     rss_kb,
     worker_pid,
@@ -44,6 +48,10 @@ from qrlogin.testing import Nginx, Service, nginx_binary
 SOURCES = [f"127.0.0.{n}" for n in range(2, 10)]
 #: Where the probe connects from: the process whose streams are confirmed at each step.
 PROBE_SOURCE = "127.0.0.10"
+#: A confirmation is "clear" of the busiest process outside the run when that process
+#: used less than OTHER_BUSY_S of CPU from OTHER_BEFORE_S before its send to its arrival.
+OTHER_BEFORE_S = 0.05
+OTHER_BUSY_S = 0.02
 
 
 @dataclass(frozen=True)
@@ -113,22 +121,62 @@ def process_ticks() -> dict[int, tuple[str, int, int]]:
     return found
 
 
-def outside_share(
-    before: dict[int, tuple[str, int, int]], after: dict[int, tuple[str, int, int]], total: int
-) -> tuple[float, str]:
-    """The share of both cores (``total`` ticks) used between two ``process_ticks`` by
-    processes outside this run (not this one and not its descendants, kernel threads
-    included), and the busiest of them."""
+def outside_use(
+    before: dict[int, tuple[str, int, int]], after: dict[int, tuple[str, int, int]]
+) -> dict[int, tuple[str, int]]:
+    """The CPU ticks used between two ``process_ticks`` by each process outside this run
+    (not this one and not its descendants; kernel threads included), by pid."""
     ours = {os.getpid()}
     for _ in range(8):  # descendants, a generation per pass
         ours |= {pid for pid, (_, parent, _) in after.items() if parent in ours}
-    used: dict[str, int] = {}
-    for pid, (name, _, ticks) in after.items():
-        if pid not in ours:
-            used[name] = used.get(name, 0) + ticks - before.get(pid, (name, 0, ticks))[2]
-    busiest = max(used, key=lambda name: used[name], default="")
-    share = sum(used.values()) / max(1, total)
-    return share, f"{busiest} {used.get(busiest, 0) / max(1, total):.1%}" if busiest else ""
+    return {
+        pid: (name, ticks - before.get(pid, (name, 0, ticks))[2])
+        for pid, (name, _, ticks) in after.items()
+        if pid not in ours
+    }
+
+
+def busiest(used: dict[int, tuple[str, int]]) -> int:
+    """The pid that used the most CPU in ``outside_use``'s answer (0: none)."""
+    return max(used, key=lambda pid: used[pid][1], default=0)
+
+
+class Sampled:
+    """One process's CPU ticks, read every 10 ms on a thread while the block runs."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.name = ""
+        if pid:
+            with contextlib.suppress(OSError):
+                self.name = Path(f"/proc/{pid}/comm").read_text().strip()
+        self.times: list[float] = []
+        self.ticks: list[int] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> Sampled:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        while self.pid and not self._stop.wait(0.01):
+            try:
+                self.ticks.append(cpu_ticks(self.pid))
+            except OSError:
+                return
+            self.times.append(time.time())
+
+    def used(self, start: float, end: float) -> float:
+        """CPU seconds the process used between ``start`` and ``end`` (to the tick)."""
+        i, j = bisect.bisect_left(self.times, start), bisect.bisect_right(self.times, end) - 1
+        if j <= i:
+            return 0.0
+        return (self.ticks[j] - self.ticks[i]) / os.sysconf("SC_CLK_TCK")
 
 
 def rss_sum(pids: list[int]) -> int:
@@ -310,15 +358,21 @@ class Climb:
         b = self.b
         self.confirmed.update(chosen)
         port = self.service.port
+        scanning = process_ticks()
         run_parallel(load.stepper, [(port, b.token, [(q, "SCAN") for q in chosen], 1000.0)])
         time.sleep(1)
         plan = [(q, "VERIFY") for q in chosen]
         before = requests.get(self.service.url + "/metrics", timeout=30).text
         busy0, procs0 = cpu_times(), process_ticks()
-        _, sent, rate = run_parallel(load.stepper, [(port, b.token, plan, CONFIRM_RATE)])[0]
+        # The busiest process outside the run while the QRs were scanned is watched
+        # while they are confirmed.
+        with Sampled(busiest(outside_use(scanning, procs0))) as other:
+            _, sent, rate = run_parallel(load.stepper, [(port, b.token, plan, CONFIRM_RATE)])[0]
         busy1, procs1 = cpu_times(), process_ticks()
         busy = busy_share(busy0, busy1)
-        outside, busiest = outside_share(procs0, procs1, busy1[0] - busy0[0])
+        used = outside_use(procs0, procs1)
+        ticks = max(1, busy1[0] - busy0[0])
+        top = used.get(busiest(used), ("", 0))
         time.sleep(2)
         after = requests.get(self.service.url + "/metrics", timeout=30).text
         server = parse_histogram(after, "qrlogin_event_delivery_seconds", minus=before)
@@ -327,20 +381,25 @@ class Climb:
         for g in self.groups:
             for answer in g.ask("report"):
                 seen.update(answer[1])
-        values = []
+        values, clear = [], []
         for q in chosen:
             arrived = [
                 t for t, s in seen.get(f"/v1/accounts/qrcode/{q}/events", []) if s == SUCCESS
             ]
             if q in sent and sent[q][1] == 200 and arrived:
                 values.append(arrived[0] - sent[q][0])
+                if other.used(sent[q][0] - OTHER_BEFORE_S, arrived[0]) < OTHER_BUSY_S:
+                    clear.append(values[-1])
         return {
             "n": len(values), "missing": len(chosen) - len(values), "rate": rate,
             "p50": percentile(values, 50), "p99": percentile(values, 99),
             "max": max(values, default=float("nan")),
             "server_p50_le": server["p50_le"], "server_p99_le": server["p99_le"],
             "gc2_count": gc2["count"], "gc2_mean": gc2["mean"], "gc2_p99_le": gc2["p99_le"],
-            "busy": busy, "outside": outside, "outside_busiest": busiest,
+            "busy": busy, "outside": sum(t for _, t in used.values()) / ticks,
+            "outside_busiest": f"{top[0]} {top[1] / ticks:.1%}" if top[0] else "",
+            "watched": other.name, "clear_n": len(clear),
+            "clear_p50": percentile(clear, 50), "clear_p99": percentile(clear, 99),
         }  # fmt: skip
 
     def restart(self) -> dict[str, Any]:
