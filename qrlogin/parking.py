@@ -33,6 +33,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+import gevent.monkey
+
 from qrlogin.config import RECHECK_S
 from qrlogin.engine import UNAVAILABLE_ERRORS
 from qrlogin.exceptions import Forbidden, NotFound
@@ -60,6 +62,9 @@ BATCH_S = 0.2
 _GONE = select.EPOLLRDHUP | select.EPOLLHUP | select.EPOLLERR
 _LAST_CHUNK = b"0\r\n\r\n"
 
+#: The system's close(): gevent's defers each close to its loop, for descriptors it
+#: watches; the lot's are watched by its own epoll set only.
+_system_close = gevent.monkey.get_original("os", "close")
 #: Whether this process runs under the stream worker (set once, by the worker).
 _under_stream_worker: list[bool] = []
 
@@ -157,7 +162,6 @@ class Lot:
         self._epoll: Any = None  # the original select.epoll (gevent's patching hides it)
         self._wake: Any = None
         self._reread_ready: Any = None
-        self._close_fd: Callable[[int], None] = os.close
 
     @property
     def ending(self) -> int:
@@ -169,12 +173,8 @@ class Lot:
             return
         import gevent
         import gevent.event
-        import gevent.monkey
 
         self._epoll = gevent.monkey.get_original("select", "epoll")()
-        # gevent's os.close defers each close to its loop, for descriptors it watches; the
-        # lot's are watched by its own epoll set only.
-        self._close_fd = gevent.monkey.get_original("os", "close")
         self._wake = gevent.event.Event()
         self._reread_ready = gevent.event.Event()
         watcher = gevent.get_hub().loop.io(self._epoll.fileno(), 1)
@@ -295,7 +295,7 @@ class Lot:
                 if e.errno not in (errno.EBADF, errno.ENOENT):
                     raise
         try:
-            self._close_fd(stream.fd)
+            _system_close(stream.fd)
         except OSError:
             log.debug("closing a parked stream's connection failed", exc_info=True)
         self._hub.detach(stream)
