@@ -130,10 +130,18 @@ def rss_kb(pid: int) -> int:
     return 0
 
 
+def proc_stat(pid: int) -> tuple[str, int, int]:
+    """A process's name, parent pid, and user + system CPU so far in clock ticks, from
+    /proc/<pid>/stat (its name is in parentheses and may hold anything)."""
+    text = Path(f"/proc/{pid}/stat").read_text()
+    name, rest = text[text.index("(") + 1 :].rsplit(") ", 1)
+    fields = rest.split()
+    return name, int(fields[1]), int(fields[11]) + int(fields[12])
+
+
 def cpu_ticks(pid: int) -> int:
     """The user + system CPU a process used so far, in clock ticks."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return int(fields[11]) + int(fields[12])
+    return proc_stat(pid)[2]
 
 
 def cpu_s(pid: int) -> float:

@@ -35,6 +35,7 @@ from bench.common import (
     cpu_s,
     cpu_ticks,
     percentile,
+    proc_stat,
     rss_kb,
     worker_pid,
     worker_pids,
@@ -110,14 +111,9 @@ def process_ticks() -> dict[int, tuple[str, int, int]]:
     """Every process's (name, parent, user + system CPU ticks so far), from /proc."""
     found = {}
     for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            name, rest = (entry / "stat").read_text().split(" (", 1)[1].rsplit(") ", 1)
-        except (OSError, IndexError, ValueError):
-            continue  # gone meanwhile
-        fields = rest.split()
-        found[int(entry.name)] = (name, int(fields[1]), int(fields[11]) + int(fields[12]))
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):  # gone meanwhile
+                found[int(entry.name)] = proc_stat(int(entry.name))
     return found
 
 
@@ -127,8 +123,8 @@ def outside_use(
     """The CPU ticks used between two ``process_ticks`` by each process outside this run
     (not this one and not its descendants; kernel threads included), by pid."""
     ours = {os.getpid()}
-    for _ in range(8):  # descendants, a generation per pass
-        ours |= {pid for pid, (_, parent, _) in after.items() if parent in ours}
+    while more := {pid for pid, (_, parent, _) in after.items() if parent in ours} - ours:
+        ours |= more  # the next generation of descendants
     return {
         pid: (name, ticks - before.get(pid, (name, 0, ticks))[2])
         for pid, (name, _, ticks) in after.items()
