@@ -33,6 +33,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+import gevent
+import gevent.event
 import gevent.monkey
 
 from qrlogin.config import RECHECK_S
@@ -58,6 +60,13 @@ MAX_PENDING = 64 * 1024
 #: shortest: heartbeats and deadlines due within it go out together, not one wake each.
 TICK_S = 1.0
 BATCH_S = 0.2
+#: Heartbeats written in a row before the lot's greenlet lets the worker's other greenlets
+#: run (about a millisecond of writes): a request or an event that arrives meanwhile waits
+#: for one group, not for all the beats that fell due together.
+BEAT_GROUP = 32
+#: The pause between groups: any positive time puts the greenlet behind the next look at
+#: the sockets (``gevent.sleep(0)`` may run it again first).
+BEAT_PAUSE_S = 0.0001
 #: What the lot watches on each connection: the browser closing it, or an error.
 _GONE = select.EPOLLRDHUP | select.EPOLLHUP | select.EPOLLERR
 _LAST_CHUNK = b"0\r\n\r\n"
@@ -171,9 +180,6 @@ class Lot:
     def start(self) -> None:
         if self._epoll is not None:
             return
-        import gevent
-        import gevent.event
-
         self._epoll = gevent.monkey.get_original("select", "epoll")()
         self._wake = gevent.event.Event()
         self._reread_ready = gevent.event.Event()
@@ -336,6 +342,7 @@ class Lot:
 
     def _beat(self, now: float) -> None:
         beats = self._beats
+        sent = 0
         while beats and beats[0].due <= now:
             stream = beats.popleft()
             if stream.ended:
@@ -343,6 +350,9 @@ class Lot:
             self._send(stream, _HEARTBEATS[stream.chunked])
             stream.due = max(stream.due + self._tick_s, now)
             beats.append(stream)
+            sent += 1
+            if sent % BEAT_GROUP == 0:
+                gevent.sleep(BEAT_PAUSE_S)
 
     def _due(self, now: float) -> None:
         while self._seconds and self._seconds[0] <= now:

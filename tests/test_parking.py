@@ -6,14 +6,19 @@ what is particular to parking."""
 from __future__ import annotations
 
 import asyncio
+import itertools
+import json
+import os
 import socket
+import subprocess
+import sys
 import time
 
 import pytest
 
 from qrlogin.sse import reconnect_hint
 from qrlogin.testing import Service
-from tests.conftest import StartService
+from tests.conftest import SECRET, StartService
 from tests.live import Browser, metric, open_streams, phone_step
 from tests.test_stream import NO_LIMITS, user_token
 from tests.timing import PROMPT_S, margin, wait_until
@@ -144,3 +149,68 @@ def test_reconnect_hints_spread_with_the_streams_a_worker_ends() -> None:
     assert min(few) >= 250 and max(few) <= 2000
     assert min(many) >= 250 and max(many) <= 12_000 and max(many) > 6000
     assert max(huge) <= 20_000 and max(huge) > 10_000
+
+
+#: Run under gevent: parks streams on socket pairs in a real lot (on the test's Redis)
+#: and watches, from another greenlet, how many have had their heartbeat when it runs.
+BEAT_GROUPS_SCRIPT = """
+from gevent import monkey
+
+monkey.patch_all()
+
+import json, os, socket, time
+
+import gevent
+
+from qrlogin import parking
+from qrlogin.factory import create_app
+from qrlogin.models import Requester
+from qrlogin.services import services
+
+env = {**os.environ, "QRLOGIN_SSE_HEARTBEAT": "1", "QRLOGIN_RATE_LIMITS": "off"}
+svc = services(create_app(env))
+count = 8 * parking.BEAT_GROUP
+asking = Requester("127.0.0.1", "test", "Chrome", "Linux")
+qrs = [svc.store.create("web", "binding", asking) for _ in range(count)]
+browsers = []
+for first in qrs:  # parked in one go: their heartbeats fall due together
+    qr_id = first.view["id"]
+    server, browser = socket.socketpair()
+    os.set_blocking(browser.fileno(), False)
+    browsers.append(browser)
+    held = svc.holds.take(qr_id, "binding", "127.0.0.1")
+    parkable = parking.Parkable(": hi\\n\\n", first, qr_id, "binding", "", held)
+    svc.lot.park(server, b"", parkable, chunked=True)
+
+beaten = [False] * count
+seen = []
+deadline = time.monotonic() + 30
+while not all(beaten) and time.monotonic() < deadline:
+    for n, browser in enumerate(browsers):
+        try:
+            beaten[n] = beaten[n] or b"ping" in os.read(browser.fileno(), 65536)
+        except BlockingIOError:
+            pass
+    seen.append(sum(beaten))
+    gevent.sleep(0.0001)
+print(json.dumps({"count": count, "group": parking.BEAT_GROUP, "seen": seen}))
+"""
+
+
+def test_heartbeats_due_together_go_out_in_groups(redis_url: str) -> None:
+    """Heartbeats that fall due together are written a group at a time, and the worker's
+    other greenlets run between groups: a request or an event arriving then waits for a
+    group, not for all of them. Another greenlet, looking again each time it runs, never
+    finds more than two groups sent since its last look (in one run it would find them
+    all at once)."""
+    env = {**os.environ, "REDIS_URL": redis_url, "SECRET_KEY": SECRET}
+    done = subprocess.run(
+        [sys.executable, "-c", BEAT_GROUPS_SCRIPT], env=env, capture_output=True,
+        text=True, timeout=margin(60), check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    found = json.loads(done.stdout.strip().splitlines()[-1])
+    seen = found["seen"]
+    assert seen[-1] == found["count"], found  # every stream had its heartbeat
+    jumps = [after - before for before, after in itertools.pairwise(seen)]
+    assert max(jumps) <= 2 * found["group"], sorted(set(seen))
