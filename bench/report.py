@@ -176,8 +176,8 @@ def notes(r: dict[str, Any]) -> str:
             f"**QR creation is {r['create']['per_s']:.0f}/s on one worker "
             f"({r['create']['cpu_ms']:.2f} ms CPU per request), below the 500/s target** "
             "while the load client shares the two cores. The image is "
-            f"{r['create']['in_process']['service'] * 1000:.2f} ms of it (zxing-cpp's encoder, "
-            "the PNG written by qrlogin/qrimage.py); the rest is HTTP, Flask, the Lua "
+            f"{r['create']['in_process']['service'] * 1000:.2f} ms of it (zint's encoder, "
+            "the PNG written by qrlogin/qrimage.py, ISA-L's deflate); the rest is HTTP, Flask, the Lua "
             "call, the location lookup and the JSON answer."
         )
     return ("\n" + "\n\n".join(out) + "\n") if out else ""
