@@ -10,6 +10,7 @@ import json
 import urllib.parse
 from typing import Any
 
+import gevent
 from flask import g, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
@@ -45,8 +46,6 @@ def _raw_body() -> bytes:
     """The body's bytes: 413 when there are more than MAX_BODY_BYTES of them, 408 when they
     take longer than BODY_READ_S to arrive (a body sent a byte at a time holds a worker's
     connection, and the request's greenlet, for as long as it lasts)."""
-    import gevent
-
     with gevent.Timeout(BODY_READ_S, RequestTimeout()):
         return _read_body()
 

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import ipaddress
+import random
+
 import pytest
 
 from qrlogin import create_app
+from qrlogin.browser import canonical_ip
 
 PUBLIC = "https://login.example.com:8443"
 #: What nginx sends upstream with a bare proxy_pass: the upstream's address as Host.
@@ -55,3 +59,33 @@ def test_public_origin_is_validated(env: dict[str, str]) -> None:
     for bad in ("login.example.com", "https://a.example.com,https://b.example.com"):
         with pytest.raises(ConfigError, match="QRLOGIN_PUBLIC_ORIGIN"):
             create_app({**env, "QRLOGIN_PUBLIC_ORIGIN": bad})
+
+
+def ipaddress_writing(text: str) -> str | None:
+    try:
+        return str(ipaddress.ip_address(text))
+    except ValueError:
+        return None
+
+
+def canonical_or_none(text: str) -> str | None:
+    try:
+        return canonical_ip(text)
+    except ValueError:
+        return None
+
+
+def test_addresses_are_written_as_ipaddress_writes_them() -> None:
+    # The IPv4 shortcut must agree with ipaddress on every text, taken or refused.
+    written = [
+        "198.51.100.7", "0.0.0.0", "255.255.255.255", "01.2.3.4", "1.2.3.04", "000.0.0.0",  # noqa: S104
+        "1.2.3", "1.2.3.4.5", "256.1.1.1", "1..2.3", "0x1.2.3.4", "+1.2.3.4", "1.2.3.-4",
+        "1.2.3.4/32", " 1.2.3.4", "1.2.3.4\x00", "\uff11.2.3.4", "", "-",
+        "2001:DB8::1", "::1", "::ffff:1.2.3.4", "fe80::1%eth0", "2001:db8:0:0:0:0:0:1",
+    ]  # fmt: skip
+    pieces = ["0", "00", "01", "1", "9", "99", "255", "256", "010", "", "a", " 1", "1e1"]
+    rng = random.Random(7)
+    for _ in range(5000):
+        written.append(".".join(rng.choice(pieces) for _ in range(rng.choice([3, 4, 4, 5]))))
+    for text in written:
+        assert canonical_or_none(text) == ipaddress_writing(text), text
