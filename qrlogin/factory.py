@@ -21,6 +21,7 @@ from qrlogin import (
     pages,
     parking,
     passport,
+    qrimage,
     security,
 )
 from qrlogin import services as services_module
@@ -75,4 +76,5 @@ def create_app(env: Mapping[str, str] | None = None) -> Flask:
     limits.bypass_views(app)
     security.init_app(app, settings)
     describe_user_agent("")  # load the user-agent rules now, not on the first request
+    qrimage.usual_mask(settings.prefix)  # the QR codes' mask (6 ms), found before any QR
     return app
