@@ -34,7 +34,7 @@ def main() -> None:
         "--moonshot",
         action="store_true",
         help="100,000 waiting browsers on 8 workers, side by side with flask-sse and Nchan"
-        " (its own section of the report; 9 to 10 minutes on a 2-core machine, --quick 2)",
+        " (its own section of the report; 9 to 12 minutes on a 2-core machine, --quick 2)",
     )
     options = parser.parse_args()
     if options.moonshot:
