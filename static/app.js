@@ -2,14 +2,20 @@
 // moment it ends (logout here, or "log out" on the phone).
 (function () {
   "use strict";
+  // Leave once: after a logout here, the session's end also arrives on its stream, and a
+  // second navigation would abort the first.
+  var leaving = false;
+  function leave() {
+    if (!leaving) { leaving = true; location.assign("/"); }
+  }
   var watch = QRLogin.watchSession({
     onEnd: function (session) {
       var why = session && session.reason === "revoked" ? "Logged out from the phone." : "Logged out.";
       document.getElementById("session-state").textContent = why;
-      location.assign("/");
+      leave();
     },
   });
   document.getElementById("logout").addEventListener("click", function () {
-    QRLogin.logout().then(function () { watch.stop(); location.assign("/"); });
+    QRLogin.logout().then(function () { watch.stop(); leave(); });
   });
 })();
