@@ -113,8 +113,9 @@ def _modules(text: str, mask: int | None) -> bytes:
     raster = symbol.bitmap
     if raster is None or symbol.rows + 2 * BORDER_MODULES != side:
         raise RuntimeError(f"zint drew no square QR symbol for {len(text)} characters")
-    # The view is typed as 3 bytes a pixel; intermediate output fills the first side².
-    return raster.tobytes()[: side * side].translate(_DARK_LIGHT)
+    # The view is typed as 3 bytes a pixel, but intermediate output is one a pixel: copy
+    # the side² bytes zint wrote and nothing past them.
+    return raster.cast("B")[: side * side].tobytes().translate(_DARK_LIGHT)
 
 
 def png(text: str, mask: int | None = None) -> bytes:
