@@ -35,6 +35,7 @@ from bench.common import (
 )
 from bench.report import parse_histogram
 from qrlogin import qrimage
+from qrlogin.config import Settings
 from qrlogin.models import SUCCESS
 from qrlogin.testing import Process, free_port
 
@@ -51,8 +52,8 @@ def measure_qr_cpu() -> dict[str, float]:
         )
         return out.getvalue()
 
-    def service() -> bytes:  # as a creation draws it: with the prefix's usual mask
-        return qrimage.png(text, qrimage.usual_mask("rk://scanforpclogin/"))
+    def service() -> bytes:  # as a creation draws it: the default prefix's usual mask
+        return qrimage.png(text, qrimage.usual_mask(Settings.prefix))
 
     timings = {}
     for name, fn in (("segno defaults", defaults), ("service", service)):

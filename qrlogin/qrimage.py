@@ -33,9 +33,9 @@ from qrlogin.models import new_qr_id
 SCALE_PX = 8
 BORDER_MODULES = 4
 #: Error correction: level L (7%) keeps the symbol small; a screen is a clean medium.
-#: Zint numbers the levels L, M, Q, H from 1.
 EC_LEVEL = "L"
-_ZINT_EC_LEVEL = 1
+#: Zint numbers the levels L, M, Q, H from 1.
+_ZINT_EC_LEVEL = "LMQH".index(EC_LEVEL) + 1
 #: Zint's raster at scale 0.5 is one pixel per module; "intermediate" output is one
 #: byte per pixel, b"1" dark and b"0" light.
 _ZINT_ONE_PIXEL = 0.5
