@@ -49,6 +49,12 @@ BACKOFF_FIRST_S = 0.1
 BACKOFF_CAP_S = 1.0
 #: Channels whose versions are checked in one round trip after they were subscribed.
 CHECK_BATCH = 500
+#: Channels no one waits on any more are unsubscribed together: once this many have
+#: gathered, or this long (s) after the first of them. Each stream that ends (most end
+#: on their QR's final event) would otherwise cost the subscriber a command of its own;
+#: an event on a channel left meanwhile finds no waiter and is dropped.
+LEAVE_BATCH = 100
+LEAVE_AFTER_S = 1.0
 #: What finding a channel's node may raise while the cluster changes.
 TOPOLOGY_ERRORS = (redis.exceptions.RedisError, redis.exceptions.RedisClusterException)
 #: What a subscriber that failed tells: Redis went away, or moved its slots.
@@ -140,6 +146,9 @@ class Shard:
         self.requested: set[str] = set()  # subscribed (or asked) on the current connection
         self.confirmed: set[str] = set()  # subscriptions confirmed, versions not yet checked
         self.dropping: dict[str, int] = {}  # unsubscribes sent, not yet answered
+        # Channels without waiters, still subscribed until the next ``LEAVE_BATCH``.
+        self.leaving: set[str] = set()
+        self.leave_at = 0.0  # when they go, at the latest (monotonic)
         # Channels added or removed since the last look; everything when ``whole``.
         self.touched: set[str] = set()
         self.whole = True
@@ -370,6 +379,11 @@ class Hub:
                 log.debug("closing a broken subscriber connection failed", exc_info=True)
 
     def _sync(self, shard: Shard, pubsub: Any) -> None:
+        if shard.leaving and (
+            len(shard.leaving) >= LEAVE_BATCH or time.monotonic() >= shard.leave_at
+        ):
+            leaving, shard.leaving = shard.leaving, set()
+            self._unsubscribe(shard, pubsub, [c for c in leaving if c not in shard.channels])
         if not shard.changed:
             return
         # Taken before subscribing, which yields to greenlets that add more (they mark
@@ -377,22 +391,29 @@ class Hub:
         # 12,000 channels would otherwise copy and compare them all for every browser
         # that arrives or leaves.
         if shard.whole:
-            shard.whole, shard.touched = False, set()
+            shard.whole, shard.touched, shard.leaving = False, set(), set()
             wanted = set(shard.channels)
             add = sorted(wanted - shard.requested)
             drop = sorted(shard.requested - wanted)
         else:
             touched, shard.touched = shard.touched, set()
             add = sorted(c for c in touched if c in shard.channels and c not in shard.requested)
-            drop = sorted(c for c in touched if c not in shard.channels and c in shard.requested)
+            left = [c for c in touched if c not in shard.channels and c in shard.requested]
+            if left and not shard.leaving:
+                shard.leave_at = time.monotonic() + LEAVE_AFTER_S
+            shard.leaving.update(left)
+            drop = []
         for batch in self._topology.batches(add):
             pubsub.ssubscribe(*batch)
-        for batch in self._topology.batches(drop):
-            pubsub.sunsubscribe(*batch)
-        for channel in drop:
-            shard.dropping[channel] = shard.dropping.get(channel, 0) + 1
         shard.requested.update(add)
-        shard.requested.difference_update(drop)
+        self._unsubscribe(shard, pubsub, drop)
+
+    def _unsubscribe(self, shard: Shard, pubsub: Any, channels: list[str]) -> None:
+        for batch in self._topology.batches(sorted(channels)):
+            pubsub.sunsubscribe(*batch)
+        for channel in channels:
+            shard.dropping[channel] = shard.dropping.get(channel, 0) + 1
+        shard.requested.difference_update(channels)
 
     def _dispatch(self, shard: Shard, message: dict[str, Any]) -> None:
         kind, channel = message.get("type"), message.get("channel")

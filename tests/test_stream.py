@@ -13,9 +13,12 @@ from pathlib import Path
 
 import pytest
 import redis
+import requests
 from itsdangerous import URLSafeTimedSerializer
 
 from qrlogin.engine import MAX_POOL_CONNECTIONS
+from qrlogin.hub import LEAVE_AFTER_S
+from qrlogin.store import Keys
 from qrlogin.testing import RedisServer, Service
 from tests.conftest import SECRET, StartService
 from tests.live import Browser, SSEStream, open_streams, phone_step
@@ -196,6 +199,49 @@ def test_connections_do_not_grow_with_waiting_browsers(
     bound = 1 + 4 + 1
     assert with_3["total"] <= bound and with_300["total"] <= bound
     assert burst["total"] <= 1 + MAX_POOL_CONNECTIONS + 1  # hub + pool + this test's client
+
+
+def _waiting(service: Service) -> float:
+    text = requests.get(service.url + "/metrics", timeout=margin(30)).text
+    line = next(line for line in text.splitlines() if line.startswith("qrlogin_waiting_browsers"))
+    return float(line.split()[-1])
+
+
+def test_channels_left_are_unsubscribed_together(
+    own_redis: RedisServer, own_service: Service
+) -> None:
+    """A channel no one waits on stays subscribed for a moment, then goes with the others
+    that were left; a browser back on its QR meanwhile is still told of its changes."""
+    service = own_service
+    browser = Browser(service.url)
+    qr_ids = [browser.create()["id"] for _ in range(5)]
+    channels = {Keys.channel(qr_id) for qr_id in qr_ids}
+    admin = redis.Redis.from_url(own_redis.url, decode_responses=True)
+
+    def subscribed() -> set[str]:
+        return channels & set(admin.pubsub_shardchannels())
+
+    streams = [browser.stream(qr_id) for qr_id in qr_ids]
+    for stream in streams:
+        assert next(stream.events()).json["status"] == "QRCODE_WAIT"
+    wait_until(lambda: subscribed() == channels, PROMPT_S, "the five channels subscribed")
+    left_at = time.monotonic()  # no channel goes before this, and LEAVE_AFTER_S more
+    for stream in streams:
+        stream.close()
+    wait_until(lambda: _waiting(service) == 0, PROMPT_S, "the service saw the browsers go")
+    back = browser.stream(qr_ids[0])
+    events = back.events()
+    assert next(events).json["status"] == "QRCODE_WAIT"
+    found = subscribed()
+    if time.monotonic() - left_at < LEAVE_AFTER_S:
+        # Back before the channel could go: it stayed subscribed all along.
+        assert Keys.channel(qr_ids[0]) in found
+    gone = channels - {Keys.channel(qr_ids[0])}
+    wait_until(lambda: not subscribed() & gone, margin(10), "the four left unsubscribed")
+    assert subscribed() == {Keys.channel(qr_ids[0])}
+    phone_step(service.url, user_token(), qr_ids[0], "SCAN")
+    assert next(events).json["status"] == "QRCODE_SCANNED"
+    back.close()
 
 
 def test_redis_restart_while_streams_wait(start: StartService, server_logs: Path) -> None:
