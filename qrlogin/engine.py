@@ -14,6 +14,7 @@ import select
 from urllib.parse import urlsplit
 
 import gevent.monkey
+import gevent.socket
 import redis
 from redis._parsers import _HiredisParser
 from redis.backoff import ExponentialBackoff, NoBackoff
@@ -55,27 +56,52 @@ EMBEDDED_WARNING = (
 
 #: The system's poll(), whether or not gevent has patched the select module.
 _system_poll = gevent.monkey.get_original("select", "poll")
+#: What poll() says of a socket the server closed or that failed: hiredis tells these
+#: apart from a reply waiting behind them.
+_CLOSED = select.POLLHUP | select.POLLERR | select.POLLNVAL | getattr(select, "POLLRDHUP", 0)
 
 
 class Parser(_HiredisParser):
-    """hiredis's reply parser, with a cheaper "is a reply already waiting?" check.
+    """hiredis's reply parser, with a cheaper "is a reply waiting?" check.
 
     The pool asks that of every connection it hands out, without waiting, to catch one
-    left with an unread reply. hiredis answers with ``select.poll()``, which under gevent is
-    gevent's cooperative poll: 13.7 us a check here, against 0.9 us for the system's, and
-    a check that does not wait gains nothing from it. So the system's poll answers first,
-    and only a socket with something to read (a reply, or the server closing it) goes to
-    hiredis's own check, which tells the two apart."""
+    left with an unread reply; the hub's subscriber asks it before every message it
+    reads, waiting up to its poll interval. hiredis answers with ``select.poll()``,
+    twice when the socket is readable (the second time to tell data from the server
+    closing it), and under gevent that is gevent's cooperative poll: 13.7 us a check
+    here, against 0.9 us for the system's. So the system's poll answers, a wait is
+    gevent's wait for the socket to become readable, and only a socket that shows the
+    server closing it or an error goes to hiredis's own check."""
 
     def can_read(self, timeout: float = 0) -> bool:
         # Both are set when the connection connects, and None once it disconnects.
         sock, reader = getattr(self, "_sock", None), getattr(self, "_reader", None)
-        if timeout == 0 and sock is not None and reader is not None and not reader.has_data():
-            poller = _system_poll()
-            poller.register(sock, select.POLLIN)
-            if not poller.poll(0):
+        if sock is None or reader is None or reader.has_data() or hasattr(sock, "pending"):
+            return bool(super().can_read(timeout))  # TLS keeps bytes the system cannot see
+        events = _poll(sock)
+        if not events and timeout != 0:
+            if not gevent.monkey.is_module_patched("socket"):
+                return bool(super().can_read(timeout))
+            try:
+                gevent.socket.wait_read(sock.fileno(), timeout, _Waited)
+            except _Waited:
                 return False
-        return bool(super().can_read(timeout))
+            events = _poll(sock)
+        if events & _CLOSED:
+            return bool(super().can_read(0))
+        return bool(events)
+
+
+class _Waited(Exception):
+    """The wait for a reply ended without one."""
+
+
+def _poll(sock: object) -> int:
+    """What the system's poll() reports of ``sock`` now (0: nothing to read)."""
+    poller = _system_poll()
+    poller.register(sock, select.POLLIN | getattr(select, "POLLRDHUP", 0))
+    found = poller.poll(0)
+    return int(found[0][1]) if found else 0
 
 
 def connect(settings: Settings) -> redis.Redis:
@@ -130,6 +156,7 @@ def topology(settings: Settings, client: redis.Redis) -> Topology:
         "socket_keepalive": True,
         "retry": Retry(NoBackoff(), 0),
         "client_name": "qrlogin-hub",
+        "parser_class": Parser,
         "decode_responses": True,
     }
     if settings.clustered:

@@ -1,12 +1,17 @@
-"""The command pool's connections: the check for an unread reply, against a real Redis."""
+"""The Redis connections' check for an unread reply (the pool's, the hub's subscriber), against
+a real Redis."""
 
 from __future__ import annotations
+
+import subprocess
+import sys
 
 import pytest
 import redis
 
 from qrlogin.engine import Parser
-from tests.timing import PROMPT_S, wait_until
+from qrlogin.testing import ROOT
+from tests.timing import PROMPT_S, margin, wait_until
 
 
 def test_check_sees_a_waiting_reply_and_a_closed_connection(redis_url: str) -> None:
@@ -29,3 +34,46 @@ def test_check_sees_a_waiting_reply_and_a_closed_connection(redis_url: str) -> N
     finally:
         client.connection_pool.release(conn)
     assert client.ping() is True  # the pool replaced it
+
+
+#: Run under gevent, as the hub's subscriber runs: a wait for a message lets the other
+#: greenlets run, ends when one arrives, and still tells a closed connection.
+_UNDER_GEVENT = """
+import gevent.monkey
+gevent.monkey.patch_all()
+import sys, gevent, redis
+from qrlogin.engine import Parser
+
+url = sys.argv[1]
+client = redis.Redis.from_url(url, parser_class=Parser, decode_responses=True)
+pubsub = client.pubsub()
+pubsub.subscribe("qrlogin-test-wait")
+assert pubsub.get_message(timeout=5)["type"] == "subscribe"
+conn = pubsub.connection
+ticks = []
+ticker = gevent.spawn(lambda: [ticks.append(gevent.sleep(0.01)) for _ in range(1000)])
+assert conn.can_read(timeout=0.3) is False  # nothing came
+assert ticks, "the wait blocked the other greenlets"
+gevent.spawn_later(0.2, client.publish, "qrlogin-test-wait", "hello")
+assert conn.can_read(timeout=30) is True
+assert conn.can_read(timeout=0) is True  # read from the socket, then buffered by hiredis
+assert pubsub.get_message()["data"] == "hello"
+assert conn.can_read(timeout=0) is False
+ticker.kill()
+host, port = conn._sock.getsockname()[:2]
+redis.Redis.from_url(url).client_kill_filter(_type="pubsub", addr=f"{host}:{port}")
+try:
+    conn.can_read(timeout=30)
+except redis.ConnectionError:
+    pass  # the server closed it
+else:
+    raise AssertionError("a closed subscriber connection was taken for a message")
+"""
+
+
+def test_a_subscriber_waits_under_gevent(redis_url: str) -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", _UNDER_GEVENT, redis_url], cwd=ROOT, capture_output=True, text=True,
+        timeout=margin(60), check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
