@@ -100,6 +100,24 @@ def section(r: dict[str, Any], command: str, took_s: float) -> str:
             f"{_ms(lat.get('gc2_p99_le', math.nan))} | "
             f"{s['subscribers_per_process']:.0f} / {s['pool_per_process']:.1f} |"
         )
+    if all("roles" in s["latency"] for s in steps):
+        lines += [
+            "",
+            "Where the two cores' time went while the probe's QRs were confirmed (share of "
+            "both cores; the sender is the process that sends the confirmations):",
+            "",
+            "| Waiting | Workers | Load processes | Probe | Sender | Redis | Outside the run |"
+            " Idle |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
+        for s in steps:
+            lat = s["latency"]
+            roles = lat["roles"]
+            lines.append(
+                f"| {s['open']:,} | {roles['workers']:.0%} | {roles['load']:.0%} | "
+                f"{roles['probe']:.0%} | {roles['sender']:.0%} | {roles['redis']:.0%} | "
+                f"{lat['outside']:.0%} | {1 - lat['busy']:.0%} |"
+            )
     lines += [
         "",
         f"![memory per stream and latency against waiting streams]({PLOT})",
@@ -129,7 +147,7 @@ def section(r: dict[str, Any], command: str, took_s: float) -> str:
         "",
         "- **The climb**: QRs are created through the API first (QR lifetime 1,800 s for "
         "the run, rate limits off). At each step 8 more load processes, one per source "
-        "address, open the new streams (raw asyncio connections, 100 opening at a time "
+        "address, open the new streams (raw asyncio connections on uvloop's event loop, 100 opening at a time "
         "each; each stream's bytes are read as they arrive, and a process's objects are "
         "frozen from the garbage collector once its streams are open), and every stream "
         "is kept open. After a 20 s hold: RSS of all workers, Redis's clients by "

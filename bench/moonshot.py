@@ -137,6 +137,20 @@ def busiest(used: dict[int, tuple[str, int]]) -> int:
     return max(used, key=lambda pid: used[pid][1], default=0)
 
 
+def role_use(
+    before: dict[int, tuple[str, int, int]],
+    after: dict[int, tuple[str, int, int]],
+    roles: dict[str, set[int]],
+) -> dict[str, int]:
+    """The CPU ticks used between two ``process_ticks`` by the processes of each role."""
+    used = dict.fromkeys(roles, 0)
+    for pid, (name, _, ticks) in after.items():
+        for role, pids in roles.items():
+            if pid in pids:
+                used[role] += ticks - before.get(pid, (name, 0, ticks))[2]
+    return used
+
+
 class Sampled:
     """One process's CPU ticks, read every 10 ms on a thread while the block runs."""
 
@@ -173,6 +187,12 @@ class Sampled:
         if j <= i:
             return 0.0
         return (self.ticks[j] - self.ticks[i]) / os.sysconf("SC_CLK_TCK")
+
+
+def _children_s() -> float:
+    """CPU seconds used by this process's children that ended (and were waited for)."""
+    times = os.times()
+    return times.children_user + times.children_system
 
 
 def rss_sum(pids: list[int]) -> int:
@@ -299,6 +319,7 @@ class Climb:
         time.sleep(2)
         self.rss0 = rss_sum(self.pids)
         self.groups: list[Holders] = []
+        self.probe_pids: set[int] = set()
         self.opened = 0
         self.errors = 0
         self.confirmed: set[str] = set()
@@ -320,6 +341,8 @@ class Climb:
             concurrency=100, reconnect=True,
         )  # fmt: skip
         self.groups.append(group)
+        if sources == [PROBE_SOURCE]:
+            self.probe_pids.update(p.pid for p in group.processes if p.pid is not None)
         _, errors, took = group.opened()
         self.opened, self.errors = target, self.errors + errors
         return took
@@ -359,16 +382,26 @@ class Climb:
         time.sleep(1)
         plan = [(q, "VERIFY") for q in chosen]
         before = requests.get(self.service.url + "/metrics", timeout=30).text
-        busy0, procs0 = cpu_times(), process_ticks()
+        busy0, procs0, children0 = cpu_times(), process_ticks(), _children_s()
         # The busiest process outside the run while the QRs were scanned is watched
         # while they are confirmed.
         with Sampled(busiest(outside_use(scanning, procs0))) as other:
             _, sent, rate = run_parallel(load.stepper, [(port, b.token, plan, CONFIRM_RATE)])[0]
-        busy1, procs1 = cpu_times(), process_ticks()
+        busy1, procs1, children1 = cpu_times(), process_ticks(), _children_s()
         busy = busy_share(busy0, busy1)
         used = outside_use(procs0, procs1)
         ticks = max(1, busy1[0] - busy0[0])
         top = used.get(busiest(used), ("", 0))
+        load_pids = {p.pid or 0 for g in self.groups for p in g.processes} - self.probe_pids
+        redis_pid = self.b.server.process.pid if self.b.server.process else 0
+        roles = role_use(
+            procs0, procs1,
+            {"workers": set(self.pids), "load": load_pids, "probe": self.probe_pids,
+             "redis": {redis_pid}},
+        )  # fmt: skip
+        # The sender ran in a process of its own, ended by now: its CPU is this one's
+        # children's.
+        roles["sender"] = round((children1 - children0) * os.sysconf("SC_CLK_TCK"))
         time.sleep(2)
         after = requests.get(self.service.url + "/metrics", timeout=30).text
         server = parse_histogram(after, "qrlogin_event_delivery_seconds", minus=before)
@@ -396,6 +429,7 @@ class Climb:
             "outside_busiest": f"{top[0]} {top[1] / ticks:.1%}" if top[0] else "",
             "watched": other.name, "clear_n": len(clear),
             "clear_p50": percentile(clear, 50), "clear_p99": percentile(clear, 99),
+            "roles": {role: n / ticks for role, n in roles.items()},
         }  # fmt: skip
 
     def restart(self) -> dict[str, Any]:
