@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 import time
 from dataclasses import dataclass, field
 from typing import Any, cast
@@ -112,12 +113,26 @@ async def open_stream(
         f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nAccept: text/event-stream\r\n"
         f"Cookie: {pair}\r\n{extra}\r\n"
     ).encode()
-    local = None if source is None else (source, 0)
-    await loop.create_connection(
-        lambda: _Follower(stream, request, opened, ended), host, port, local_addr=local
-    )
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        sock.setblocking(False)
+        if source is not None:
+            # The port is picked at connect, where the kernel checks the whole address
+            # pair: a port picked at bind() (and libuv binds with SO_REUSEADDR) may be
+            # one another stream to the same server already has (EADDRNOTAVAIL).
+            sock.setsockopt(socket.IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, 1)
+            sock.bind((source, 0))
+        await loop.sock_connect(sock, (host, port))
+    except BaseException:
+        sock.close()
+        raise
+    await loop.create_connection(lambda: _Follower(stream, request, opened, ended), sock=sock)
     await opened
     return ended
+
+
+#: Linux's socket option (24), which Python's socket module does not name.
+IP_BIND_ADDRESS_NO_PORT = getattr(socket, "IP_BIND_ADDRESS_NO_PORT", 24)
 
 
 class _Follower(asyncio.Protocol):
