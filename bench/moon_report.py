@@ -147,8 +147,8 @@ def section(r: dict[str, Any], command: str, took_s: float) -> str:
         "",
         "- **The climb**: QRs are created through the API first (QR lifetime 1,800 s for "
         "the run, rate limits off). At each step 8 more load processes, one per source "
-        "address, open the new streams (raw asyncio connections on uvloop's event loop, 100 opening at a time "
-        "each; each stream's bytes are read as they arrive, and a process's objects are "
+        "address, open the new streams (raw asyncio connections on uvloop's event loop, "
+        "100 opening at a time each; each stream's bytes are read as they arrive, and a process's objects are "
         "frozen from the garbage collector once its streams are open), and every stream "
         "is kept open. After a 20 s hold: RSS of all workers, Redis's clients by "
         "name, and the streams that heard nothing, not even a heartbeat (every 15 s), for "

@@ -117,19 +117,26 @@ def process_ticks() -> dict[int, tuple[str, int, int]]:
     return found
 
 
-def outside_use(
+def ticks_used(
     before: dict[int, tuple[str, int, int]], after: dict[int, tuple[str, int, int]]
 ) -> dict[int, tuple[str, int]]:
-    """The CPU ticks used between two ``process_ticks`` by each process outside this run
-    (not this one and not its descendants; kernel threads included), by pid."""
-    ours = {os.getpid()}
-    while more := {pid for pid, (_, parent, _) in after.items() if parent in ours} - ours:
-        ours |= more  # the next generation of descendants
+    """The CPU ticks each process used between two ``process_ticks``, by pid (0 for one
+    that started meanwhile)."""
     return {
         pid: (name, ticks - before.get(pid, (name, 0, ticks))[2])
         for pid, (name, _, ticks) in after.items()
-        if pid not in ours
     }
+
+
+def outside_use(
+    before: dict[int, tuple[str, int, int]], after: dict[int, tuple[str, int, int]]
+) -> dict[int, tuple[str, int]]:
+    """``ticks_used`` by each process outside this run (not this one and not its
+    descendants; kernel threads included)."""
+    ours = {os.getpid()}
+    while more := {pid for pid, (_, parent, _) in after.items() if parent in ours} - ours:
+        ours |= more  # the next generation of descendants
+    return {pid: used for pid, used in ticks_used(before, after).items() if pid not in ours}
 
 
 def busiest(used: dict[int, tuple[str, int]]) -> int:
@@ -142,13 +149,9 @@ def role_use(
     after: dict[int, tuple[str, int, int]],
     roles: dict[str, set[int]],
 ) -> dict[str, int]:
-    """The CPU ticks used between two ``process_ticks`` by the processes of each role."""
-    used = dict.fromkeys(roles, 0)
-    for pid, (name, _, ticks) in after.items():
-        for role, pids in roles.items():
-            if pid in pids:
-                used[role] += ticks - before.get(pid, (name, 0, ticks))[2]
-    return used
+    """``ticks_used`` by the processes of each role, summed."""
+    used = ticks_used(before, after)
+    return {role: sum(used[pid][1] for pid in pids if pid in used) for role, pids in roles.items()}
 
 
 class Sampled:

@@ -132,8 +132,8 @@ frame written): {delivery["count"]:.0f} events, mean {ms(delivery["mean"])}, p50
 ## How it was measured
 
 - **Waiting browsers**: one process creates the QRs, two load processes open one SSE
-  stream each (raw asyncio sockets on uvloop's event loop, 100 opening at a time per process) and hold them.
-  Memory is the worker's RSS growth divided by the streams; Redis connections are
+  stream each (raw asyncio sockets on uvloop's event loop, 100 opening at a time per
+  process) and hold them. Memory is the worker's RSS growth divided by the streams; Redis connections are
   `connected_clients` growth. flask-sse's stock blueprint (`bench/flask_sse_app.py`,
   the same gunicorn + gevent worker) gets the same number of browsers; after the hold
   one message is published to every channel and the browsers that do not receive it

@@ -22,6 +22,7 @@ from redis.retry import Retry
 from redis.sentinel import Sentinel
 
 from qrlogin.config import Settings, sentinel_addresses
+from qrlogin.hub import gevent_patched
 from qrlogin.topology import Cluster, Single, Topology
 
 log = logging.getLogger(__name__)
@@ -58,7 +59,8 @@ EMBEDDED_WARNING = (
 _system_poll = gevent.monkey.get_original("select", "poll")
 #: What poll() says of a socket the server closed or that failed: hiredis tells these
 #: apart from a reply waiting behind them.
-_CLOSED = select.POLLHUP | select.POLLERR | select.POLLNVAL | getattr(select, "POLLRDHUP", 0)
+_POLLRDHUP = getattr(select, "POLLRDHUP", 0)  # Linux's: the peer closed its side
+_CLOSED = select.POLLHUP | select.POLLERR | select.POLLNVAL | _POLLRDHUP
 
 
 class Parser(_HiredisParser):
@@ -80,7 +82,7 @@ class Parser(_HiredisParser):
             return bool(super().can_read(timeout))  # TLS keeps bytes the system cannot see
         events = _poll(sock)
         if not events and timeout != 0:
-            if not gevent.monkey.is_module_patched("socket"):
+            if not gevent_patched():
                 return bool(super().can_read(timeout))
             try:
                 gevent.socket.wait_read(sock.fileno(), timeout, _Waited)
@@ -99,7 +101,7 @@ class _Waited(Exception):
 def _poll(sock: object) -> int:
     """What the system's poll() reports of ``sock`` now (0: nothing to read)."""
     poller = _system_poll()
-    poller.register(sock, select.POLLIN | getattr(select, "POLLRDHUP", 0))
+    poller.register(sock, select.POLLIN | _POLLRDHUP)
     found = poller.poll(0)
     return int(found[0][1]) if found else 0
 

@@ -394,7 +394,7 @@ class Hub:
             shard.whole, shard.touched, shard.leaving = False, set(), set()
             wanted = set(shard.channels)
             add = sorted(wanted - shard.requested)
-            drop = sorted(shard.requested - wanted)
+            drop = list(shard.requested - wanted)
         else:
             touched, shard.touched = shard.touched, set()
             add = sorted(c for c in touched if c in shard.channels and c not in shard.requested)

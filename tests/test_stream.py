@@ -13,7 +13,6 @@ from pathlib import Path
 
 import pytest
 import redis
-import requests
 from itsdangerous import URLSafeTimedSerializer
 
 from qrlogin.engine import MAX_POOL_CONNECTIONS
@@ -21,7 +20,7 @@ from qrlogin.hub import LEAVE_AFTER_S
 from qrlogin.store import Keys
 from qrlogin.testing import RedisServer, Service
 from tests.conftest import SECRET, StartService
-from tests.live import Browser, SSEStream, open_streams, phone_step
+from tests.live import Browser, SSEStream, metric, open_streams, phone_step
 from tests.timing import PROMPT_S, margin, wait_until
 
 pytestmark = pytest.mark.slow
@@ -201,12 +200,6 @@ def test_connections_do_not_grow_with_waiting_browsers(
     assert burst["total"] <= 1 + MAX_POOL_CONNECTIONS + 1  # hub + pool + this test's client
 
 
-def _waiting(service: Service) -> float:
-    text = requests.get(service.url + "/metrics", timeout=margin(30)).text
-    line = next(line for line in text.splitlines() if line.startswith("qrlogin_waiting_browsers"))
-    return float(line.split()[-1])
-
-
 def test_channels_left_are_unsubscribed_together(
     own_redis: RedisServer, own_service: Service
 ) -> None:
@@ -228,7 +221,11 @@ def test_channels_left_are_unsubscribed_together(
     left_at = time.monotonic()  # no channel goes before this, and LEAVE_AFTER_S more
     for stream in streams:
         stream.close()
-    wait_until(lambda: _waiting(service) == 0, PROMPT_S, "the service saw the browsers go")
+    wait_until(
+        lambda: metric(service.url, "qrlogin_waiting_browsers") == 0,
+        PROMPT_S,
+        "the service saw the browsers go",
+    )
     back = browser.stream(qr_ids[0])
     events = back.events()
     assert next(events).json["status"] == "QRCODE_WAIT"
