@@ -68,12 +68,12 @@ class Parser(_HiredisParser):
 
     The pool asks that of every connection it hands out, without waiting, to catch one
     left with an unread reply; the hub's subscriber asks it before every message it
-    reads, waiting up to its poll interval. hiredis answers with ``select.poll()``,
-    twice when the socket is readable (the second time to tell data from the server
-    closing it), and under gevent that is gevent's cooperative poll: 13.7 us a check
-    here, against 0.9 us for the system's. So the system's poll answers, a wait is
-    gevent's wait for the socket to become readable, and only a socket that shows the
-    server closing it or an error goes to hiredis's own check."""
+    reads (it waits for its socket itself, where it can watch it). hiredis answers
+    with ``select.poll()``, twice when the socket is readable (the second time to tell
+    data from the server closing it), and under gevent that is gevent's cooperative
+    poll: 13.7 us a check here, against 0.9 us for the system's. So the system's poll
+    answers, a wait is gevent's wait for the socket to become readable, and only a
+    socket that shows the server closing it or an error goes to hiredis's own check."""
 
     def can_read(self, timeout: float = 0) -> bool:
         # Both are set when the connection connects, and None once it disconnects.

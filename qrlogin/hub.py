@@ -22,11 +22,15 @@ from __future__ import annotations
 
 import logging
 import random
+import socket
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, Protocol
 
+import gevent
+import gevent.event
+import gevent.monkey
 import redis
 
 from qrlogin.exceptions import DeadConnectionError, HubError
@@ -36,7 +40,11 @@ from qrlogin.topology import Topology
 
 log = logging.getLogger(__name__)
 
-#: How long a subscriber's greenlet blocks on its socket before looking at new waiters (s).
+#: The longest a subscriber's greenlet rests before looking at its clocks (health check,
+#: channels to leave): it wakes at once for a message, or when its channels change.
+REST_S = 1.0
+#: Where the subscriber's socket cannot be watched (the embedded stand-in, TLS, which
+#: keeps bytes the system cannot see), it is looked at this often instead (seconds).
 POLL_S = 0.02
 #: A PING goes to Redis when the subscriber connection was idle this long (seconds).
 HEALTH_CHECK_S = 10
@@ -67,8 +75,6 @@ SUBSCRIBER_ERRORS = (
 
 
 def gevent_patched() -> bool:
-    import gevent.monkey
-
     return bool(gevent.monkey.is_module_patched("socket"))
 
 
@@ -95,8 +101,6 @@ class Waiter:
     __slots__ = ("_event", "channel", "closed", "latest", "poked", "resync", "version")
 
     def __init__(self, channel: str, version: int, event: Any = None) -> None:
-        import gevent.event
-
         self.channel = channel
         self.version = version
         self.latest: Published | None = None
@@ -154,10 +158,19 @@ class Shard:
         self.whole = True
         self.greenlet: Any = None
         self.retired = False  # the node no longer holds these channels
+        # Set to wake the subscriber's greenlet from its rest: something changed.
+        self.nudged = gevent.event.Event()
 
     def touch(self, channel: str) -> None:
         """``channel`` was added to or removed from ``channels``."""
         self.touched.add(channel)
+        self.nudged.set()
+
+    def retire(self) -> None:
+        """The node no longer holds these channels: the greenlet ends at its next look."""
+        self.retired = True
+        self.channels = set()
+        self.nudged.set()
 
     @property
     def changed(self) -> bool:
@@ -202,9 +215,6 @@ class Hub:
                 "run under gunicorn with the gevent worker (Procfile, gunicorn.conf.py) "
                 "or with `python app.py`"
             )
-        import gevent
-        import gevent.event
-
         self._trouble = gevent.event.Event()
         self._supervisor = gevent.spawn(self._supervise)
 
@@ -261,6 +271,8 @@ class Hub:
         for waiters in list(self._waiters.values()):
             for waiter in list(waiters):
                 waiter._close()
+        for shard in self._shards.values():
+            shard.nudged.set()  # its greenlet ends
 
     def _place(self, channel: str) -> None:
         """Put ``channel`` on its node's subscriber (started unless the hub is recovering)."""
@@ -279,8 +291,6 @@ class Hub:
             self._spawn(shard)
 
     def _spawn(self, shard: Shard) -> None:
-        import gevent
-
         shard.greenlet = gevent.spawn(self._subscribe, shard)
 
     # The supervisor's greenlet.
@@ -322,12 +332,12 @@ class Hub:
                 shard = shards[node] = old if old is not None and not old.retired else Shard(node)
                 shard.channels = set()
                 shard.whole = True
+                shard.nudged.set()
             shard.channels.add(channel)
             placed[channel] = shard
         for node, old in self._shards.items():
             if node not in shards:
-                old.retired = True  # its greenlet ends at its next look
-                old.channels = set()
+                old.retire()
         self._shards, self._placed = shards, placed
         return moved
 
@@ -350,12 +360,13 @@ class Hub:
         last_traffic = last_ping = time.monotonic()
         try:
             while not self._closing and not shard.retired:
+                shard.nudged.clear()  # what changes from here on wakes the rest below
                 self._sync(shard, pubsub)
                 if not shard.requested:
                     last_traffic = time.monotonic()
-                    time.sleep(POLL_S)
+                    shard.nudged.wait(REST_S)
                     continue
-                message = pubsub.get_message(timeout=0 if shard.confirmed else POLL_S)
+                message = pubsub.get_message(timeout=0)
                 now = time.monotonic()
                 if message is None and shard.confirmed:
                     self._check_confirmed(shard)  # the socket is drained: check the batch
@@ -367,6 +378,7 @@ class Hub:
                     if idle > HEALTH_CHECK_S and now - last_ping > HEALTH_CHECK_S:
                         pubsub.ping(PING_MESSAGE)  # its answer counts as traffic
                         last_ping = now
+                    self._rest(shard, pubsub, now)
                     continue
                 last_traffic = now
                 self._delay = BACKOFF_FIRST_S  # this node answers
@@ -377,6 +389,23 @@ class Hub:
                 pubsub.close()
             except (redis.exceptions.RedisError, OSError):
                 log.debug("closing a broken subscriber connection failed", exc_info=True)
+
+    def _rest(self, shard: Shard, pubsub: Any, now: float) -> None:
+        """Wait until the subscriber's socket has something to read, the shard changes,
+        or its clocks are due: the channels left go, or the health check. An idle
+        subscriber so wakes about once a second, not at every poll interval."""
+        timeout = min(REST_S, shard.leave_at - now) if shard.leaving else REST_S
+        sock = getattr(pubsub.connection, "_sock", None)
+        if not pubsub.subscribed or not isinstance(sock, socket.socket) or hasattr(sock, "pending"):
+            pubsub.connection.can_read(timeout=max(0.0, min(timeout, POLL_S)))
+            return
+        watcher = gevent.get_hub().loop.io(sock.fileno(), 1)  # 1: readable
+        watcher.start(shard.nudged.set)
+        try:
+            shard.nudged.wait(max(0.0, timeout))
+        finally:
+            watcher.stop()
+            watcher.close()
 
     def _sync(self, shard: Shard, pubsub: Any) -> None:
         if shard.leaving and (

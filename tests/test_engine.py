@@ -77,3 +77,62 @@ def test_a_subscriber_waits_under_gevent(redis_url: str) -> None:
         timeout=margin(60), check=False,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
+
+
+#: The hub's subscriber, under gevent, with its rest made an hour long: it looks at its
+#: socket when a message comes or its channels change, not on a clock.
+_RESTING = """
+import gevent.monkey
+gevent.monkey.patch_all()
+import sys, gevent, redis
+from qrlogin import hub as hubs
+from qrlogin.engine import Parser
+from qrlogin.topology import Single
+
+url = sys.argv[1]
+hubs.REST_S = 3600.0
+looks = []
+get_message = redis.client.PubSub.get_message
+def counted(self, *args, **kwargs):
+    looks.append(1)
+    return get_message(self, *args, **kwargs)
+redis.client.PubSub.get_message = counted
+client = redis.Redis.from_url(url, decode_responses=True)
+subscriber = lambda: redis.Redis.from_url(url, parser_class=Parser, decode_responses=True)
+hub = hubs.Hub(Single(subscriber), lambda channels: [1] * len(channels))
+
+def until(check, what):
+    for _ in range(3000):
+        if check():
+            return
+        gevent.sleep(0.01)
+    raise AssertionError(what)
+
+def subscribed(channel):
+    return client.execute_command("PUBSUB", "SHARDNUMSUB", channel)[1] == 1
+
+with hub.watch("qrlogin-test-rest-a", 1) as a:
+    until(lambda: subscribed("qrlogin-test-rest-a"), "the first channel subscribed")
+    gevent.sleep(0.5)
+    before = len(looks)
+    gevent.sleep(1.5)
+    assert len(looks) - before <= 1, f"{len(looks) - before} looks while nothing happened"
+    client.spublish("qrlogin-test-rest-a", "not an event: read the store again")
+    assert a.wait(30), "a message did not wake the subscriber"
+    assert a.take() == (None, True)
+    with hub.watch("qrlogin-test-rest-b", 1) as b:
+        until(lambda: subscribed("qrlogin-test-rest-b"), "a new waiter's channel subscribed")
+        client.spublish("qrlogin-test-rest-b", "again")
+        assert b.wait(30)
+    until(lambda: not subscribed("qrlogin-test-rest-b"), "the channel left unsubscribed")
+hub.shutdown()
+until(lambda: not any(s.running for s in hub._shards.values()), "the subscriber ended")
+"""
+
+
+def test_the_hub_rests_until_a_message_or_a_change(redis_url: str) -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", _RESTING, redis_url], cwd=ROOT, capture_output=True, text=True,
+        timeout=margin(120), check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
