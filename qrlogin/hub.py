@@ -43,6 +43,9 @@ log = logging.getLogger(__name__)
 #: The longest a subscriber's greenlet rests before looking at its clocks (health check,
 #: channels to leave): it wakes at once for a message, or when its channels change.
 REST_S = 1.0
+#: Waiters that arrive or leave within this long of one another are (un)subscribed
+#: together: the first wakes the subscriber this long after it (seconds).
+GATHER_S = 0.02
 #: Where the subscriber's socket cannot be watched (the embedded stand-in, TLS, which
 #: keeps bytes the system cannot see), it is looked at this often instead (seconds).
 POLL_S = 0.02
@@ -158,13 +161,16 @@ class Shard:
         self.whole = True
         self.greenlet: Any = None
         self.retired = False  # the node no longer holds these channels
-        # Set to wake the subscriber's greenlet from its rest: something changed.
+        # Set to wake the subscriber's greenlet from its rest: a message, or a change.
         self.nudged = gevent.event.Event()
+        self._gather = gevent.get_hub().loop.timer(GATHER_S)
 
     def touch(self, channel: str) -> None:
-        """``channel`` was added to or removed from ``channels``."""
+        """``channel`` was added to or removed from ``channels``: the subscriber looks
+        ``GATHER_S`` later, at every change until then."""
         self.touched.add(channel)
-        self.nudged.set()
+        if not self._gather.active:
+            self._gather.start(self.nudged.set)
 
     def retire(self) -> None:
         """The node no longer holds these channels: the greenlet ends at its next look."""
