@@ -15,7 +15,7 @@ import os
 import random
 import resource
 import time
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from multiprocessing.queues import Queue
 from typing import Any, TypeVar
 
@@ -28,6 +28,8 @@ HOST = "127.0.0.1"
 T = TypeVar("T")
 #: A stream that heard nothing (not even a heartbeat) for this long counts as quiet (s).
 QUIET_S = 40.0
+#: The pause between a paced sender's opening its connections and its first call (s).
+WARM_S = 0.5
 
 
 def _run(main: Coroutine[Any, Any, T]) -> T:
@@ -152,12 +154,21 @@ async def _paced(
     calls: list[tuple[str, str, str, Any]],
     rate: float,
     connections: int = 40,
+    ready: Callable[[], None] | None = None,
 ) -> tuple[dict[str, tuple[float, int]], float]:
     """Send (key, method, path, body) calls as the phone at ``rate`` per second; when each
-    was sent and its status, by key, and the rate achieved."""
+    was sent and its status, by key, and the rate achieved. ``ready`` is called just
+    before the first."""
+    # The phone's connections are open before its first step (a /healthz each), as an
+    # app's are by the time it confirms: the first steps do not time a connect.
+    conns = [Connection(HOST, port) for _ in range(connections)]
+    await asyncio.gather(*(c.request("GET", "/healthz") for c in conns))
+    await asyncio.sleep(WARM_S)
+    if ready is not None:
+        ready()
     pool: asyncio.Queue[Connection] = asyncio.Queue()
-    for _ in range(connections):
-        pool.put_nowait(Connection(HOST, port))
+    for c in conns:
+        pool.put_nowait(c)
     sent: dict[str, tuple[float, int]] = {}
     headers = {"Authorization": f"Bearer {token}"}
 
@@ -183,16 +194,39 @@ async def _paced(
     return sent, len(calls) / (time.perf_counter() - start)
 
 
+def _steps(plan: list[tuple[str, str]]) -> list[tuple[str, str, str, Any]]:
+    return [
+        (qr_id, "POST", "/v1/accounts/qrcode_fill", {"id": qr_id, "step": step})
+        for qr_id, step in plan
+    ]
+
+
 def stepper(
     port: int, token: str, plan: list[tuple[str, str]], rate: float, results: Queue[Any]
 ) -> None:
     """Send (qr_id, step) at ``rate`` per second; report the send time and status of each."""
-    calls = [
-        (qr_id, "POST", "/v1/accounts/qrcode_fill", {"id": qr_id, "step": step})
-        for qr_id, step in plan
-    ]
-    sent, achieved = _run(_paced(port, token, calls, rate))
+    sent, achieved = _run(_paced(port, token, _steps(plan), rate))
     results.put(("sent", sent, achieved))
+
+
+def timed_stepper(
+    port: int, token: str, plan: list[tuple[str, str]], rate: float, results: Queue[Any]
+) -> None:
+    """``stepper`` for a measured window: reports "ready" just before its first step, and
+    with its answers the CPU it used from there (seconds): its start is left out."""
+    began: list[float] = []
+
+    def ready() -> None:
+        began.append(_cpu_s())
+        results.put(("ready",))
+
+    sent, achieved = _run(_paced(port, token, _steps(plan), rate, ready=ready))
+    results.put(("sent", sent, achieved, _cpu_s() - began[0]))
+
+
+def _cpu_s() -> float:
+    used = resource.getrusage(resource.RUSAGE_SELF)
+    return used.ru_utime + used.ru_stime
 
 
 def revoker(port: int, token: str, sids: list[str], rate: float, results: Queue[Any]) -> None:

@@ -104,7 +104,8 @@ def section(r: dict[str, Any], command: str, took_s: float) -> str:
         lines += [
             "",
             "Where the two cores' time went while the probe's QRs were confirmed (share of "
-            "both cores; the sender is the process that sends the confirmations):",
+            "both cores; the sender is the process that sends the confirmations, counted "
+            "from its first):",
             "",
             "| Waiting | Workers | Load processes | Probe | Sender | Redis | Outside the run |"
             " Idle |",
@@ -156,12 +157,15 @@ def section(r: dict[str, Any], command: str, took_s: float) -> str:
         "- **Latency**: a probe, one more load process (on 127.0.0.10), opens 1,500 of "
         "each step's streams and holds nothing else, as a browser reads only its own "
         "stream. Their QRs are scanned (1,000/s), then confirmed at 300/s for 5 s through "
-        "`/v1/accounts/qrcode_fill`; latency is the arrival of `QRCODE_SUCCESS` on the "
+        "`/v1/accounts/qrcode_fill` by a sender on 40 keep-alive connections, opened (a "
+        "`/healthz` each) half a second before its first confirmation, as a phone's are "
+        "by the time it confirms; latency is the arrival of `QRCODE_SUCCESS` on the "
         "stream minus the confirmation's send time, one machine's clock. Then the same for "
         "1,500 streams of the load processes, each of which also reads thousands of other "
         'streams\' heartbeats on the same two cores ("read by a load process"). The '
         'confirmed streams end, so each next step opens that many more. "Cores busy": '
-        "the share of both cores in use during the probe's 5 s (/proc/stat); \"outside the "
+        "the share of both cores in use from the probe's first confirmation to its last "
+        'answer (/proc/stat); "outside the '
         'run": the part of it used by processes that are neither this benchmark nor its '
         "children (the service, Redis, the load processes), kernel threads included, with "
         'the busiest of them (/proc/<pid>/stat). "Clear of the busiest": the busiest '
