@@ -71,12 +71,17 @@ else:
 """
 
 
-def test_a_subscriber_waits_under_gevent(redis_url: str) -> None:
+def _run_under_gevent(script: str, redis_url: str, seconds: float) -> None:
+    """Run ``script`` in a Python process of its own (it patches with gevent first)."""
     done = subprocess.run(
-        [sys.executable, "-c", _UNDER_GEVENT, redis_url], cwd=ROOT, capture_output=True, text=True,
-        timeout=margin(60), check=False,
+        [sys.executable, "-c", script, redis_url], cwd=ROOT, capture_output=True, text=True,
+        timeout=margin(seconds), check=False,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
+
+
+def test_a_subscriber_waits_under_gevent(redis_url: str) -> None:
+    _run_under_gevent(_UNDER_GEVENT, redis_url, 60)
 
 
 #: The hub's subscriber, under gevent, with its rest made an hour long: it looks at its
@@ -131,8 +136,4 @@ until(lambda: not any(s.running for s in hub._shards.values()), "the subscriber 
 
 
 def test_the_hub_rests_until_a_message_or_a_change(redis_url: str) -> None:
-    done = subprocess.run(
-        [sys.executable, "-c", _RESTING, redis_url], cwd=ROOT, capture_output=True, text=True,
-        timeout=margin(120), check=False,
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr
+    _run_under_gevent(_RESTING, redis_url, 120)
