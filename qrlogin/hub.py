@@ -400,15 +400,20 @@ class Hub:
         """Wait until the subscriber's socket has something to read, the shard changes,
         or its clocks are due: the channels left go, or the health check. An idle
         subscriber so wakes about once a second, not at every poll interval."""
-        timeout = min(REST_S, shard.leave_at - now) if shard.leaving else REST_S
+        timeout = max(0.0, min(REST_S, shard.leave_at - now) if shard.leaving else REST_S)
+        if not pubsub.subscribed:
+            # redis-py reads nothing until it counts a subscription: waiting on a socket
+            # with bytes in it would not wait at all.
+            shard.nudged.wait(min(timeout, POLL_S))
+            return
         sock = getattr(pubsub.connection, "_sock", None)
-        if not pubsub.subscribed or not isinstance(sock, socket.socket) or hasattr(sock, "pending"):
-            pubsub.connection.can_read(timeout=max(0.0, min(timeout, POLL_S)))
+        if not isinstance(sock, socket.socket) or hasattr(sock, "pending"):
+            pubsub.connection.can_read(timeout=min(timeout, POLL_S))
             return
         watcher = gevent.get_hub().loop.io(sock.fileno(), 1)  # 1: readable
         watcher.start(shard.nudged.set)
         try:
-            shard.nudged.wait(max(0.0, timeout))
+            shard.nudged.wait(timeout)
         finally:
             watcher.stop()
             watcher.close()
