@@ -2,7 +2,8 @@
 
 Environment: PORT (default 8000), WEB_CONCURRENCY (workers, default 2),
 QRLOGIN_WORKER_CONNECTIONS (open connections per worker, default 12000),
-QRLOGIN_GC_FREEZE (0 leaves out gc.freeze() after a worker starts; default 1).
+QRLOGIN_GC_FREEZE (0 leaves out gc.freeze() after a worker starts; default 1),
+QRLOGIN_REUSE_PORT (0: the workers share one listening socket; default 1, one each).
 """
 
 from __future__ import annotations
@@ -13,6 +14,10 @@ from typing import Any
 
 bind = f"0.0.0.0:{os.environ.get('PORT', '8000')}"
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
+# Each worker listens on its own socket (SO_REUSEPORT), and the kernel spreads new
+# connections evenly over them. On one shared socket, whichever worker accepts first
+# takes a burst of connections: 40 opened at once all went to one of 8 workers.
+reuse_port = os.environ.get("QRLOGIN_REUSE_PORT", "1") != "0"
 # gunicorn's gevent worker, which also lets a QR stream's connection be parked once its
 # response has begun (qrlogin/parking.py): no greenlet per waiting browser.
 worker_class = "qrlogin.worker.StreamWorker"
