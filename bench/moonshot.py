@@ -43,7 +43,7 @@ from bench.common import (
 from bench.measure import _clients_by_name, measure_flask_sse
 from bench.report import parse_histogram
 from qrlogin.models import SUCCESS
-from qrlogin.testing import Nginx, Service, nginx_binary
+from qrlogin.testing import ESTABLISHED, Nginx, Service, nginx_binary, tcp_sockets
 
 #: Where the load processes connect from: each address gives about 28,000 client ports.
 SOURCES = [f"127.0.0.{n}" for n in range(2, 10)]
@@ -465,19 +465,8 @@ class Climb:
 
     def worker_waiting(self, pid: int) -> int:
         """Streams held by worker ``pid``: its established connections on the service's
-        port (its sockets' inodes, found in /proc/net/tcp)."""
-        own = set()
-        for fd in os.listdir(f"/proc/{pid}/fd"):
-            target = os.readlink(f"/proc/{pid}/fd/{fd}")
-            if target.startswith("socket:["):
-                own.add(target[8:-1])
-        held = 0
-        for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
-            fields = line.split()
-            local_port = int(fields[1].split(":")[1], 16)
-            if local_port == self.service.port and fields[3] == "01" and fields[9] in own:
-                held += 1
-        return held
+        port."""
+        return len(tcp_sockets([pid], self.service.port, ESTABLISHED)[pid])
 
     def stop(self) -> None:
         for group in self.groups:

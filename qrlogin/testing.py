@@ -95,6 +95,28 @@ def http_answers(url: str) -> bool:
         return False
 
 
+#: TCP states as /proc/net/tcp writes them.
+ESTABLISHED, LISTENING = "01", "0A"
+
+
+def tcp_sockets(pids: list[int], port: int, state: str) -> dict[int, set[str]]:
+    """The IPv4 TCP sockets on local ``port`` in ``state`` that each process holds, by
+    inode (Linux: /proc/net/tcp and each process's descriptors)."""
+    on_port = set()
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        if int(fields[1].split(":")[1], 16) == port and fields[3] == state:
+            on_port.add(fields[9])
+    held: dict[int, set[str]] = {pid: set() for pid in pids}
+    for pid in pids:
+        for fd in os.listdir(f"/proc/{pid}/fd"):
+            with contextlib.suppress(OSError):  # closed meanwhile
+                target = os.readlink(f"/proc/{pid}/fd/{fd}")
+                if target.startswith("socket:[") and target[8:-1] in on_port:
+                    held[pid].add(target[8:-1])
+    return held
+
+
 class Process:
     """A server process in its own group, killed with the group when stopped."""
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 import signal
 import socket
@@ -16,7 +15,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from qrlogin.testing import http_answers
+from qrlogin.testing import ESTABLISHED, LISTENING, http_answers, tcp_sockets
 from tests.conftest import StartService
 from tests.live import Browser, phone_step
 from tests.test_stream import user_token
@@ -94,24 +93,6 @@ def test_worker_killed_while_browsers_wait(start_service: StartService) -> None:
         assert "token" in browser.guest(qr["id"]).json()["data"]
 
 
-def _sockets_by_worker(port: int, state: str, pids: list[int]) -> dict[int, set[str]]:
-    """The TCP sockets (inodes) on ``port`` in ``state`` (as /proc/net/tcp writes it: 0A
-    listening, 01 established) that each worker holds."""
-    on_port = set()
-    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
-        fields = line.split()
-        if int(fields[1].split(":")[1], 16) == port and fields[3] == state:
-            on_port.add(fields[9])
-    held: dict[int, set[str]] = {pid: set() for pid in pids}
-    for pid in pids:
-        for fd in os.listdir(f"/proc/{pid}/fd"):
-            with contextlib.suppress(OSError):  # closed meanwhile
-                target = os.readlink(f"/proc/{pid}/fd/{fd}")
-                if target[8:-1] in on_port and target.startswith("socket:["):
-                    held[pid].add(target[8:-1])
-    return held
-
-
 @pytest.mark.parametrize("reuse_port", ["1", "0"])
 def test_a_burst_of_connections_is_spread_over_the_workers(
     start_service: StartService, reuse_port: str
@@ -122,7 +103,7 @@ def test_a_burst_of_connections_is_spread_over_the_workers(
     service = start_service(workers=3, QRLOGIN_REUSE_PORT=reuse_port)
     assert service.process is not None
     pids = _worker_pids(service.process.pid)
-    listening = _sockets_by_worker(service.port, "0A", pids)
+    listening = tcp_sockets(pids, service.port, LISTENING)
     assert all(len(inodes) == 1 for inodes in listening.values())
     distinct = set().union(*listening.values())
     if reuse_port == "0":
@@ -138,8 +119,8 @@ def test_a_burst_of_connections_is_spread_over_the_workers(
             connection.sendall(b"GET /healthz HTTP/1.1\r\nHost: qrlogin\r\n\r\n")
         for connection in connections:
             assert connection.recv(4096).startswith(b"HTTP/1.1 200")
-        held = {pid: len(s) for pid, s in _sockets_by_worker(service.port, "01", pids).items()}
-        # Spread by the kernel's hash: a worker with none of 30 has odds of about 1 in 65,000.
+        held = {pid: len(s) for pid, s in tcp_sockets(pids, service.port, ESTABLISHED).items()}
+        # Spread by the kernel's hash: a worker with none of 30 has odds of about 1 in 64,000.
         assert sum(held.values()) == 30 and min(held.values()) >= 1, held
     finally:
         for connection in connections:
