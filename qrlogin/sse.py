@@ -16,9 +16,12 @@ from qrlogin.models import Snapshot
 #: On shutdown, browsers are told to come back after a random delay in this range (ms),
 #: widened for a worker that ends many streams: about RESUME_PER_S come back each second,
 #: up to MAX_SPREAD_MS. Re-admitting a browser costs the others about a millisecond of CPU,
-#: and a burst of them all at once would starve the stopping worker's own exit.
+#: and a burst of them all at once would starve the stopping worker's own exit. For the
+#: same reason none comes back before the worker has told them all: it ends about
+#: ENDS_PER_S a second (a write and a close each), up to a quarter of MAX_SPREAD_MS.
 SHUTDOWN_RETRY_MS = (250, 2000)
 RESUME_PER_S = 1000
+ENDS_PER_S = 10_000
 MAX_SPREAD_MS = 20_000
 HEARTBEAT = ": ping\n\n"
 
@@ -46,8 +49,9 @@ def opening(first: Snapshot | None, *, resumed: bool, event: str = EVENT_TYPE) -
 def reconnect_hint(ending: int = 0) -> str:
     """The last words of a stopping process that ends ``ending`` streams: come back after
     a random delay."""
-    spread = min(MAX_SPREAD_MS, max(SHUTDOWN_RETRY_MS[1], ending * 1000 // RESUME_PER_S))
-    return f"retry: {random.randint(SHUTDOWN_RETRY_MS[0], spread)}\n: reconnect\n\n"  # noqa: S311
+    first = max(SHUTDOWN_RETRY_MS[0], min(MAX_SPREAD_MS // 4, ending * 1000 // ENDS_PER_S))
+    spread = min(MAX_SPREAD_MS, max(SHUTDOWN_RETRY_MS[1], first + ending * 1000 // RESUME_PER_S))
+    return f"retry: {random.randint(first, spread)}\n: reconnect\n\n"  # noqa: S311
 
 
 def delivered(update: Published) -> None:
