@@ -198,7 +198,11 @@ class Hub:
     ) -> None:
         self._topology = topology
         self._versions = versions
-        self._waiters: dict[str, set[Listener]] = {}
+        # A channel's waiter, or a set of them when there are more: most channels have
+        # one, and a set for each would double what a full collection walks (with 12,000
+        # parked streams: 12,000 sets beside the 12,000 streams, 93 % of the tracked
+        # objects, and 23 to 28 ms a collection).
+        self._waiters: dict[str, Listener | set[Listener]] = {}
         self._shards: dict[str, Shard] = {}
         self._placed: dict[str, Shard] = {}
         self._supervisor: Any = None
@@ -210,7 +214,7 @@ class Hub:
     @property
     def waiting(self) -> int:
         """How many waiters this process holds."""
-        return sum(len(w) for w in self._waiters.values())
+        return sum(len(w) if isinstance(w, set) else 1 for w in self._waiters.values())
 
     def start(self) -> None:
         if self._closing or (self._supervisor is not None and not self._supervisor.dead):
@@ -247,10 +251,14 @@ class Hub:
         hub is shutting down."""
         self.start()
         channel = waiter.channel
-        waiters = self._waiters.setdefault(channel, set())
-        if not waiters:
+        found = self._waiters.get(channel)
+        if found is None:
+            self._waiters[channel] = waiter
             self._place(channel)
-        waiters.add(waiter)
+        elif isinstance(found, set):
+            found.add(waiter)
+        elif found is not waiter:
+            self._waiters[channel] = {found, waiter}
         WAITING.inc()
         if self._closing:
             waiter._close()
@@ -258,24 +266,37 @@ class Hub:
     def detach(self, waiter: Listener) -> None:
         """Stop delivering to ``waiter``; its channel is unsubscribed once no one waits."""
         channel = waiter.channel
-        left = self._waiters.get(channel)
-        if left is None or waiter not in left:
+        found = self._waiters.get(channel)
+        if isinstance(found, set):
+            if waiter in found:
+                WAITING.dec()
+                found.discard(waiter)
+                if len(found) == 1:
+                    self._waiters[channel] = found.pop()
+            return
+        if found is not waiter:
             return
         WAITING.dec()
-        left.discard(waiter)
-        if not left:
-            del self._waiters[channel]
-            shard = self._placed.pop(channel, None)
-            if shard is not None:
-                shard.channels.discard(channel)
-                shard.touch(channel)
+        del self._waiters[channel]
+        shard = self._placed.pop(channel, None)
+        if shard is not None:
+            shard.channels.discard(channel)
+            shard.touch(channel)
+
+    def _listening(self, channel: str) -> list[Listener]:
+        """The waiters on ``channel``, copied: a parked stream that takes its final event
+        leaves at once."""
+        found = self._waiters.get(channel)
+        if found is None:
+            return []
+        return list(found) if isinstance(found, set) else [found]
 
     def shutdown(self) -> None:
         """End every wait now (waiters see ``closed``) and stop the subscribers."""
         self._closing = True
         self.ending = self.waiting
-        for waiters in list(self._waiters.values()):
-            for waiter in list(waiters):
+        for channel in list(self._waiters):
+            for waiter in self._listening(channel):
                 waiter._close()
         for shard in self._shards.values():
             shard.nudged.set()  # its greenlet ends
@@ -465,8 +486,7 @@ class Hub:
                 self._check_confirmed(shard)
         elif kind == "smessage":
             event = parse(message.get("data"))
-            # A copy: a parked stream that takes its final event leaves the set at once.
-            for waiter in list(self._waiters.get(channel, ())):
+            for waiter in self._listening(channel):
                 if event is None:
                     waiter._wake()
                 else:
@@ -486,6 +506,6 @@ class Hub:
         channels = [c for c in shard.confirmed if c in self._waiters]
         shard.confirmed = set()
         for channel, version in zip(channels, self._versions(channels), strict=True):
-            for waiter in list(self._waiters.get(channel, ())):
+            for waiter in self._listening(channel):
                 if version is None or version > waiter.version:
                     waiter._wake()

@@ -115,6 +115,33 @@ def test_late_browser_and_reconnect_with_last_event_id(start: StartService) -> N
     assert [e.json["status"] for e in behind.events()] == ["QRCODE_ERROR"]
 
 
+def test_tabs_on_one_qr_each_get_its_events_as_others_leave(start: StartService) -> None:
+    """Several streams of one QR in one worker: each gets the events while the others come
+    and go (the hub keeps a lone waiter apart from a set of them)."""
+    service = start()
+    browser = Browser(service.url)
+    qr = browser.create()
+    tabs = [browser.stream(qr["id"]) for _ in range(3)]
+    blocks = [tab.events() for tab in tabs]
+    assert [next(b).json["status"] for b in blocks] == ["QRCODE_WAIT"] * 3
+    assert metric(service.url, "qrlogin_waiting_browsers") == 3
+    token = user_token()
+
+    tabs[0].close()
+    waiting = functools.partial(metric, service.url, "qrlogin_waiting_browsers")
+    wait_until(lambda: waiting() == 2, 10, "a closed tab leaves")
+    assert phone_step(service.url, token, qr["id"], "SCAN").status_code == 200
+    assert [next(b).json["status"] for b in blocks[1:]] == ["QRCODE_SCANNED"] * 2
+
+    tabs[1].close()
+    wait_until(lambda: waiting() == 1, 10, "another closed tab leaves")
+    late = browser.stream(qr["id"], last_event_id="2")  # back to two, then the last
+    assert phone_step(service.url, token, qr["id"], "VERIFY").status_code == 200
+    assert next(blocks[2]).json["status"] == "QRCODE_SUCCESS"
+    assert [e.json["status"] for e in late.events()] == ["QRCODE_SUCCESS"]
+    wait_until(lambda: waiting() == 0, 10, "the ended streams leave")
+
+
 def test_stream_refuses_other_browsers_and_unknown_ids(start: StartService) -> None:
     service = start()
     qr = Browser(service.url).create()
