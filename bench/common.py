@@ -113,14 +113,11 @@ class Holders:
 
 
 def worker_pids(server: Process) -> list[int]:
-    """The worker processes of a started server (gunicorn's, nginx's): its children."""
-    assert server.process is not None
-    master = server.process.pid
-    return [int(p) for p in Path(f"/proc/{master}/task/{master}/children").read_text().split()]
+    return server.workers()
 
 
 def worker_pid(server: Process) -> int:
-    return worker_pids(server)[0]
+    return server.workers()[0]
 
 
 def rss_kb(pid: int) -> int:

@@ -149,6 +149,14 @@ class Process:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
+    def workers(self) -> list[int]:
+        """The pids of the started server's workers (gunicorn's, nginx's): its children
+        (Linux: /proc)."""
+        if self.process is None:
+            raise RuntimeError(f"{self.name} is not running")
+        master = self.process.pid
+        return [int(p) for p in Path(f"/proc/{master}/task/{master}/children").read_text().split()]
+
     def stop(self) -> None:
         """Kill the process and everything it started."""
         _running.discard(self)

@@ -10,7 +10,6 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
-from pathlib import Path
 
 import pytest
 import requests
@@ -65,11 +64,6 @@ def test_held_long_poll_does_not_count_against_the_poll_rate(start_service: Star
     assert int(slow_down.headers["Retry-After"]) >= 1
 
 
-def _worker_pids(master: int) -> list[int]:
-    children = Path(f"/proc/{master}/task/{master}/children").read_text()
-    return [int(p) for p in children.split()]
-
-
 def test_worker_killed_while_browsers_wait(start_service: StartService) -> None:
     service = start_service(workers=2, QRLOGIN_RATE_LIMITS="off")
     assert service.process is not None
@@ -78,7 +72,7 @@ def test_worker_killed_while_browsers_wait(start_service: StartService) -> None:
     streams = [b.stream(q["id"]).events() for b, q in zip(browsers, qrs, strict=True)]
     for events in streams:
         assert next(events).json["status"] == "QRCODE_WAIT"
-    for pid in _worker_pids(service.process.pid):
+    for pid in service.workers():
         os.kill(pid, signal.SIGKILL)  # every stream loses its worker
     token = user_token()
     for browser, qr, events in zip(browsers, qrs, streams, strict=True):
@@ -102,7 +96,7 @@ def test_a_burst_of_connections_is_spread_over_the_workers(
     ``QRLOGIN_REUSE_PORT=0`` keeps the one socket."""
     service = start_service(workers=3, QRLOGIN_REUSE_PORT=reuse_port)
     assert service.process is not None
-    pids = _worker_pids(service.process.pid)
+    pids = service.workers()
     listening = tcp_sockets(pids, service.port, LISTENING)
     assert all(len(inodes) == 1 for inodes in listening.values())
     distinct = set().union(*listening.values())
