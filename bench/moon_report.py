@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.report import machine
+from qrlogin.engine import MAX_POOL_CONNECTIONS
 
 START = "<!-- moonshot: written by `./dev bench --moonshot` -->"
 END = "<!-- moonshot end -->"
@@ -33,7 +34,10 @@ def _kb(value: float) -> str:
 def section(r: dict[str, Any], command: str, took_s: float) -> str:
     side, climb = r["side"], r["climb"]
     steps, restart, cpu = climb["steps"], climb["restart"], side["cpu"]
-    top, low = steps[-1], steps[0]
+    top = steps[-1]
+    # Redis's connections by name: with a few browsers waiting (runs since it was added),
+    # at the first step, at the top.
+    counted = [c for c in (climb.get("few"), steps[0], top) if c]
     lat, held = top["latency"], top["latency_held"]
     passed = {
         True: "met",
@@ -46,10 +50,14 @@ def section(r: dict[str, Any], command: str, took_s: float) -> str:
         ("≤ 8 KB RSS per waiting browser, all workers",
          _kb(top["kb_per"]), passed[top["kb_per"] <= 8]),
         ("Redis: one subscriber per process plus a bounded pool",
-         f"at {low['target']:,}: {low['subscribers_per_process']:.0f} subscriber and "
-         f"{low['pool_per_process']:.1f} pooled per process; at {top['target']:,}: "
-         f"{top['subscribers_per_process']:.0f} and {top['pool_per_process']:.1f}",
-         passed[top["subscribers_per_process"] <= 1 and top["pool_per_process"] <= 20]),
+         "; ".join(
+             f"at {c['target']:,}: {c['subscribers_per_process']:.0f} subscriber and "
+             f"{c['pool_per_process']:.1f} pooled per process" for c in counted
+         ),
+         passed[all(
+             c["subscribers_per_process"] == 1 and c["pool_per_process"] <= MAX_POOL_CONNECTIONS
+             for c in counted
+         )]),
         (f"Confirm to browser at 300/s with {top['target']:,} waiting: p50 ≤ 5 ms, p99 ≤ 25 ms",
          f"p50 {_ms(lat['p50'])}, p99 {_ms(lat['p99'])}, max {_ms(lat['max'])}, "
          f"{lat['missing']} of {lat['n'] + lat['missing']} missing, {lat['rate']:.0f}/s sent; "
@@ -147,7 +155,8 @@ def section(r: dict[str, Any], command: str, took_s: float) -> str:
         "How it was measured:",
         "",
         "- **The climb**: QRs are created through the API first (QR lifetime 1,800 s for "
-        "the run, rate limits off). At each step 8 more load processes, one per source "
+        "the run, rate limits off). Before the first step, 100 streams are opened and held "
+        "2 s, and Redis's clients counted by name. At each step 8 more load processes, one per source "
         "address, open the new streams (raw asyncio connections on uvloop's event loop, "
         "100 opening at a time each; each stream's bytes are read as they arrive, and a process's objects are "
         "frozen from the garbage collector once its streams are open), and every stream "

@@ -71,6 +71,9 @@ MOON = MoonSizes(
 )  # fmt: skip
 MOON_QUICK = MoonSizes(steps=(1_000, 2_500), side=1_000, workers=2, confirm_s=2, hold_s=3, cpu_s=3)
 CONFIRM_RATE = 300.0
+#: Browsers waiting when the Redis connections are first counted, before the climb: the
+#: target asks for one subscriber per process plus a bounded pool at 100 and at 100,000.
+FEW = 100
 
 
 def run_parallel(target: Any, argsets: list[tuple[Any, ...]]) -> list[Any]:
@@ -353,12 +356,9 @@ class Climb:
         time.sleep(self.b.moon.hold_s)
         live, quiet, _, _ = self.counts()
         rss = rss_sum(self.pids)
-        clients = _clients_by_name([redis.Redis.from_url(self.b.server.url)])
         found: dict[str, Any] = {
             "target": target, "open": live, "errors": self.errors, "quiet": quiet,
-            "open_s": took, "kb_per": (rss - self.rss0) / max(1, live),
-            "subscribers_per_process": clients.get("qrlogin-hub", 0) / len(self.pids),
-            "pool_per_process": clients.get("qrlogin", 0) / len(self.pids),
+            "open_s": took, "kb_per": (rss - self.rss0) / max(1, live), **self.redis_clients(),
         }  # fmt: skip
         found["latency"] = self.latency(probed)
         # Every probe's streams are confirmed by now: the newest others are the load
@@ -368,6 +368,22 @@ class Climb:
         found["latency_held"] = self.latency(held)
         print(f"step {target}: {found}", flush=True)
         return found
+
+    def few(self) -> dict[str, Any]:
+        """The Redis connections with FEW browsers waiting, before the first step."""
+        self.open_to(FEW)
+        time.sleep(2)
+        found: dict[str, Any] = {"target": FEW, "open": self.counts()[0], **self.redis_clients()}
+        print(f"{FEW} waiting: {found}", flush=True)
+        return found
+
+    def redis_clients(self) -> dict[str, float]:
+        """The service's Redis connections, by their names, per worker."""
+        clients = _clients_by_name([redis.Redis.from_url(self.b.server.url)])
+        return {
+            "subscribers_per_process": clients.get("qrlogin-hub", 0) / len(self.pids),
+            "pool_per_process": clients.get("qrlogin", 0) / len(self.pids),
+        }
 
     def latency(self, chosen: list[str]) -> dict[str, float]:
         """Scan, then confirm at 300/s, the QRs ``chosen``; confirm to browser."""
@@ -476,13 +492,14 @@ class Climb:
 def climb(b: Bench) -> dict[str, Any]:
     ladder = Climb(b)
     try:
+        few = ladder.few()
         steps = [ladder.step(target) for target in b.moon.steps]
         restart = ladder.restart()
         print(f"restart: {restart}", flush=True)
     finally:
         ladder.stop()
         ladder.service.stop()
-    return {"steps": steps, "restart": restart}
+    return {"few": few, "steps": steps, "restart": restart}
 
 
 def run(b: Bench) -> dict[str, Any]:
