@@ -37,7 +37,8 @@ def section(r: dict[str, Any], command: str, took_s: float) -> str:
     top = steps[-1]
     # Redis's connections by name: with a few browsers waiting (runs since it was added),
     # at the first step, at the top.
-    counted = [c for c in (climb.get("few"), steps[0], top) if c]
+    few = climb.get("few")
+    counted = [c for c in (few, steps[0], top) if c]
     lat, held = top["latency"], top["latency_held"]
     passed = {
         True: "met",
@@ -155,8 +156,14 @@ def section(r: dict[str, Any], command: str, took_s: float) -> str:
         "How it was measured:",
         "",
         "- **The climb**: QRs are created through the API first (QR lifetime 1,800 s for "
-        "the run, rate limits off). Before the first step, 100 streams are opened and held "
-        "2 s, and Redis's clients counted by name. At each step 8 more load processes, one per source "
+        "the run, rate limits off). "
+        + (
+            f"Before the first step, {few['target']:,} streams are opened and held "
+            f"{few.get('hold_s', 2)} s, and Redis's clients counted by name. "
+            if few
+            else ""
+        )
+        + "At each step 8 more load processes, one per source "
         "address, open the new streams (raw asyncio connections on uvloop's event loop, "
         "100 opening at a time each; each stream's bytes are read as they arrive, and a process's objects are "
         "frozen from the garbage collector once its streams are open), and every stream "

@@ -74,6 +74,7 @@ CONFIRM_RATE = 300.0
 #: Browsers waiting when the Redis connections are first counted, before the climb: the
 #: target asks for one subscriber per process plus a bounded pool at 100 and at 100,000.
 FEW = 100
+FEW_HOLD_S = 2
 
 
 def run_parallel(target: Any, argsets: list[tuple[Any, ...]]) -> list[Any]:
@@ -372,8 +373,10 @@ class Climb:
     def few(self) -> dict[str, Any]:
         """The Redis connections with FEW browsers waiting, before the first step."""
         self.open_to(FEW)
-        time.sleep(2)
-        found: dict[str, Any] = {"target": FEW, "open": self.counts()[0], **self.redis_clients()}
+        time.sleep(FEW_HOLD_S)
+        found: dict[str, Any] = {
+            "target": FEW, "hold_s": FEW_HOLD_S, "open": self.counts()[0], **self.redis_clients(),
+        }  # fmt: skip
         print(f"{FEW} waiting: {found}", flush=True)
         return found
 
