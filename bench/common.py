@@ -112,11 +112,8 @@ class Holders:
         return reports
 
 
-def worker_pids(server: Process) -> list[int]:
-    return server.workers()
-
-
 def worker_pid(server: Process) -> int:
+    """The first worker of a started server (gunicorn's, nginx's)."""
     return server.workers()[0]
 
 

@@ -38,7 +38,6 @@ from bench.common import (
     proc_stat,
     rss_kb,
     worker_pid,
-    worker_pids,
 )
 from bench.measure import _clients_by_name, measure_flask_sse
 from bench.report import parse_histogram
@@ -309,7 +308,7 @@ class Climb:
     def __init__(self, b: Bench) -> None:
         self.b = b
         self.service = b.start(workers=b.moon.workers)
-        self.pids = worker_pids(self.service)
+        self.pids = self.service.workers()
         self.cookie = bind_cookie(self.service.port)
         # Each step's confirmations (the probe's, then as many of the load processes')
         # end streams: the next step opens that many more.
@@ -476,7 +475,7 @@ class Climb:
                 break
             time.sleep(0.5)
         now_live, _, reconnects, _ = self.counts()
-        self.pids = worker_pids(self.service)
+        self.pids = self.service.workers()
         return {
             "held": held, "exit_s": exit_s, "back_s": back_s,
             "reconnects": reconnects - reconnects0, "open_before": live, "open_after": now_live,
