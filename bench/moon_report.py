@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.report import machine
-from qrlogin.engine import MAX_POOL_CONNECTIONS
+from qrlogin.config import Settings
 
 START = "<!-- moonshot: written by `./dev bench --moonshot` -->"
 END = "<!-- moonshot end -->"
@@ -56,7 +56,7 @@ def section(r: dict[str, Any], command: str, took_s: float) -> str:
              f"{c['pool_per_process']:.1f} pooled per process" for c in counted
          ),
          passed[all(
-             c["subscribers_per_process"] == 1 and c["pool_per_process"] <= MAX_POOL_CONNECTIONS
+             c["subscribers_per_process"] == 1 and c["pool_per_process"] <= Settings.redis_max_connections
              for c in counted
          )]),
         (f"Confirm to browser at 300/s with {top['target']:,} waiting: p50 ≤ 5 ms, p99 ≤ 25 ms",

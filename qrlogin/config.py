@@ -102,7 +102,7 @@ def _introspect_key(env: Mapping[str, str]) -> str | None:
     return key
 
 
-def _choice(env: Mapping[str, str], name: str, default: str, allowed: tuple[str, ...]) -> str:
+def choice(env: Mapping[str, str], name: str, default: str, allowed: tuple[str, ...]) -> str:
     value = env.get(name, "").strip().lower() or default
     if value not in allowed:
         raise ConfigError(f"{name} must be one of {', '.join(allowed)} (got {value!r})")
@@ -143,6 +143,24 @@ def _origins(env: Mapping[str, str], name: str) -> frozenset[str]:
     if name == "QRLOGIN_PUBLIC_ORIGIN" and len(origins) > 1:
         raise ConfigError(f"{name} is one origin, like https://login.example.com")
     return frozenset(origins)
+
+
+#: Whether the Redis server's TLS certificate must verify (``rediss://`` URLs): ``none``
+#: accepts any certificate, as a self-signed one without its CA file (Heroku Redis).
+TLS_VERIFY = ("required", "none")
+#: How log lines are written: for people, or one JSON object a line for log drains.
+LOG_FORMATS = ("text", "json")
+
+
+def _readable_file(env: Mapping[str, str], name: str) -> str | None:
+    path = env.get(name, "").strip() or None
+    if path is not None:
+        try:
+            with open(path, "rb"):
+                pass
+        except OSError as error:
+            raise ConfigError(f"{name}: cannot read {path!r} ({error.strerror})") from None
+    return path
 
 
 #: How the service reaches Redis: one server (or a proxy in front of many), a Redis
@@ -196,6 +214,11 @@ class Settings:
     session_idle_s: int = 8 * 3600
     session_max_age_s: int = 24 * 3600
     introspect_key: str | None = None
+    redis_tls_verify: str = "required"
+    redis_ca_file: str | None = None
+    redis_max_connections: int = 20
+    ipv6_prefix: int = 64
+    log_format: str = "text"
 
     @property
     def clustered(self) -> bool:
@@ -228,7 +251,7 @@ class Settings:
             raise ConfigError(
                 f"REDIS_URL must start with redis://, rediss:// or unix:// (got {redis_url!r})"
             )
-        redis_mode = _choice(env, "QRLOGIN_REDIS_MODE", default["redis_mode"], REDIS_MODES)
+        redis_mode = choice(env, "QRLOGIN_REDIS_MODE", default["redis_mode"], REDIS_MODES)
         if redis_mode != "single" and redis_url is None:
             raise ConfigError(
                 f"QRLOGIN_REDIS_MODE={redis_mode} needs REDIS_URL to name a node (cluster) "
@@ -291,10 +314,19 @@ class Settings:
                 env, "QRLOGIN_SESSION_MAX_AGE", default["session_max_age_s"], 1, 365 * 24 * 3600
             ),
             introspect_key=_introspect_key(env),
-            reveal_scanner=_choice(
+            reveal_scanner=choice(
                 env, "QRLOGIN_REVEAL_SCANNER", default["reveal_scanner"], ("scan", "confirm")
             ),
             trusted_proxies=_int(env, "QRLOGIN_TRUSTED_PROXIES", default["trusted_proxies"], 0, 10),
+            redis_tls_verify=choice(
+                env, "QRLOGIN_REDIS_TLS_VERIFY", default["redis_tls_verify"], TLS_VERIFY
+            ),
+            redis_ca_file=_readable_file(env, "QRLOGIN_REDIS_CA_FILE"),
+            redis_max_connections=_int(
+                env, "QRLOGIN_REDIS_MAX_CONNECTIONS", default["redis_max_connections"], 2, 1000
+            ),
+            ipv6_prefix=_int(env, "QRLOGIN_IPV6_PREFIX", default["ipv6_prefix"], 32, 128),
+            log_format=choice(env, "QRLOGIN_LOG_FORMAT", default["log_format"], LOG_FORMATS),
         )
 
 

@@ -27,9 +27,6 @@ from qrlogin.topology import Cluster, Single, Topology
 
 log = logging.getLogger(__name__)
 
-#: Most command connections one process opens, whatever the burst. Commands take well under a
-#: millisecond, so a burst waits briefly for a free connection rather than opening more.
-MAX_POOL_CONNECTIONS = 20
 #: How long a request waits for a free pooled connection before 503 (seconds).
 POOL_TIMEOUT_S = 5.0
 #: Connect and read timeouts, so a dead Redis gives a quick 503 rather than a hang (seconds).
@@ -110,8 +107,12 @@ def connect(settings: Settings) -> redis.Redis:
     """Return the command client for this process."""
     if settings.redis_url is None:
         return _embedded()
+    # The most command connections one process opens, whatever the burst
+    # (QRLOGIN_REDIS_MAX_CONNECTIONS). Commands take well under a millisecond, so a burst
+    # waits briefly for a free connection rather than opening more.
     options = {
-        "max_connections": MAX_POOL_CONNECTIONS,
+        **tls_options(settings),
+        "max_connections": settings.redis_max_connections,
         "timeout": POOL_TIMEOUT_S,
         "socket_connect_timeout": CONNECT_TIMEOUT_S,
         "socket_timeout": SOCKET_TIMEOUT_S,
@@ -154,6 +155,7 @@ def topology(settings: Settings, client: redis.Redis) -> Topology:
         return Single(_embedded)
     # No retries inside redis-py: the hub reconnects and resubscribes itself.
     options: dict[str, object] = {
+        **tls_options(settings),
         "socket_connect_timeout": CONNECT_TIMEOUT_S,
         "socket_keepalive": True,
         "retry": Retry(NoBackoff(), 0),
@@ -171,14 +173,63 @@ def topology(settings: Settings, client: redis.Redis) -> Topology:
     return Single(lambda: redis.Redis.from_url(url, **options))
 
 
+def tls_options(settings: Settings) -> dict[str, object]:
+    """How connections verify Redis's certificate, for a ``rediss://`` URL (every
+    connection: the command pool, the hub's subscribers, the limiter's, the sentinels and
+    the nodes of a cluster); nothing for a plain one. In sentinel mode ``ssl`` says to
+    speak TLS, as the scheme does elsewhere."""
+    if not (settings.redis_url or "").startswith("rediss://"):
+        return {}
+    options: dict[str, object] = {"ssl_cert_reqs": settings.redis_tls_verify}
+    if settings.redis_ca_file:
+        options["ssl_ca_certs"] = settings.redis_ca_file
+    if settings.redis_mode == "sentinel":
+        options["ssl"] = True
+    return options
+
+
 def _sentinel(settings: Settings) -> Sentinel:
     password = urlsplit(settings.redis_url or "").password
+    tls = tls_options(settings)
     return Sentinel(  # type: ignore[no-untyped-call]
         sentinel_addresses(settings.redis_url or ""),
+        sentinel_kwargs={
+            **tls,
+            "socket_timeout": SOCKET_TIMEOUT_S,
+            "socket_connect_timeout": CONNECT_TIMEOUT_S,
+        },
         socket_timeout=SOCKET_TIMEOUT_S,
         socket_connect_timeout=CONNECT_TIMEOUT_S,
         password=password,  # the master's (the sentinels are asked without one)
+        **tls,
     )
+
+
+#: What a Redis error's text says of its cause, and the setting that changes it.
+_CAUSES = (
+    (
+        "CERTIFICATE_VERIFY_FAILED",
+        "Redis's TLS certificate did not verify: set QRLOGIN_REDIS_CA_FILE to the CA that "
+        "signed it, or QRLOGIN_REDIS_TLS_VERIFY=none for a self-signed one without its CA "
+        "(Heroku Redis)",
+    ),
+    (
+        "WRONG_VERSION_NUMBER",
+        "Redis does not speak TLS on that port: REDIS_URL says rediss://; use redis://",
+    ),
+    (
+        "max number of clients reached",
+        "Redis refused a connection (max number of clients reached): lower "
+        "QRLOGIN_REDIS_MAX_CONNECTIONS or WEB_CONCURRENCY, or raise the plan's client limit",
+    ),
+)
+
+
+def explain(error: BaseException) -> str | None:
+    """What a Redis failure means for the operator, naming the setting to change; None
+    when its own words say enough (a refused connection, a timeout)."""
+    text = f"{error} {error.__cause__ or ''} {error.__context__ or ''}"
+    return next((cause for mark, cause in _CAUSES if mark in text), None)
 
 
 @functools.cache

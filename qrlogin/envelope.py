@@ -12,7 +12,7 @@ from typing import Any
 from flask import Flask, Response, jsonify
 from werkzeug.exceptions import HTTPException
 
-from qrlogin.engine import UNAVAILABLE_ERRORS
+from qrlogin.engine import UNAVAILABLE_ERRORS, explain
 from qrlogin.exceptions import PayloadTooLarge, QRLoginError, SlowDown, Unavailable
 from qrlogin.metrics import REDIS_ERRORS
 
@@ -62,6 +62,6 @@ def init_app(app: Flask) -> None:
 
         @app.errorhandler(exc)
         def _redis_down(error: Exception) -> Response:
-            log.warning("redis unavailable: %s", error.__class__.__name__)
+            log.warning("redis unavailable: %s", explain(error) or error.__class__.__name__)
             REDIS_ERRORS.labels("request").inc()
             return error_response(Unavailable())

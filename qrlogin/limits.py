@@ -14,7 +14,7 @@ from typing import Any
 from flask import Flask, Response, request
 from flask_limiter import Limiter, RequestLimit
 
-from qrlogin import browser
+from qrlogin import browser, engine
 from qrlogin.auth import signed_in_user
 from qrlogin.browser import bound_digest
 from qrlogin.config import Settings
@@ -26,7 +26,8 @@ from qrlogin.store import Keys
 
 
 def client_ip() -> str:
-    return browser.client_ip(request)
+    """The caller's address as limits count it: an IPv6 caller by its network."""
+    return browser.client_group(request)
 
 
 def user_key() -> str:
@@ -87,7 +88,6 @@ def _breach(limit: RequestLimit) -> Response:
 #: The process's limiter; each view names its limit, and the app's settings give the values.
 limiter = Limiter(
     key_func=client_ip,
-    storage_options={"socket_connect_timeout": 2, "socket_timeout": 5},
     strategy="moving-window",
     key_prefix=Keys.LIMITS,
     swallow_errors=True,  # Redis down: the request itself answers 503
@@ -110,10 +110,33 @@ def storage_uri(settings: Settings) -> str:
     return url
 
 
+def storage_options(app: Flask) -> dict[str, Any]:
+    """How the limiter connects. On a single Redis it borrows the command pool, so it
+    opens no connection of its own and speaks TLS as the pool does; on a cluster or
+    through sentinels (limits' own clients) it gets the same TLS settings, timeouts and
+    bound as the pool."""
+    found = services(app)
+    settings = found.settings
+    if settings.redis_url is None:
+        return {}
+    if settings.redis_mode == "single":
+        return {"connection_pool": found.redis.connection_pool}
+    return {
+        **engine.tls_options(settings),
+        "socket_connect_timeout": engine.CONNECT_TIMEOUT_S,
+        "socket_timeout": engine.SOCKET_TIMEOUT_S,
+        "max_connections": settings.redis_max_connections,
+    }
+
+
 def init_app(app: Flask) -> None:
     """Count on the app's Redis (or in memory with the embedded engine)."""
     settings = services(app).settings
     app.config["RATELIMIT_STORAGE_URI"] = storage_uri(settings)
+    # flask-limiter adds the app's options to those it holds; this process's limiter serves
+    # one app at a time, so it starts from none rather than from the previous app's.
+    limiter._storage_options = {}
+    app.config["RATELIMIT_STORAGE_OPTIONS"] = storage_options(app)
     # Off means off: no per-request work at all (the limiter skips its hooks, and
     # ``bypass_views`` its views' wrappers).
     app.config["RATELIMIT_ENABLED"] = settings.rate_limits

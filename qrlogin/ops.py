@@ -7,7 +7,9 @@ from typing import Any
 import redis
 from flask import Blueprint, Response, jsonify
 
-from qrlogin import metrics, openapi
+from qrlogin import engine, metrics, openapi, proxies
+from qrlogin.config import Settings
+from qrlogin.engine import UNAVAILABLE_ERRORS
 from qrlogin.envelope import ok
 from qrlogin.exceptions import Unavailable
 from qrlogin.services import services
@@ -22,20 +24,30 @@ def healthz() -> Response:
 
 @bp.get("/readyz")
 def readyz() -> Response:
-    # A ConnectionError here becomes 503 UNAVAILABLE in envelope.init_app.
+    """200 when Redis answers; 503 naming the cause and the setting to change when the
+    cause has one (a certificate that does not verify, the client limit reached)."""
     svc = services()
-    if svc.settings.clustered:
-        cluster = cluster_state(svc.redis)
+    try:
+        found = _ready(svc.settings, svc.redis)
+        warnings = proxies.notices()
+    except UNAVAILABLE_ERRORS as error:
+        cause = engine.explain(error)
+        if cause is None:
+            raise  # 503 UNAVAILABLE in envelope.init_app
+        raise Unavailable(cause, data={"cause": cause}) from error
+    return ok({"status": "ready", **found, "demo": svc.settings.demo, "warnings": warnings})
+
+
+def _ready(settings: Settings, client: redis.Redis) -> dict[str, Any]:
+    if settings.clustered:
+        cluster = cluster_state(client)
         if cluster["state"] != "ok":
             raise Unavailable("the Redis Cluster is not ok", data={"cluster": cluster})
-        return ok(
-            {"status": "ready", "redis": "cluster", "cluster": cluster, "demo": svc.settings.demo}
-        )
-    svc.redis.ping()
-    redis_mode = "embedded" if svc.settings.embedded else "ok"
-    if svc.settings.redis_mode == "sentinel":
-        redis_mode = "sentinel"
-    return ok({"status": "ready", "redis": redis_mode, "demo": svc.settings.demo})
+        return {"redis": "cluster", "cluster": cluster}
+    client.ping()
+    if settings.redis_mode == "sentinel":
+        return {"redis": "sentinel"}
+    return {"redis": "embedded" if settings.embedded else "ok"}
 
 
 def cluster_state(client: redis.Redis) -> dict[str, Any]:

@@ -15,7 +15,7 @@ import pytest
 import redis
 from itsdangerous import URLSafeTimedSerializer
 
-from qrlogin.engine import MAX_POOL_CONNECTIONS
+from qrlogin.config import Settings
 from qrlogin.hub import LEAVE_AFTER_S
 from qrlogin.store import Keys
 from qrlogin.testing import RedisServer, Service
@@ -224,7 +224,8 @@ def test_connections_do_not_grow_with_waiting_browsers(
     # browsers: hub + 4 + this test's own client, with 3 streams and with 300.
     bound = 1 + 4 + 1
     assert with_3["total"] <= bound and with_300["total"] <= bound
-    assert burst["total"] <= 1 + MAX_POOL_CONNECTIONS + 1  # hub + pool + this test's client
+    pool = Settings.redis_max_connections
+    assert burst["total"] <= 1 + pool + 1  # hub + pool + this test's client
 
 
 def test_channels_left_are_unsubscribed_together(
