@@ -29,6 +29,12 @@ timeout = 30
 # Also how long a request head may take to arrive: gunicorn reads each head under it.
 keepalive = 2
 accesslog = os.environ.get("QRLOGIN_ACCESS_LOG", "-") or None
+# gunicorn's lines in the app's format (QRLOGIN_LOG_FORMAT), each access line with its
+# request's id.
+logger_class = "qrlogin.gunicorn_logs.Logger"
+access_log_format = (
+    '%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s" %({x-request-id}o)s'
+)
 control_socket_disable = True  # not used; several instances may share a machine
 # gunicorn would itself trust X-Forwarded-Proto from 127.0.0.1; the app's ProxyFix
 # reads forwarded headers instead, governed by QRLOGIN_TRUSTED_PROXIES alone.

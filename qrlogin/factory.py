@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import os
 from collections.abc import Mapping
 
@@ -17,10 +16,12 @@ from qrlogin import (
     envelope,
     events,
     limits,
+    logs,
     ops,
     pages,
     parking,
     passport,
+    proxies,
     qrimage,
     security,
 )
@@ -48,10 +49,7 @@ def create_app(env: Mapping[str, str] | None = None) -> Flask:
     Raises ``ConfigError`` when a setting is invalid.
     """
     settings = Settings.from_env(os.environ if env is None else env)
-    if not logging.getLogger().handlers:
-        logging.basicConfig(
-            level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-        )
+    logs.configure(settings.log_format)
 
     app = Flask(__name__, template_folder="../templates", static_folder="../static")
     app.config.update(SECRET_KEY=settings.secret_key, MAX_CONTENT_LENGTH=MAX_BODY_BYTES)
@@ -68,6 +66,7 @@ def create_app(env: Mapping[str, str] | None = None) -> Flask:
     app.wsgi_app = parking.wsgi(  # type: ignore[method-assign]
         app.wsgi_app, lambda: services_module.services(app).lot
     )
+    logs.init_app(app)
     envelope.init_app(app)
     cli.init_app(app)
     limits.init_app(app)
@@ -75,6 +74,7 @@ def create_app(env: Mapping[str, str] | None = None) -> Flask:
         app.register_blueprint(blueprint)
     limits.bypass_views(app)
     security.init_app(app, settings)
+    proxies.init_app(app, settings)
     describe_user_agent("")  # load the user-agent rules now, not on the first request
     qrimage.usual_mask(settings.prefix)  # the QR codes' mask (6 ms), found before any QR
     return app

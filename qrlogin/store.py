@@ -115,6 +115,9 @@ class Keys:
     def user_channel(cls, user_id: str) -> str:
         return cls._tagged("user-events", user_id)
 
+    #: What a process noticed of forwarded headers it was told not to read (proxies.py).
+    NOTICE_FORWARDED = f"{NAMESPACE}:notice:forwarded"
+
     #: The prefix of the rate limiter's keys (flask-limiter adds the rest).
     LIMITS = f"{NAMESPACE}:limits"
 
