@@ -38,12 +38,16 @@ def bind_cookie_name(request: Request) -> str:
 
 def browser_secret(request: Request) -> str | None:
     """The caller's binding cookie, when it is one the service issued (signed with
-    SECRET_KEY) and the only one sent. A value the client chose, or two cookies of that
-    name (one planted from elsewhere, say), count as no binding."""
-    values = request.cookies.getlist(bind_cookie_name(request))
-    if len(values) != 1 or len(values[0]) > MAX_BIND_COOKIE_CHARS:
+    SECRET_KEY) and the only one sent. A value the client chose, or two different cookies
+    of that name (one planted from elsewhere, say), count as no binding; the same value
+    sent twice (a client's cookie jar and its own header) counts once."""
+    values = set(request.cookies.getlist(bind_cookie_name(request)))
+    if len(values) != 1:
         return None
-    return values[0] if services().tokens.binding_is_ours(values[0]) else None
+    value = values.pop()
+    if len(value) > MAX_BIND_COOKIE_CHARS:
+        return None
+    return value if services().tokens.binding_is_ours(value) else None
 
 
 #: Stands for "no binding": never equal to a stored digest, so such a caller owns no QR.
@@ -127,7 +131,9 @@ def client_ip(request: Request) -> str:
 
 
 def canonical_ip(text: str) -> str:
-    """An IP address as ``ipaddress`` writes it; ValueError when ``text`` is not one.
+    """An IP address as ``ipaddress`` writes it, an IPv4-mapped IPv6 address
+    (``::ffff:192.0.2.1``, as a dual-stack socket sees an IPv4 client) as the IPv4 address
+    it carries; ValueError when ``text`` is not one.
 
     An IPv4 address that ``inet_pton`` takes (four decimal parts of at most 255, no
     leading zeros) is already written that way: the check costs a C call, where
@@ -135,8 +141,29 @@ def canonical_ip(text: str) -> str:
     try:
         socket.inet_pton(socket.AF_INET, text)
     except OSError:
-        return str(ipaddress.ip_address(text))
+        return _parsed_ip(text)
     return text
+
+
+@lru_cache(maxsize=4096)
+def _parsed_ip(text: str) -> str:
+    address = ipaddress.ip_address(text)
+    mapped = getattr(address, "ipv4_mapped", None)
+    return str(mapped or address)
+
+
+def client_group(request: Request) -> str:
+    """Who counts as one client for per-address limits and caps: the IPv4 address, or
+    the IPv6 network of ``QRLOGIN_IPV6_PREFIX`` bits (64: a home or an office gets a /64
+    and chooses its addresses in it at will)."""
+    return address_group(client_ip(request), services().settings.ipv6_prefix)
+
+
+@lru_cache(maxsize=4096)
+def address_group(ip: str, ipv6_prefix: int) -> str:
+    if ":" not in ip:
+        return ip
+    return str(ipaddress.ip_network(f"{ip}/{ipv6_prefix}", strict=False))
 
 
 def client_socket(request: Request) -> socket.socket | None:

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from flask import Blueprint, Response, request
 
 from qrlogin.auth import signed_in_user
-from qrlogin.browser import client_ip, client_socket
+from qrlogin.browser import client_group, client_socket
 from qrlogin.envelope import ok
 from qrlogin.events import event_stream, frames
 from qrlogin.exceptions import SessionNotFound
@@ -90,4 +90,4 @@ def user_events() -> Response:
         yield from frames(None, resumed=True, updates=updates, each=notices)
 
     # Counted last: nothing can fail between here and the response that releases it.
-    return event_stream(body(), svc.holds.acquire(None, None, client_ip(request)))
+    return event_stream(body(), svc.holds.acquire(None, None, client_group(request)))

@@ -11,7 +11,7 @@ from flask import Blueprint, Response, request
 from flask_sse import Message
 
 from qrlogin import parking
-from qrlogin.browser import bindings, client_ip, client_socket
+from qrlogin.browser import bindings, client_group, client_socket
 from qrlogin.exceptions import BadRequest, Forbidden, NotFound
 from qrlogin.inputs import check_qr_id
 from qrlogin.messages import EVENT_TYPE, Published
@@ -75,7 +75,7 @@ def stream(qr_id: str) -> Response:
     body = frames(first, resumed=resumed, updates=updates)
     # Counted last (429 before the stream): nothing can fail between here and the
     # response that releases it.
-    held = svc.holds.take(qr_id, bind, client_ip(request))
+    held = svc.holds.take(qr_id, bind, client_group(request))
     if first.status not in FINAL and parking.possible(request.environ):
         # The server hands the connection to the lot once the head is written: the
         # body above is then never read, and the lot gives the hold back.
@@ -113,7 +113,7 @@ def shared_stream() -> Response:
         tick_s=svc.settings.sse_heartbeat_s, client=client_socket(request),
     )  # fmt: skip
     body = shared_frames(openings, updates, of_channel)
-    return event_stream(body, svc.holds.acquire(None, bind, client_ip(request)))
+    return event_stream(body, svc.holds.acquire(None, bind, client_group(request)))
 
 
 def shared_frame(snapshot: Snapshot) -> str:

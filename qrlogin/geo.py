@@ -63,14 +63,14 @@ class Locator:
     def _locate(self, ip: str) -> Place | None:
         """None for addresses that have no location (private, loopback) or are unknown."""
         try:
-            address = ipaddress.ip_address(ip)
+            address = _address(ip)
         except ValueError:
             return None
         if not address.is_global:
             return None
         if self._reader is not None:
-            return _from_record(self._reader.get(ip))
-        code = iptocc.country_code(ip)
+            return _from_record(self._reader.get(str(address)))
+        code = iptocc.country_code(str(address))
         return Place(code, country_name(code)) if code else None
 
 
@@ -86,9 +86,16 @@ def _from_record(record: Any) -> Place | None:
     return Place(code, names.get("en") or (country_name(code) if code else None), city)
 
 
+def _address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+    """``text`` as an address, an IPv4-mapped IPv6 one as the IPv4 address it carries."""
+    address = ipaddress.ip_address(text)
+    mapped = getattr(address, "ipv4_mapped", None)
+    return mapped or address
+
+
 def same_network(a: str, b: str) -> bool:
     try:
-        first, second = ipaddress.ip_address(a), ipaddress.ip_address(b)
+        first, second = _address(a), _address(b)
     except ValueError:
         return False
     if first.version != second.version:
@@ -98,12 +105,19 @@ def same_network(a: str, b: str) -> bool:
     return second in network
 
 
+def _comparable(ip: str) -> str:
+    try:
+        return str(_address(ip))
+    except ValueError:
+        return ip
+
+
 def compare(
     requester_ip: str, requester: Place | None, phone_ip: str, phone: Place | None
 ) -> dict[str, Any]:
     """How the browser that asked differs from the phone, with a plain warning when it
     does: "This request comes from another network, in Germany." """
-    same_address = requester_ip == phone_ip
+    same_address = _comparable(requester_ip) == _comparable(phone_ip)
     nearby = same_address or same_network(requester_ip, phone_ip)
     same_country = (
         None if requester is None or phone is None or not requester.country or not phone.country

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from qrlogin.browser import BIND_COOKIE
+from qrlogin.browser import BIND_COOKIE, HOST_PREFIX
 from qrlogin.config import MAX_BODY_TEXT, MAX_WAIT_S, SSE_RETRY_MS
 from qrlogin.envelope import HTTP_CODES, OTHER_HTTP_CODE
 from qrlogin.events import MAX_WATCHED
@@ -110,29 +110,43 @@ _ERROR_TEXT = {
 }
 
 _QR_ID = {"type": "string", "pattern": QR_ID_PATTERN}
-#: The binding cookie: set on the first create, sent back by the stream, the poll and
-#: regeneration. Browsers send it by themselves; other HTTP clients must keep it.
-_BIND_COOKIE = {
-    "name": BIND_COOKIE,
-    "in": "cookie",
-    "required": True,
-    "schema": {"type": "string"},
-    "description": "The browser binding set by the create call (Set-Cookie); without it "
-    "the QR's stream and poll answer 403",
+#: The binding cookie, as security schemes rather than parameters: it is the HTTP client's
+#: cookie jar that keeps it and sends it (a generated client that also took it as a
+#: parameter would send it twice). Its name depends on the scheme the browser uses.
+_BIND_SCHEMES = {
+    "bindCookie": {
+        "type": "apiKey",
+        "in": "cookie",
+        "name": BIND_COOKIE,
+        "description": "The browser binding over plain HTTP: set by the create call "
+        "(Set-Cookie) and sent back by the cookie jar. Without it the QR's stream, poll and "
+        "redemption answer 403",
+    },
+    "bindCookieHttps": {
+        "type": "apiKey",
+        "in": "cookie",
+        "name": HOST_PREFIX + BIND_COOKIE,
+        "description": "The browser binding over HTTPS (Secure, Path=/, no Domain): the same "
+        "cookie under the name browsers let no other host or path set",
+    },
 }
+#: Calls that need the binding: either name, as the scheme gives it.
+_BOUND: list[dict[str, list[str]]] = [{name: []} for name in _BIND_SCHEMES]
 
 _CREATE = {
     "summary": "Create a QR code (browser)",
-    "description": "Creates a QR session and sets the qrlogin_bind cookie when missing. "
+    "description": "Creates a QR session and sets the binding cookie when missing "
+    f"(`{BIND_COOKIE}`, over HTTPS `{HOST_PREFIX}{BIND_COOKIE}`). "
     "With `code`, a live QR of this browser is first marked QRCODE_ERROR (replaced).",
-    "parameters": [{**_BIND_COOKIE, "required": False}],
+    "security": [{}, *_BOUND],
     "requestBody": _body("CreateRequest"),
     "responses": {
         "201": {
             **_json(_envelope(_ref("QRCode")), "The new QR code"),
             "headers": {
                 "Set-Cookie": {
-                    "description": f"`{BIND_COOKIE}=...; HttpOnly; SameSite=Lax; Path=/`, "
+                    "description": f"`{BIND_COOKIE}=...; HttpOnly; SameSite=Lax; Path=/` "
+                    f"(over HTTPS `{HOST_PREFIX}{BIND_COOKIE}=...; Secure; ...`), "
                     "when the request carried no valid binding cookie",
                     "schema": {"type": "string"},
                 }
@@ -144,9 +158,15 @@ _CREATE = {
 
 _READY = {
     "type": "object",
-    "required": ["status", "redis", "demo"],
+    "required": ["status", "redis", "demo", "warnings"],
     "properties": {
         "status": {"type": "string", "enum": ["ready"]},
+        "warnings": {
+            "type": "array",
+            "items": {"type": "string"},
+            "description": "What the operator should change though the service is ready: "
+            "forwarded headers arriving while QRLOGIN_TRUSTED_PROXIES=0 ignores them",
+        },
         "redis": {"type": "string", "enum": ["ok", "embedded", "cluster", "sentinel"]},
         "demo": {"type": "boolean"},
         "cluster": {
@@ -191,7 +211,7 @@ PATHS: dict[str, dict[str, Any]] = {
         "post": {
             "operationId": "guest",
             "summary": "Poll a QR's status; redeem the login token once (browser)",
-            "parameters": [_BIND_COOKIE],
+            "security": _BOUND,
             "requestBody": _body("GuestRequest"),
             "responses": {
                 "200": _json(_envelope(_ref("GuestStatus")), "The current status"),
@@ -202,11 +222,11 @@ PATHS: dict[str, dict[str, Any]] = {
     "/v1/accounts/qrcode/{qr_id}/events": {
         "get": {
             "operationId": "events",
+            "security": _BOUND,
             "summary": "Wait for status changes (browser, Server-Sent Events)",
             "description": _STREAM_TEXT,
             "parameters": [
                 {"name": "qr_id", "in": "path", "required": True, "schema": _QR_ID},
-                _BIND_COOKIE,
                 {
                     "name": "Last-Event-ID",
                     "in": "header",
@@ -228,6 +248,7 @@ PATHS: dict[str, dict[str, Any]] = {
     "/v1/accounts/qrcode/events": {
         "get": {
             "operationId": "sharedEvents",
+            "security": _BOUND,
             "summary": "Wait for status changes of several QR codes of this browser on one stream",
             "description": "Server-Sent Events for the tabs of one browser, which share one "
             f"connection. Opens with `retry: {SSE_RETRY_MS}` and each QR's current state; then "
@@ -243,7 +264,6 @@ PATHS: dict[str, dict[str, Any]] = {
                     "schema": {"type": "string"},
                     "description": f"1 to {MAX_WATCHED} QR ids, comma-separated",
                 },
-                _BIND_COOKIE,
             ],
             "responses": {
                 "200": _sse(
@@ -388,6 +408,9 @@ PATHS: dict[str, dict[str, Any]] = {
         "get": {
             "operationId": "readyz",
             "summary": "Redis answers (on a cluster: and its state is ok)",
+            "description": "503 when Redis does not answer; when the cause has a fix (a TLS "
+            "certificate that does not verify, Redis's client limit reached) `msg` and "
+            "`data.cause` name it and the setting to change.",
             "responses": {"200": _json(_envelope(_READY), "Ready"), **_errors(503)},
         }
     },
@@ -699,6 +722,7 @@ def document() -> dict[str, Any]:
                 "userToken": {"type": "http", "scheme": "bearer", "description": "user token"},
                 "loginToken": {"type": "http", "scheme": "bearer", "description": "login token"},
                 "sessionCookie": {"type": "apiKey", "in": "cookie", "name": "qrlogin_session"},
+                **_BIND_SCHEMES,
                 "introspectKey": {
                     "type": "http",
                     "scheme": "bearer",

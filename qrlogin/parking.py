@@ -47,6 +47,7 @@ from qrlogin.metrics import PARKED_STREAMS
 from qrlogin.models import FINAL, Snapshot
 from qrlogin.sse import HEARTBEAT, delivered, frame, reconnect_hint
 from qrlogin.store import Keys
+from qrlogin.waiting import is_tls
 
 log = logging.getLogger(__name__)
 
@@ -91,11 +92,15 @@ def enable() -> None:
 
 def possible(environ: dict[str, Any]) -> bool:
     """Whether this request's stream can be parked: under the stream worker, a GET with
-    the connection at hand."""
+    the connection at hand, and that connection plain TCP. The lot writes bytes to the
+    descriptor itself; on a TLS connection (gunicorn serving ``--certfile``) they must go
+    through the TLS layer, so such a stream keeps its greenlet."""
+    sock = environ.get("gunicorn.socket")
     return (
         bool(_under_stream_worker)
         and environ.get("REQUEST_METHOD") == "GET"
-        and isinstance(environ.get("gunicorn.socket"), socket.socket)
+        and isinstance(sock, socket.socket)
+        and not is_tls(sock)
     )
 
 

@@ -15,7 +15,7 @@ from qrlogin.browser import (
     actor,
     bindings,
     clear_cookie,
-    client_ip,
+    client_group,
     client_socket,
     requester,
     rotated_secret,
@@ -173,7 +173,7 @@ def session_events() -> Response:
     resumed = last_event_id() == first.version
     body = frames(first, resumed=resumed, updates=updates, event=SESSION_EVENT)
     # Counted last: nothing can fail between here and the response that releases it.
-    return event_stream(body, svc.holds.acquire(None, None, client_ip(request)))
+    return event_stream(body, svc.holds.acquire(None, None, client_group(request)))
 
 
 @bp.post("/v1/passport/introspect")

@@ -14,6 +14,7 @@ import enum
 import functools
 import math
 import socket
+import ssl
 import time
 from collections.abc import Callable, Generator, Iterator
 from contextlib import contextmanager
@@ -200,9 +201,28 @@ def _watch_client(
         watcher.close()
 
 
+def is_tls(sock: socket.socket) -> bool:
+    """Whether ``sock`` speaks TLS (the standard library's or gevent's TLS socket)."""
+    import gevent.ssl
+
+    return isinstance(sock, ssl.SSLSocket | gevent.ssl.SSLSocket)
+
+
 def _went_away(client: socket.socket) -> bool:
     """True when the peer closed the connection (it is readable and at its end)."""
     try:
-        return client.recv(1, socket.MSG_PEEK) == b""
+        if not is_tls(client):
+            return client.recv(1, socket.MSG_PEEK) == b""
+        # TLS cannot peek, and what made the socket readable may be a TLS record with no
+        # data in it: read without waiting. A browser that leaves sends close_notify or
+        # just closes, and both read as the end.
+        timeout = client.gettimeout()
+        client.settimeout(0)
+        try:
+            return client.recv(1) == b""
+        except (ssl.SSLWantReadError, BlockingIOError, TimeoutError):
+            return False
+        finally:
+            client.settimeout(timeout)
     except OSError:
         return True

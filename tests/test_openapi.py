@@ -32,15 +32,26 @@ def test_document_is_openapi_3_1(client: FlaskClient) -> None:
 
 
 def test_the_binding_cookie_is_declared(client: FlaskClient) -> None:
-    """A client generated from the spec knows to keep and send the binding cookie."""
-    paths = spec(client)["paths"]
+    """A client generated from the spec knows the binding cookie under both its names, as
+    a cookie its jar keeps: not as a parameter, which it would send a second time."""
+    document = spec(client)
+    schemes = document["components"]["securitySchemes"]
+    assert {(s["in"], s["name"]) for s in schemes.values() if s["type"] == "apiKey"} >= {
+        ("cookie", "qrlogin_bind"),
+        ("cookie", "__Host-qrlogin_bind"),
+    }
+    paths = document["paths"]
+    bound: list[dict[str, list[str]]] = [{"bindCookie": []}, {"bindCookieHttps": []}]
     for path, method in (
         ("/v1/accounts/qrcode/{qr_id}/events", "get"),
+        ("/v1/accounts/qrcode/events", "get"),
         ("/v1/passport/guest", "post"),
-        ("/v1/accounts/qrcode/", "post"),
     ):
-        cookies = [p for p in paths[path][method]["parameters"] if p["in"] == "cookie"]
-        assert [c["name"] for c in cookies] == ["qrlogin_bind"], path
+        operation = paths[path][method]
+        assert operation["security"] == bound, path
+        assert not [p for p in operation.get("parameters", []) if p["in"] == "cookie"], path
+    # Creating needs none: the first create sets it.
+    assert paths["/v1/accounts/qrcode/"]["post"]["security"] == [{}, *bound]
     created = paths["/v1/accounts/qrcode/"]["post"]["responses"]["201"]
     assert "Set-Cookie" in created["headers"]
     stream = paths["/v1/accounts/qrcode/{qr_id}/events"]["get"]["responses"]["200"]

@@ -62,10 +62,12 @@ def test_public_origin_is_validated(env: dict[str, str]) -> None:
 
 
 def ipaddress_writing(text: str) -> str | None:
+    """The address as ``ipaddress`` writes it; an IPv4-mapped one as its IPv4 address."""
     try:
-        return str(ipaddress.ip_address(text))
+        address = ipaddress.ip_address(text)
     except ValueError:
         return None
+    return str(getattr(address, "ipv4_mapped", None) or address)
 
 
 def canonical_or_none(text: str) -> str | None:
@@ -73,6 +75,13 @@ def canonical_or_none(text: str) -> str | None:
         return canonical_ip(text)
     except ValueError:
         return None
+
+
+def test_mapped_addresses_are_unwrapped() -> None:
+    # A dual-stack socket ([::] with IPV6_V6ONLY off) sees an IPv4 client this way.
+    assert canonical_ip("::ffff:198.51.100.7") == "198.51.100.7"
+    assert canonical_ip("::FFFF:c633:6407") == "198.51.100.7"
+    assert canonical_ip("2001:db8::ffff:1.2.3.4") == "2001:db8::ffff:102:304"  # not mapped
 
 
 def test_addresses_are_written_as_ipaddress_writes_them() -> None:
