@@ -13,12 +13,12 @@ from typing import Any
 
 from gunicorn.glogging import Logger as GunicornLogger
 
-from qrlogin.config import LOG_FORMATS, Settings, choice
-from qrlogin.logs import ENVIRON_KEY, JsonFormatter
+from qrlogin.logformat import ENVIRON_KEY, JsonFormatter
 
 
 def log_format() -> str:
-    return choice(os.environ, "QRLOGIN_LOG_FORMAT", Settings.log_format, LOG_FORMATS)
+    """As the app reads it (which refuses a value other than text and json)."""
+    return os.environ.get("QRLOGIN_LOG_FORMAT", "").strip().lower() or "text"
 
 
 class Logger(GunicornLogger):  # type: ignore[misc]

@@ -9,27 +9,21 @@ chooses ``text`` lines or one ``json`` object a line.
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 import secrets
-import time
-from typing import Any
 
 from flask import Flask, Response, g, has_request_context, request
 
 from qrlogin import engine
+from qrlogin.logformat import ENVIRON_KEY, JsonFormatter
 
 HEADER = "X-Request-Id"
-#: Where the request's id is kept for the access log, which runs after the app.
-ENVIRON_KEY = "qrlogin.request_id"
 #: An id taken as it came: a plain token, as routers make them (no spaces, quotes or line
 #: breaks that could forge a log line or break a JSON one).
 _ACCEPTED = re.compile(r"[A-Za-z0-9._:+/=-]{1,200}\Z")
 #: Bytes of randomness in an id made up here.
 _MADE_UP_BYTES = 16
-#: Attributes every ``LogRecord`` has; anything else on a record is a field of its own.
-_RECORD_ATTRIBUTES = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s [%(request_id)s]: %(message)s"
 
 
@@ -49,26 +43,6 @@ class RequestIdFilter(logging.Filter):
         if not hasattr(record, "request_id"):
             record.request_id = request_id()
         return True
-
-
-class JsonFormatter(logging.Formatter):
-    """One JSON object a line: time, level, logger, message, request_id, any fields the
-    record was given (``extra=``), and the traceback when there is one."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        line: dict[str, Any] = {
-            "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
-            + f".{int(record.msecs):03d}Z",
-            "level": record.levelname,
-            "logger": record.name,
-            "message": record.getMessage(),
-        }
-        for name, value in vars(record).items():
-            if name not in _RECORD_ATTRIBUTES and name not in line:
-                line[name] = value
-        if record.exc_info:
-            line["exc"] = self.formatException(record.exc_info)
-        return json.dumps(line, default=str, ensure_ascii=False)
 
 
 def formatter(log_format: str) -> logging.Formatter:

@@ -15,6 +15,7 @@ import random
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -22,6 +23,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Self
 
@@ -87,9 +89,11 @@ def redis_answers(url: str) -> bool:
         return False
 
 
-def http_answers(url: str) -> bool:
+def http_answers(url: str, ca_file: str | None = None) -> bool:
+    """Whether ``url`` answers 200; over HTTPS trusting ``ca_file``."""
+    context = ssl.create_default_context(cafile=ca_file) if url.startswith("https:") else None
     try:
-        with urllib.request.urlopen(url, timeout=5) as answer:  # noqa: S310 (our own loopback)
+        with urllib.request.urlopen(url, timeout=5, context=context) as answer:  # noqa: S310
             return bool(answer.status == 200)
     except (OSError, urllib.error.URLError):
         return False
@@ -477,8 +481,18 @@ def find_or_start(log_dir: Path | None = None) -> tuple[str, RedisServer | None]
     return server.url, server
 
 
+@dataclass(frozen=True)
+class TLSFiles:
+    """A server's certificate chain and key, and the CA that signed it (PEM files)."""
+
+    cert: str
+    key: str
+    ca: str
+
+
 class Service(Process):
-    """``gunicorn -c gunicorn.conf.py wsgi:app`` on a free port, as the Procfile runs it."""
+    """``gunicorn -c gunicorn.conf.py wsgi:app`` on a free port, as the Procfile runs it;
+    with ``tls``, gunicorn serves HTTPS itself (``--certfile``, ``--keyfile``)."""
 
     def __init__(
         self,
@@ -486,9 +500,11 @@ class Service(Process):
         log_dir: Path,
         workers: int = 1,
         config: str = "gunicorn.conf.py",
+        tls: TLSFiles | None = None,
     ) -> None:
         self.port = free_port()
         self.config = config
+        self.tls = tls
         self.env = {
             **os.environ,
             "QRLOGIN_ACCESS_LOG": "",
@@ -496,15 +512,18 @@ class Service(Process):
             "PORT": str(self.port),
             "WEB_CONCURRENCY": str(workers),
         }
+        if tls is not None:
+            self.env["GUNICORN_CMD_ARGS"] = f"--certfile {tls.cert} --keyfile {tls.key}"
         super().__init__(f"gunicorn on port {self.port}", log_dir / f"gunicorn-{self.port}.log")
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}"
 
     def start(self) -> Self:
         self.spawn([sys.executable, "-m", "gunicorn", "-c", self.config, "wsgi:app"], self.env)
-        self.wait_until(lambda: http_answers(self.url + "/healthz"))
+        ca = self.tls.ca if self.tls else None
+        self.wait_until(lambda: http_answers(self.url + "/healthz", ca))
         return self
 
     def terminate(self) -> float:

@@ -15,7 +15,14 @@ from qrlogin import create_app
 from qrlogin import store as store_module
 from qrlogin.models import Snapshot, bind_digest
 from qrlogin.services import Services
-from qrlogin.testing import LocalCluster, RedisServer, Service, find_or_start, stop_all
+from qrlogin.testing import (
+    LocalCluster,
+    RedisServer,
+    Service,
+    TLSFiles,
+    find_or_start,
+    stop_all,
+)
 
 SECRET = "test-secret-key-0123456789"
 
@@ -50,9 +57,14 @@ def start_service(redis_url: str, server_logs: Path) -> Iterator[StartService]:
     redis.Redis.from_url(redis_url).flushdb()
     started: list[Service] = []
 
-    def start(redis_url: str = redis_url, workers: int = 1, **settings: str) -> Service:
+    def start(
+        redis_url: str = redis_url,
+        workers: int = 1,
+        tls: TLSFiles | None = None,
+        **settings: str,
+    ) -> Service:
         env = {"SECRET_KEY": SECRET, "REDIS_URL": redis_url, **settings}
-        service = Service(env, server_logs, workers=workers)
+        service = Service(env, server_logs, workers=workers, tls=tls)
         started.append(service)
         return service.start()
 
@@ -191,3 +203,32 @@ def fill(client: FlaskClient, token: str, qr_id: str, step: str, **extra: Any) -
 
 def guest(client: FlaskClient, qr_id: str, **extra: Any) -> Any:
     return client.post("/v1/passport/guest", json={"code": qr_id, **extra})
+
+
+@pytest.fixture(scope="session")
+def certificates(tmp_path_factory: pytest.TempPathFactory) -> TLSFiles:
+    """A CA of the tests' own, and a server certificate it signed for every address a
+    test server listens on (loopback, and the lab's hosts)."""
+    return tls_files(tmp_path_factory.mktemp("tls"), "ca")
+
+
+@pytest.fixture(scope="session")
+def other_ca(tmp_path_factory: pytest.TempPathFactory) -> TLSFiles:
+    """Another CA, which signed none of the servers' certificates."""
+    return tls_files(tmp_path_factory.mktemp("tls-other"), "other-ca")
+
+
+def tls_files(folder: Path, name: str) -> TLSFiles:
+    import trustme
+
+    from tests.lab import SERVER_NAMES
+
+    ca = trustme.CA(organization_name=f"qrlogin tests {name}")
+    server = ca.issue_cert("localhost", "127.0.0.1", "::1", *SERVER_NAMES)
+    files = TLSFiles(str(folder / "server.pem"), str(folder / "server.key"), str(folder / "ca.pem"))
+    server.cert_chain_pems[0].write_to_path(files.cert)
+    for more in server.cert_chain_pems[1:]:
+        more.write_to_path(files.cert, append=True)
+    server.private_key_pem.write_to_path(files.key)
+    ca.cert_pem.write_to_path(files.ca)
+    return files
