@@ -22,7 +22,7 @@ async function post(path, body, cookie) {
 const created = await post("/v1/accounts/qrcode/", { platform: "node" });
 const cookie = created.response.headers.getSetCookie()
   .map((line) => line.split(";")[0])
-  .find((pair) => pair.startsWith("qrlogin_bind="));
+  .find((pair) => /^(__Host-)?qrlogin_bind=/.test(pair)); // its name over HTTPS: __Host-qrlogin_bind
 const qr = created.envelope.data;
 console.log(`qr ${qr.id}`);
 console.log(`content ${qr.content}`);
