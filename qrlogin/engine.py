@@ -11,6 +11,9 @@ from __future__ import annotations
 import functools
 import logging
 import select
+import time
+from queue import Empty
+from typing import Any
 from urllib.parse import urlsplit
 
 import gevent.monkey
@@ -103,6 +106,92 @@ def _poll(sock: object) -> int:
     return int(found[0][1]) if found else 0
 
 
+#: How Redis words a refused connection when it serves as many clients as it may.
+CLIENT_LIMIT = "max number of clients reached"
+#: How long a pool that met Redis's client limit keeps to the connections it has (seconds).
+CLIENT_LIMIT_BACKOFF_S = 10.0
+#: Connections a pool keeps open however long they wait; past these, a connection unused
+#: this long is closed (seconds), so that a burst's extra connections go back to Redis,
+#: where another process may need them under a small client limit.
+CORE_CONNECTIONS = 2
+SPARE_IDLE_S = 5.0
+
+
+class Pool(redis.BlockingConnectionPool):
+    """The command pool: bounded (QRLOGIN_REDIS_MAX_CONNECTIONS), and a request waits for
+    a free connection rather than open one past the bound. When Redis refuses a new
+    connection for its client limit (a small managed plan), the pool keeps to the
+    connections it has for a while: the request that met the refusal, and those after
+    it, wait for one of them, instead of each opening a connection to be refused too.
+    Connections past the first ``CORE_CONNECTIONS`` close once unused for
+    ``SPARE_IDLE_S``: a burst's extra connections go back to Redis."""
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)  # type: ignore[no-untyped-call]
+        self._retired: list[Any] = []  # slots set aside, each a place in the queue
+        self._retired_until = 0.0
+        self._next_reap = 0.0
+
+    def get_connection(self, *args: Any, **options: Any) -> Any:
+        now = time.monotonic()
+        if self._retired and now >= self._retired_until:
+            self._restore()
+        if now >= self._next_reap:
+            self._next_reap = now + 1.0
+            self._close_spares(now)
+        try:
+            return super().get_connection(*args, **options)  # type: ignore[no-untyped-call]
+        except redis.exceptions.ConnectionError as error:
+            if CLIENT_LIMIT not in str(error) or not self._retire():
+                raise
+            return super().get_connection(*args, **options)  # type: ignore[no-untyped-call]
+
+    def _retire(self) -> bool:
+        """Set aside the refused connection's slot (the queue's last), unless it is the
+        last slot left; whether it did."""
+        if self.max_connections - len(self._retired) <= 1:
+            return False
+        try:
+            slot = self.pool.get_nowait()
+        except Empty:
+            return False
+        if slot is not None and _connected(slot):
+            self.pool.put_nowait(slot)  # a working connection: not the refused one
+            return False
+        self._retired.append(slot)
+        self._retired_until = time.monotonic() + CLIENT_LIMIT_BACKOFF_S
+        log.warning(
+            "%s; this process keeps to %d connections for %.0f s",
+            explain(redis.exceptions.ConnectionError(CLIENT_LIMIT)),
+            self.max_connections - len(self._retired),
+            CLIENT_LIMIT_BACKOFF_S,
+        )
+        return True
+
+    def release(self, connection: Any) -> None:
+        connection.qrlogin_released = time.monotonic()
+        super().release(connection)  # type: ignore[no-untyped-call]
+
+    def _close_spares(self, now: float) -> None:
+        """Close the connections waiting in the queue past the most recent few that have
+        waited ``SPARE_IDLE_S`` (the queue's end is the most recently released)."""
+        # A copy of the queue's list: nothing here waits, so no other greenlet changes it
+        # meanwhile (gevent's queue, under the worker, has no lock to take).
+        waiting = [c for c in list(self.pool.queue) if c is not None and _connected(c)]
+        for connection in waiting[:-CORE_CONNECTIONS]:
+            if now - getattr(connection, "qrlogin_released", now) >= SPARE_IDLE_S:
+                connection.disconnect()
+
+    def _restore(self) -> None:
+        retired, self._retired = self._retired, []
+        for slot in retired:
+            self.pool.put_nowait(slot)
+
+
+def _connected(connection: Any) -> bool:
+    return getattr(connection, "_sock", None) is not None
+
+
 def connect(settings: Settings) -> redis.Redis:
     """Return the command client for this process."""
     if settings.redis_url is None:
@@ -134,9 +223,9 @@ def connect(settings: Settings) -> redis.Redis:
         # One bounded, blocking pool per master; a failover or a slot move makes the
         # client reload the slot map and try again, within the same few retries.
         return redis.RedisCluster.from_url(  # type: ignore[return-value]  # same commands
-            settings.redis_url, connection_pool_class=redis.BlockingConnectionPool, **options
+            settings.redis_url, connection_pool_class=Pool, **options
         )
-    pool = redis.BlockingConnectionPool.from_url(settings.redis_url, **options)
+    pool = Pool.from_url(settings.redis_url, **options)
     return redis.Redis(connection_pool=pool)
 
 

@@ -62,6 +62,7 @@ def init_app(app: Flask) -> None:
 
         @app.errorhandler(exc)
         def _redis_down(error: Exception) -> Response:
-            log.warning("redis unavailable: %s", explain(error) or error.__class__.__name__)
+            cause = explain(error) or f"{type(error).__name__}: {error}"
+            log.warning("redis unavailable: %s", cause)
             REDIS_ERRORS.labels("request").inc()
             return error_response(Unavailable())

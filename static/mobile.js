@@ -134,13 +134,30 @@
     if (token) signIn(token, "the token's user");
   });
 
+  // A step the service could not take now (503: it cannot reach its store; 429) is sent
+  // again after Retry-After, with jitter, a few times. Steps are safe to repeat.
+  var RETRIES = 4, RETRY_CAP_S = 10;
+
+  function sendAgainLater(request, tries) {
+    return request().then(function (response) {
+      if ((response.status !== 503 && response.status !== 429) || tries >= RETRIES) return response;
+      var seconds = Math.min(Number(response.headers.get("Retry-After")) || 1, RETRY_CAP_S);
+      seconds *= 0.5 + Math.random();
+      if (response.status === 503) announce("The service is busy; trying again.");
+      return new Promise(function (resolve) { setTimeout(resolve, seconds * 1000); })
+        .then(function () { return sendAgainLater(request, tries + 1); });
+    });
+  }
+
   function fill(step, extra) {
     var body = Object.assign({ id: state.qrId, step: step }, extra || {});
-    return fetch("/v1/accounts/qrcode_fill", {
-      method: "POST",
-      headers: { "Content-Type": "application/json", "Authorization": "Bearer " + state.token },
-      body: JSON.stringify(body),
-    }).then(function (response) { return response.json(); });
+    return sendAgainLater(function () {
+      return fetch("/v1/accounts/qrcode_fill", {
+        method: "POST",
+        headers: { "Content-Type": "application/json", "Authorization": "Bearer " + state.token },
+        body: JSON.stringify(body),
+      });
+    }, 0).then(function (response) { return response.json(); });
   }
 
   function ago(seconds) {

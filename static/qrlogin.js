@@ -165,6 +165,9 @@
 
   // Creating codes one tab at a time: a fresh browser's first answer sets its binding
   // cookie, and a second tab's request must carry that cookie, not race it.
+  // How often, and at most how long between tries, a "not now" answer is asked again.
+  var RETRIES = 4, RETRY_CAP_S = 10;
+
   function oneAtATime(base, fn) {
     var locks = global.navigator && global.navigator.locks;
     if (!locks || typeof locks.request !== "function") return fn();
@@ -270,6 +273,24 @@
 
     function say(text) { status.textContent = text; }
 
+    // An answer that says "not now" (503: the service cannot reach its store, or Redis
+    // refused it a connection; 429: slow down) is asked again after its Retry-After, with
+    // jitter so that many pages do not come back at once, a few times.
+    function retrying(call) {
+      var tries = 0;
+      function attempt() {
+        return call().then(function (env) {
+          var notNow = env.httpStatus === 503 || env.httpStatus === 429;
+          if (!notNow || tries >= RETRIES || state.stopped) return env;
+          tries += 1;
+          if (env.httpStatus === 503) say(TEXT.offline);
+          var seconds = Math.min(env.retryAfter || 1, RETRY_CAP_S) * (0.5 + Math.random());
+          return new Promise(function (resolve) { later(resolve, seconds * 1000); }).then(attempt);
+        });
+      }
+      return attempt();
+    }
+
     function startCountdown(expire) {
       var timer;
       function tick() {
@@ -330,7 +351,9 @@
 
     function redeem() {
       clearAll();
-      api("/v1/passport/guest", { code: state.qr.id }).then(function (env) {
+      retrying(function () {
+        return api("/v1/passport/guest", { code: state.qr.id });
+      }).then(function (env) {
         if (env.code === "OK" && env.data.token) finish(env.data);
         else if (env.code === "OK") show(env.data);
         else offerRefresh(env.msg || TEXT.error);
@@ -442,7 +465,9 @@
       say(TEXT.loading);
       var body = { platform: options.platform };
       if (previous) body.code = previous;
-      oneAtATime(base, function () { return api("/v1/accounts/qrcode/", body); }).then(function (env) {
+      retrying(function () {
+        return oneAtATime(base, function () { return api("/v1/accounts/qrcode/", body); });
+      }).then(function (env) {
         if (generation !== state.generation) return;
         if (env.code !== "OK") { offerRefresh(env.msg || TEXT.error); return; }
         state.qr = env.data;
