@@ -5,18 +5,19 @@ from __future__ import annotations
 
 import json
 import re
+import secrets
 import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from itsdangerous import URLSafeTimedSerializer
 
-from qrlogin.testing import TLSFiles
+from qrlogin.testing import ROOT, TLSFiles
 from tests.conftest import SECRET
 from tests.lab import Answer, Host, Lab, LabNginx, LabRedis, LabService, stream_from, unavailable
 from tests.nginx import BARE, DOCUMENTED
-from tests.test_stream import user_token
 
 pytestmark = pytest.mark.slow
 
@@ -85,10 +86,14 @@ class LabBrowser:
         return self.post("/v1/accounts/qrcode/", {"platform": "Rxx_PC"}, *options)
 
 
-def phone(host: Host, base: str, qr_id: str, step: str, user: str = "u-alice") -> Answer:
+def phone(host: Host, base: str, qr_id: str, step: str, secret: str = SECRET) -> Answer:
+    """A step of the phone app, signed in with a user token the main app signed."""
+    token = URLSafeTimedSerializer(secret, salt="qrlogin.user").dumps(
+        {"sub": "u-alice", "name": "Alice"}
+    )
     return host.curl(
         base + "/v1/accounts/qrcode_fill", "-X", "POST", "-H", JSON,
-        "-H", f"Authorization: Bearer {user_token(user)}",
+        "-H", f"Authorization: Bearer {token}",
         "-d", json.dumps({"id": qr_id, "step": step}),
     )  # fmt: skip
 
@@ -169,20 +174,7 @@ def test_whole_flow_through_the_proxy_host(
         base = nginx.url(family)
         origin = "http://198.18.3.10" if mode != "documented" else base
         browser = LabBrowser(lab["browser"], base, tmp_path / "jar", origin=origin)
-        created = browser.create()
-        assert created.status == 201, created.body
-        assert created.headers.get("x-request-id")
-        qr = created.json()["data"]
-        with stream_from(lab["browser"], base + qr["events"], browser.jar, 30) as events:
-            scanned = phone(lab["far"], base, qr["id"], "SCAN").json()["data"]
-            assert phone(lab["far"], base, qr["id"], "VERIFY").status == 200
-        statuses = [json.loads(line[5:])["status"] for line in events if line.startswith("data:")]
-        assert statuses[0] == "QRCODE_WAIT" and statuses[-1] == "QRCODE_SUCCESS", events
-        redeemed = browser.post("/v1/passport/guest", {"code": qr["id"]})
-        assert redeemed.status == 200 and redeemed.json()["data"]["token"], redeemed.body
-        again = browser.post("/v1/passport/guest", {"code": qr["id"]})
-        assert "token" not in (again.json()["data"] or {}), again.body  # once only
-
+        scanned = whole_login(browser, lab["far"])
         ready = lab["service"].curl(service.url(4) + "/readyz").json()["data"]
         browser_ip = lab["browser"].ipv4 if family == 4 else lab["browser"].ipv6
         if mode == "documented":
@@ -197,6 +189,46 @@ def test_whole_flow_through_the_proxy_host(
             else:
                 assert "QRLOGIN_TRUSTED_PROXIES" in ready["warnings"][0], ready
                 assert "QRLOGIN_TRUSTED_PROXIES=0 ignores them" in service.log()
+
+
+def whole_login(browser: LabBrowser, phone_host: Host, secret: str = SECRET) -> dict[str, Any]:
+    """Create, stream, scan and confirm from ``phone_host``, redeem once: the scan's
+    answer (what the phone was shown)."""
+    base = browser.base
+    created = browser.create()
+    assert created.status == 201, created.body
+    assert created.headers.get("x-request-id")
+    qr = created.json()["data"]
+    with stream_from(browser.host, base + qr["events"], browser.jar, 30) as events:
+        scanned: dict[str, Any] = phone(phone_host, base, qr["id"], "SCAN", secret).json()["data"]
+        assert phone(phone_host, base, qr["id"], "VERIFY", secret).status == 200
+    statuses = [json.loads(line[5:])["status"] for line in events if line.startswith("data:")]
+    assert statuses[0] == "QRCODE_WAIT" and statuses[-1] == "QRCODE_SUCCESS", events
+    redeemed = browser.post("/v1/passport/guest", {"code": qr["id"]})
+    assert redeemed.status == 200 and redeemed.json()["data"]["token"], redeemed.body
+    again = browser.post("/v1/passport/guest", {"code": qr["id"]})
+    assert "token" not in (again.json()["data"] or {}), again.body  # once only
+    return scanned
+
+
+def test_the_heroku_settings_log_in(
+    lab: Lab, start_lab_service: StartLabService, server_logs: Path, tmp_path: Path
+) -> None:
+    """README's Heroku steps: app.json's settings and a generated SECRET_KEY, a Redis
+    whose certificate the service cannot verify and no CA file (Heroku Redis), behind
+    one proxy that forwards the client's address, scheme and port (the router)."""
+    app_json = json.loads((ROOT / "app.json").read_text())
+    settings = {name: spec["value"] for name, spec in app_json["env"].items() if "value" in spec}
+    assert settings == {"QRLOGIN_TRUSTED_PROXIES": "1", "QRLOGIN_REDIS_TLS_VERIFY": "none"}
+    assert app_json["env"]["SECRET_KEY"]["generator"] == "secret"
+    assert app_json["addons"][0]["plan"].startswith("heroku-redis")
+    secret = secrets.token_urlsafe(48)
+    start_lab_service(SECRET_KEY=secret, QRLOGIN_REDIS_CA_FILE="", **settings)
+    with LabNginx(lab["proxy"], server_logs, lab["service"], DOCUMENTED).start() as router:
+        browser = LabBrowser(lab["browser"], router.url(4), tmp_path / "jar")
+        scanned = whole_login(browser, lab["far"], secret)
+    assert scanned["client"]["ip"] == lab["browser"].ipv4
+    assert scanned["network"]["warning"]
 
 
 def readyz(host: Host, service: LabService) -> Answer:
