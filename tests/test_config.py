@@ -29,6 +29,10 @@ def test_defaults() -> None:
     assert settings.rate_limits is True
     assert settings.trusted_proxies == 0
     assert settings.embedded is True
+    assert settings.redis_tls_verify == "required" and settings.redis_ca_file is None
+    assert settings.redis_max_connections == 20
+    assert settings.ipv6_prefix == 64
+    assert settings.log_format == "text"
 
 
 def test_demo_mode_needs_no_secret() -> None:
@@ -55,6 +59,11 @@ def test_demo_mode_needs_no_secret() -> None:
         ({"REDIS_URL": "localhost:6379"}, "REDIS_URL must start with"),
         ({"QRLOGIN_PREFIX": ""}, "QRLOGIN_PREFIX"),
         ({"QRLOGIN_TRUSTED_PROXIES": "x"}, "QRLOGIN_TRUSTED_PROXIES"),
+        ({"QRLOGIN_REDIS_TLS_VERIFY": "optional"}, "QRLOGIN_REDIS_TLS_VERIFY must be one of"),
+        ({"QRLOGIN_REDIS_CA_FILE": "/nonexistent/ca.pem"}, "QRLOGIN_REDIS_CA_FILE: cannot read"),
+        ({"QRLOGIN_REDIS_MAX_CONNECTIONS": "1"}, "QRLOGIN_REDIS_MAX_CONNECTIONS must be between"),
+        ({"QRLOGIN_IPV6_PREFIX": "129"}, "QRLOGIN_IPV6_PREFIX must be between"),
+        ({"QRLOGIN_LOG_FORMAT": "xml"}, "QRLOGIN_LOG_FORMAT must be one of"),
     ],
 )
 def test_invalid_settings_are_refused(env: dict[str, str], message: str) -> None:
@@ -75,3 +84,40 @@ def test_wsgi_refuses_to_start_with_a_clear_message() -> None:
     )
     assert result.returncode != 0
     assert "QRLOGIN_QR_TTL must be between 1 and 3600" in result.stderr
+
+
+def test_tls_settings_reach_every_connection(tmp_path: Path) -> None:
+    """For a rediss:// URL the command pool, the hub's subscribers, the limiter and the
+    sentinels are all given the same verification; a plain URL gets none of it."""
+    from qrlogin.engine import tls_options
+
+    ca = tmp_path / "ca.pem"
+    ca.write_text("-----BEGIN CERTIFICATE-----\n")
+    base = {"SECRET_KEY": GOOD_KEY, "QRLOGIN_REDIS_CA_FILE": str(ca)}
+    plain = Settings.from_env({**base, "REDIS_URL": "redis://h:6379/0"})
+    assert tls_options(plain) == {}
+    tls = Settings.from_env({**base, "REDIS_URL": "rediss://h:6380/0"})
+    assert tls_options(tls) == {"ssl_cert_reqs": "required", "ssl_ca_certs": str(ca)}
+    heroku = Settings.from_env(
+        {"SECRET_KEY": GOOD_KEY, "REDIS_URL": "rediss://h:6380", "QRLOGIN_REDIS_TLS_VERIFY": "none"}
+    )
+    assert tls_options(heroku) == {"ssl_cert_reqs": "none"}
+    sentinel = Settings.from_env(
+        {**base, "REDIS_URL": "rediss://s1:26379,s2:26379", "QRLOGIN_REDIS_MODE": "sentinel"}
+    )
+    assert tls_options(sentinel)["ssl"] is True
+
+
+def test_heroku_files_agree_with_the_project() -> None:
+    """.python-version names a version pyproject.toml supports, and app.json's settings
+    are valid ones."""
+    import json
+    import tomllib
+
+    version = (ROOT / ".python-version").read_text().strip()
+    requires = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["requires-python"]
+    assert requires == ">=3.11,<3.14" and version in {"3.11", "3.12", "3.13"}
+    app = json.loads((ROOT / "app.json").read_text())
+    env = {name: spec["value"] for name, spec in app["env"].items() if "value" in spec}
+    settings = Settings.from_env({**env, "SECRET_KEY": GOOD_KEY, "REDIS_URL": "rediss://h:1"})
+    assert settings.trusted_proxies == 1 and settings.redis_tls_verify == "none"
