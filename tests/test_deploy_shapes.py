@@ -88,7 +88,10 @@ def test_chromium_sees_each_status_over_gunicorn_tls(
     context = chromium.new_context(ignore_https_errors=True)
     page = context.new_page()
     reconnects: list[str] = []
-    page.on("request", lambda r: reconnects.append(r.url) if "/events" in r.url else None)
+    page.on(
+        "request",
+        lambda r: reconnects.append(r.url) if "/qrcode/" in r.url and "/events" in r.url else None,
+    )
     page.goto(service.url + "/?transport=sse")
     widget = page.locator("#qrlogin")
     expect(widget).to_have_attribute("data-status", "QRCODE_WAIT")
