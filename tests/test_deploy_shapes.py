@@ -92,9 +92,10 @@ def test_chromium_sees_each_status_over_gunicorn_tls(
         "request",
         lambda r: reconnects.append(r.url) if "/qrcode/" in r.url and "/events" in r.url else None,
     )
-    page.goto(service.url + "/?transport=sse")
+    page.goto(service.url + "/?transport=sse&share=off")  # the QR's own stream, parkable
     widget = page.locator("#qrlogin")
     expect(widget).to_have_attribute("data-status", "QRCODE_WAIT")
+    expect(widget).to_have_attribute("data-transport", "sse")
     qr_id = widget.get_attribute("data-qr-id")
     assert qr_id
     token = user_token()
