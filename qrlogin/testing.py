@@ -203,11 +203,26 @@ http {{
   uwsgi_temp_path {dir}/uwsgi;
   scgi_temp_path {dir}/scgi;
   server {{
-    listen 127.0.0.1:{port};
+    listen {listen};
 {server}
   }}
 }}
 """
+
+
+def nginx_config(
+    folder: Path, listen: str, server: str, main: str = "", connections: int = 512
+) -> str:
+    """A whole nginx configuration that keeps all its files in ``folder``: one server
+    listening on ``listen``, with ``server`` as its body."""
+    return NGINX_CONFIG.format(
+        main=main,
+        user="user root;" if os.geteuid() == 0 else "",
+        dir=folder,
+        connections=connections,
+        listen=listen,
+        server=server,
+    )
 
 
 def nginx_binary() -> str | None:
@@ -239,14 +254,7 @@ class Nginx(Process):
         if binary is None:
             raise RuntimeError("this needs nginx: apt-get install nginx")
         self.config.write_text(
-            NGINX_CONFIG.format(
-                main=self.main,
-                user="user root;" if os.geteuid() == 0 else "",
-                dir=self.dir,
-                connections=self.connections,
-                port=self.port,
-                server=server,
-            )
+            nginx_config(self.dir, f"127.0.0.1:{self.port}", server, self.main, self.connections)
         )
         self.spawn([binary, "-p", str(self.dir), "-c", str(self.config)])
         self.wait_until(lambda: http_answers(self.url + ready))

@@ -212,6 +212,15 @@ def certificates(tmp_path_factory: pytest.TempPathFactory) -> TLSFiles:
     return tls_files(tmp_path_factory.mktemp("tls"), "ca")
 
 
+@pytest.fixture
+def trust(monkeypatch: pytest.MonkeyPatch, certificates: TLSFiles) -> TLSFiles:
+    """requests, httpx and Node (in this process and the ones it starts) trust the
+    tests' CA."""
+    for name in ("REQUESTS_CA_BUNDLE", "SSL_CERT_FILE", "NODE_EXTRA_CA_CERTS"):
+        monkeypatch.setenv(name, certificates.ca)
+    return certificates
+
+
 @pytest.fixture(scope="session")
 def other_ca(tmp_path_factory: pytest.TempPathFactory) -> TLSFiles:
     """Another CA, which signed none of the servers' certificates."""

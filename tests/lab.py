@@ -29,7 +29,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Self
 
-from qrlogin.testing import PATIENCE, Process, TLSFiles, nginx_binary
+from qrlogin.testing import PATIENCE, Process, TLSFiles, nginx_binary, nginx_config
+from tests.nginx import PROXY
 
 #: The networks, by the third part of their IPv4 prefix (and the second group of IPv6).
 NETWORKS = {"home": 1, "away": 2, "edge": 3, "app": 4, "data": 5}
@@ -290,30 +291,6 @@ class LabService(LabProcess):
         return self
 
 
-NGINX = """daemon off;
-{user}
-worker_processes 1;
-pid {dir}/nginx.pid;
-error_log {dir}/error.log warn;
-events {{ worker_connections 256; }}
-http {{
-  access_log off;
-  client_body_temp_path {dir}/body;
-  proxy_temp_path {dir}/proxy;
-  fastcgi_temp_path {dir}/fastcgi;
-  uwsgi_temp_path {dir}/uwsgi;
-  scgi_temp_path {dir}/scgi;
-  server {{
-    listen [::]:{port} ipv6only=off;
-    location / {{
-      proxy_pass http://[{upstream}]:{upstream_port};
-{lines}
-    }}
-  }}
-}}
-"""
-
-
 class LabNginx(LabProcess):
     """nginx in the proxy host, on one dual-stack socket (``[::]`` with ``ipv6only=off``:
     IPv4 browsers reach it as mapped addresses), passing to the service over IPv6."""
@@ -333,16 +310,9 @@ class LabNginx(LabProcess):
         if binary is None:
             raise RuntimeError("this needs nginx: apt-get install nginx")
         config = self.dir / "nginx.conf"
-        config.write_text(
-            NGINX.format(
-                user="user root;",
-                dir=self.dir,
-                port=PROXY_PORT,
-                upstream=self.upstream.ipv6,
-                upstream_port=SERVICE_PORT,
-                lines=self.lines,
-            )
-        )
+        upstream = f"[{self.upstream.ipv6}]:{SERVICE_PORT}"
+        server = PROXY.format(upstream=upstream, lines=self.lines)
+        config.write_text(nginx_config(self.dir, f"[::]:{PROXY_PORT} ipv6only=off", server))
         self.launch(
             [binary, "-p", str(self.dir), "-c", str(config)],
             dict(os.environ),

@@ -23,7 +23,7 @@ BARE = ""
 
 PROXY = """
     location / {{
-      proxy_pass http://127.0.0.1:{upstream};
+      proxy_pass http://{upstream};
 {lines}
     }}
 """
@@ -37,4 +37,4 @@ class ProxyNginx(Nginx):
         self.lines = lines
 
     def proxy_to(self, upstream_port: int) -> Self:
-        return self.start(PROXY.format(upstream=upstream_port, lines=self.lines))
+        return self.start(PROXY.format(upstream=f"127.0.0.1:{upstream_port}", lines=self.lines))

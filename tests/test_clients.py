@@ -30,9 +30,15 @@ def node() -> str:
     return found
 
 
+@pytest.mark.parametrize("scheme", ["http", "https"])
 @pytest.mark.parametrize("client", ["node eventsource", "python httpx"])
-def test_example_client_logs_in(start_service: StartService, client: str) -> None:
-    service = start_service(QRLOGIN_RATE_LIMITS="off")
+def test_example_client_logs_in(
+    start_service: StartService, request: pytest.FixtureRequest, client: str, scheme: str
+) -> None:
+    """Over plain HTTP, and over HTTPS (gunicorn serving TLS), where the binding cookie is
+    named __Host-qrlogin_bind."""
+    tls = request.getfixturevalue("trust") if scheme == "https" else None
+    service = start_service(tls=tls, QRLOGIN_RATE_LIMITS="off")
     if client == "node eventsource":
         argv = [node(), str(EXAMPLES / "node_login.mjs"), service.url]
     else:

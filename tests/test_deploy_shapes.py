@@ -1,5 +1,5 @@
-"""Shapes of deployment on one host: gunicorn serving TLS itself, clients generated from
-the spec and the examples over HTTP and HTTPS, request ids and JSON logs for a platform's
+"""Shapes of deployment on one host: gunicorn serving TLS itself, the client generated from
+the spec over HTTP and HTTPS, request ids and JSON logs for a platform's
 log drain."""
 
 from __future__ import annotations
@@ -23,7 +23,6 @@ from qrlogin.testing import Service, TLSFiles
 from tests.conftest import StartService
 from tests.live import Browser, phone_step
 from tests.test_browser import chromium
-from tests.test_clients import EXAMPLES, node
 from tests.test_stream import user_token
 from tests.timing import margin, wait_until
 
@@ -31,14 +30,6 @@ pytestmark = pytest.mark.slow
 __all__ = ["chromium"]
 
 NO_LIMITS = {"QRLOGIN_RATE_LIMITS": "off"}
-
-
-@pytest.fixture
-def trust(monkeypatch: pytest.MonkeyPatch, certificates: TLSFiles) -> TLSFiles:
-    """requests, httpx and Node trust the tests' CA."""
-    for name in ("REQUESTS_CA_BUNDLE", "SSL_CERT_FILE", "NODE_EXTRA_CA_CERTS"):
-        monkeypatch.setenv(name, certificates.ca)
-    return certificates
 
 
 @pytest.fixture(params=["http", "https"])
@@ -162,36 +153,6 @@ def test_generated_client_logs_in(generated: Path, any_scheme: Service) -> None:
     redeemed = guest.sync_detailed(client=client, body=GuestRequest(code=qr_id))
     assert redeemed.status_code == 200, redeemed.content
     assert json.loads(redeemed.content)["data"]["token"]
-
-
-@pytest.mark.parametrize("example", ["node eventsource", "python httpx"])
-def test_examples_log_in_over_https(
-    start_service: StartService, trust: TLSFiles, example: str
-) -> None:
-    service = start_service(tls=trust, **NO_LIMITS)
-    if example == "node eventsource":
-        argv = [node(), str(EXAMPLES / "node_login.mjs"), service.url]
-    else:
-        argv = [sys.executable, str(EXAMPLES / "httpx_login.py"), service.url]
-    process = subprocess.Popen(
-        argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=EXAMPLES
-    )
-    assert process.stdout is not None
-    try:
-        first = process.stdout.readline()
-        assert first.startswith("qr "), first + process.stdout.read()
-        token = user_token()
-        qr_id = first.split()[1]
-        while process.stdout.readline().strip() != "status QRCODE_WAIT":
-            pass  # the stream is open
-        assert phone_step(service.url, token, qr_id, "SCAN").status_code == 200
-        assert phone_step(service.url, token, qr_id, "VERIFY").status_code == 200
-        rest, _ = process.communicate(timeout=margin(60))
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-    assert process.returncode == 0 and rest.splitlines()[-1] == "logged in as Alice", rest
 
 
 def test_request_ids_and_json_logs(start_service: StartService) -> None:
