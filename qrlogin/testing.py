@@ -82,9 +82,12 @@ def free_port(bus: int | None = None) -> int:
             return port
 
 
-def redis_answers(url: str) -> bool:
+def redis_answers(url: str, ca_file: str | None = None) -> bool:
+    """Whether the Redis at ``url`` answers PING; over TLS trusting ``ca_file``."""
+    tls = {"ssl_ca_certs": ca_file} if ca_file and url.startswith("rediss:") else {}
     try:
-        return bool(redis.Redis.from_url(url, socket_connect_timeout=1, socket_timeout=2).ping())
+        client = redis.Redis.from_url(url, socket_connect_timeout=1, socket_timeout=2, **tls)
+        return bool(client.ping())
     except (redis.exceptions.RedisError, ValueError):
         return False
 
@@ -261,6 +264,15 @@ class Nginx(Process):
         return self
 
 
+@dataclass(frozen=True)
+class TLSFiles:
+    """A server's certificate chain and key, and the CA that signed it (PEM files)."""
+
+    cert: str
+    key: str
+    ca: str
+
+
 class RedisServer(Process):
     """A redis-server of our own, on a port that survives restarts."""
 
@@ -270,8 +282,10 @@ class RedisServer(Process):
         persistent: bool = False,
         maxclients: int = 20000,
         extra: tuple[str, ...] = (),
+        tls: TLSFiles | None = None,
     ) -> None:
         self.extra = extra  # more redis-server arguments (--replicaof, say)
+        self.tls = tls  # speak TLS only, with this certificate
         binary = shutil.which("redis-server")
         if binary is None:
             raise RuntimeError(INSTALL_HINT)
@@ -284,19 +298,43 @@ class RedisServer(Process):
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+        return f"{self.scheme}://127.0.0.1:{self.port}/0"
+
+    @property
+    def scheme(self) -> str:
+        return "rediss" if self.tls else "redis"
+
+    def listening(self) -> list[str]:
+        """Where the server listens: its port, over TLS only when it has a certificate."""
+        if self.tls is None:
+            return ["--port", str(self.port)]
+        return ["--port", "0", "--tls-port", str(self.port),
+                "--tls-cert-file", self.tls.cert, "--tls-key-file", self.tls.key,
+                "--tls-ca-cert-file", self.tls.ca, "--tls-auth-clients", "no",
+                "--tls-replication", "yes"]  # fmt: skip
+
+    def answers(self) -> bool:
+        return redis_answers(self.url, self.tls.ca if self.tls else None)
 
     def start(self) -> Self:
         self.spawn(
-            [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+            [self.binary, *self.listening(), "--bind", "127.0.0.1", "--save", "",
              "--appendonly", "yes" if self.persistent else "no", "--appendfsync", "always",
              "--dir", self.dir, "--maxclients", str(self.maxclients), *self.extra],
         )  # fmt: skip
-        self.wait_until(lambda: redis_answers(self.url))
+        self.wait_until(self.answers)
         return self
 
     def client(self) -> redis.Redis:
-        return redis.Redis(port=self.port, socket_connect_timeout=1, decode_responses=True)
+        if self.tls is None:
+            return redis.Redis(port=self.port, socket_connect_timeout=1, decode_responses=True)
+        return redis.Redis(
+            port=self.port,
+            socket_connect_timeout=1,
+            decode_responses=True,
+            ssl=True,
+            ssl_ca_certs=self.tls.ca,
+        )
 
 
 class SentinelServer(RedisServer):
@@ -306,25 +344,27 @@ class SentinelServer(RedisServer):
     DOWN_AFTER_MS = 1000
 
     def __init__(self, master: RedisServer, log_dir: Path | None = None) -> None:
-        super().__init__(log_dir)
+        super().__init__(log_dir, tls=master.tls)
         self.master = master
         self.name = f"redis-sentinel on port {self.port}"
 
     def start(self) -> Self:
         config = Path(self.dir) / "sentinel.conf"  # the sentinel rewrites it as it learns
+        listening = self.listening()
         config.write_text(
-            f"port {self.port}\nbind 127.0.0.1\ndir {self.dir}\n"
+            "".join(f"{a[2:]} {b}\n" for a, b in zip(listening[::2], listening[1::2], strict=True))
+            + f"bind 127.0.0.1\ndir {self.dir}\n"
             f"sentinel monitor {self.MASTER} 127.0.0.1 {self.master.port} 1\n"
             f"sentinel down-after-milliseconds {self.MASTER} {self.DOWN_AFTER_MS}\n"
             f"sentinel failover-timeout {self.MASTER} 5000\n"
         )
         self.spawn([self.binary, str(config), "--sentinel"])
-        self.wait_until(lambda: redis_answers(self.url))
+        self.wait_until(self.answers)
         return self
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}"
+        return f"{self.scheme}://127.0.0.1:{self.port}"
 
     def master_port(self) -> int:
         address = self.client().execute_command(  # type: ignore[no-untyped-call]
@@ -340,8 +380,8 @@ class SentinelServer(RedisServer):
 class ClusterNode(RedisServer):
     """One node of a local Redis Cluster (cluster mode on, a short node timeout)."""
 
-    def __init__(self, log_dir: Path | None = None) -> None:
-        super().__init__(log_dir)
+    def __init__(self, log_dir: Path | None = None, tls: TLSFiles | None = None) -> None:
+        super().__init__(log_dir, tls=tls)
         self.port = free_port(bus=10000)
         self.name = f"redis-server (cluster) on port {self.port}"
 
@@ -350,15 +390,16 @@ class ClusterNode(RedisServer):
 
     def start(self) -> Self:
         self.spawn(
-            [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+            [self.binary, *self.listening(), "--bind", "127.0.0.1", "--save", "",
              "--appendonly", "no", "--dir", self.dir, "--maxclients", str(self.maxclients),
              "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
              "--cluster-node-timeout", str(self.NODE_TIMEOUT_MS),
              # a replica takes over however long ago it last heard its master, and syncs
              # at once rather than after diskless replication's default 5 s wait
-             "--cluster-replica-validity-factor", "0", "--repl-diskless-sync-delay", "0"],
+             "--cluster-replica-validity-factor", "0", "--repl-diskless-sync-delay", "0",
+             *(["--tls-cluster", "yes"] if self.tls else [])],
         )  # fmt: skip
-        self.wait_until(lambda: redis_answers(self.url))
+        self.wait_until(self.answers)
         return self
 
     def info(self) -> dict[str, str]:
@@ -371,13 +412,20 @@ class LocalCluster:
     """A real Redis Cluster on loopback: ``masters`` masters with ``replicas`` replicas
     each, joined by ``redis-cli --cluster create``, all stopped together."""
 
-    def __init__(self, log_dir: Path | None = None, masters: int = 3, replicas: int = 1) -> None:
+    def __init__(
+        self,
+        log_dir: Path | None = None,
+        masters: int = 3,
+        replicas: int = 1,
+        tls: TLSFiles | None = None,
+    ) -> None:
         cli = shutil.which("redis-cli")
         if cli is None:
             raise RuntimeError(INSTALL_HINT)
         self.cli = cli
-        self.nodes = [ClusterNode(log_dir) for _ in range(masters * (1 + replicas))]
+        self.nodes = [ClusterNode(log_dir, tls) for _ in range(masters * (1 + replicas))]
         self.replicas = replicas
+        self.tls = tls
 
     @property
     def url(self) -> str:
@@ -389,7 +437,8 @@ class LocalCluster:
             for node in self.nodes:
                 node.start()
             subprocess.run(  # noqa: S603 (argv built here)
-                [self.cli, "--cluster", "create",
+                [self.cli, *(["--tls", "--cacert", self.tls.ca] if self.tls else []),
+                 "--cluster", "create",
                  *(f"127.0.0.1:{n.port}" for n in self.nodes),
                  "--cluster-replicas", str(self.replicas), "--cluster-yes"],
                 check=True, capture_output=True, timeout=START_S * PATIENCE,
@@ -487,15 +536,6 @@ def find_or_start(log_dir: Path | None = None) -> tuple[str, RedisServer | None]
         raise RuntimeError(hint + INSTALL_HINT)
     server = RedisServer(log_dir).start()
     return server.url, server
-
-
-@dataclass(frozen=True)
-class TLSFiles:
-    """A server's certificate chain and key, and the CA that signed it (PEM files)."""
-
-    cert: str
-    key: str
-    ca: str
 
 
 class Service(Process):
