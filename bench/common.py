@@ -14,7 +14,7 @@ from itsdangerous import URLSafeTimedSerializer
 from bench import load
 from qrlogin.testing import ROOT, Process, RedisServer, Service
 
-SECRET = "bench-secret-key-0123456789"  # noqa: S105 (a throwaway service)
+SECRET = "bench-only-Jc4Ys8Qe2Nu6Gw3Pa7Xk5Dv9"  # noqa: S105 (a throwaway service)
 DOCS = ROOT / "docs"
 CTX = multiprocessing.get_context("spawn")
 

@@ -36,9 +36,21 @@ SSE_RETRY_MS = 3000
 #: Secret used only in demo mode when SECRET_KEY is unset. Never for production.
 DEMO_SECRET_KEY = "qrlogin-demo-secret-not-for-production"  # noqa: S105 (public on purpose)
 
-#: Shortest accepted SECRET_KEY, and the fewest different characters in it.
-MIN_SECRET_CHARS = 16
+#: Shortest accepted SECRET_KEY (``secrets.token_urlsafe(24)`` writes 32 characters), and
+#: the fewest different characters in it (a random hex key of 32 has about 15).
+MIN_SECRET_KEY_CHARS = 32
 MIN_SECRET_DISTINCT = 10
+#: Shortest accepted QRLOGIN_INTROSPECT_KEY.
+MIN_SECRET_CHARS = 16
+#: What sample configurations put where a secret goes (compared with the key's letters
+#: and digits, lowercased): a key holding one of them was typed, not generated.
+PLACEHOLDERS = (
+    "yoursecret", "secretkeyhere", "changeme", "changethis", "replaceme", "placeholder",
+    "notsecret", "insecure", "example", "password", "qwerty", "letmein", "0123456789",
+    "abcdefghij",
+)  # fmt: skip
+#: How to make a key, as every refusal says.
+MAKE_A_KEY = "`python -c 'import secrets; print(secrets.token_urlsafe(48))'`"
 
 #: Said at every start of a process in demo mode.
 DEMO_WARNING = (
@@ -53,17 +65,28 @@ _FALSE = {"0", "false", "no", "off", ""}
 
 
 def _check_secret(key: str) -> None:
-    """Refuse the public demo key and keys an attacker could guess outside demo mode."""
-    if key == DEMO_SECRET_KEY:
+    """Refuse keys an attacker could guess: short ones, ones of few different characters,
+    sample placeholders and anything holding the public demo key."""
+    if DEMO_SECRET_KEY in key:
         raise ConfigError(
-            "SECRET_KEY is the public demo key: anyone can sign tokens with it. Set a long "
-            "random one, or QRLOGIN_DEMO=1 to try the service locally"
+            "SECRET_KEY holds the public demo key: anyone can sign tokens with it. Set a long "
+            f"random one ({MAKE_A_KEY}), or unset it with QRLOGIN_DEMO=1 to try the service"
+        )
+    if len(key) < MIN_SECRET_KEY_CHARS:
+        raise ConfigError(
+            f"SECRET_KEY must be at least {MIN_SECRET_KEY_CHARS} characters long: {MAKE_A_KEY}"
         )
     if len(set(key)) < MIN_SECRET_DISTINCT:
         raise ConfigError(
             f"SECRET_KEY is too weak (fewer than {MIN_SECRET_DISTINCT} different characters): "
-            "set a long random string, e.g. "
-            "`python -c 'import secrets; print(secrets.token_urlsafe(48))'`"
+            f"set a long random string, e.g. {MAKE_A_KEY}"
+        )
+    letters = re.sub(r"[^a-z0-9]", "", key.lower())
+    found = next((p for p in PLACEHOLDERS if p in letters), None)
+    if found is not None:
+        raise ConfigError(
+            f"SECRET_KEY looks like a placeholder or a typed phrase ({found!r} in it): "
+            f"generate one, e.g. {MAKE_A_KEY}"
         )
 
 
@@ -237,15 +260,12 @@ class Settings:
         if not secret_key:
             if not demo:
                 raise ConfigError(
-                    "SECRET_KEY is required (set it to a long random string, e.g. "
-                    "`python -c 'import secrets; print(secrets.token_urlsafe(48))'`), "
+                    f"SECRET_KEY is required (set it to a long random string, e.g. {MAKE_A_KEY}), "
                     "or set QRLOGIN_DEMO=1 to try the service locally"
                 )
             secret_key = DEMO_SECRET_KEY
-        elif len(secret_key) < MIN_SECRET_CHARS:
-            raise ConfigError(f"SECRET_KEY must be at least {MIN_SECRET_CHARS} characters long")
-        elif not demo:
-            _check_secret(secret_key)
+        else:
+            _check_secret(secret_key)  # in demo mode too: a key given is a key used
         redis_url = env.get("REDIS_URL") or None
         if redis_url is not None and not redis_url.startswith(("redis://", "rediss://", "unix://")):
             raise ConfigError(

@@ -24,7 +24,7 @@ from qrlogin.testing import (
     stop_all,
 )
 
-SECRET = "test-secret-key-0123456789"
+SECRET = "tests-only-Zq8Vn3Kp7Wd2Rx6Hb4Tf9Lm5"
 
 
 StartService = Callable[..., Service]
