@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from flask import g, request
 
+from qrlogin.browser import only_cookie
 from qrlogin.exceptions import Unauthorized
 from qrlogin.models import Snapshot, User
 from qrlogin.services import services
@@ -33,13 +34,16 @@ def signed_in_user() -> User:
 def login_token() -> Login:
     """The browser's login token (Bearer, or the session cookie), checked for its
     signature and age only; 401 without one."""
-    if request.headers.get("Authorization"):
-        token = bearer_token()
-    else:
-        token = request.cookies.get(SESSION_COOKIE, "")
+    token = bearer_token() if request.headers.get("Authorization") else session_cookie()
     if not token:
         raise Unauthorized("not logged in")
     return services().tokens.check_login(token)
+
+
+def session_cookie() -> str | None:
+    """The session cookie (``__Host-qrlogin_session`` over HTTPS, which no sibling host can
+    plant), when one value is sent: with two different ones the caller is not logged in."""
+    return only_cookie(request, SESSION_COOKIE)
 
 
 def logged_in() -> tuple[Login, Snapshot]:

@@ -30,22 +30,29 @@ BIND_COOKIE_MAX_AGE_S = 30 * 24 * 3600
 MAX_USER_AGENT_CHARS = 512
 
 
+def cookie_name(request: Request, name: str) -> str:
+    """``__Host-<name>`` over HTTPS (no other host or path can set it), else ``name``."""
+    return HOST_PREFIX + name if request.is_secure else name
+
+
 def bind_cookie_name(request: Request) -> str:
-    """``__Host-qrlogin_bind`` over HTTPS (no other host or path can set it), else
-    ``qrlogin_bind``."""
-    return HOST_PREFIX + BIND_COOKIE if request.is_secure else BIND_COOKIE
+    return cookie_name(request, BIND_COOKIE)
+
+
+def only_cookie(request: Request, name: str) -> str | None:
+    """The value of the cookie ``name`` (as ``cookie_name`` says it), when one value is
+    sent: two different ones (one planted from elsewhere, say) count as none, and the
+    same value sent twice (a client's cookie jar and its own header) counts once."""
+    values = set(request.cookies.getlist(cookie_name(request, name)))
+    return values.pop() if len(values) == 1 else None
 
 
 def browser_secret(request: Request) -> str | None:
     """The caller's binding cookie, when it is one the service issued (signed with
     SECRET_KEY) and the only one sent. A value the client chose, or two different cookies
-    of that name (one planted from elsewhere, say), count as no binding; the same value
-    sent twice (a client's cookie jar and its own header) counts once."""
-    values = set(request.cookies.getlist(bind_cookie_name(request)))
-    if len(values) != 1:
-        return None
-    value = values.pop()
-    if len(value) > MAX_BIND_COOKIE_CHARS:
+    of that name, count as no binding."""
+    value = only_cookie(request, BIND_COOKIE)
+    if value is None or len(value) > MAX_BIND_COOKIE_CHARS:
         return None
     return value if services().tokens.binding_is_ours(value) else None
 

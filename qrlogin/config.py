@@ -242,6 +242,7 @@ class Settings:
     redis_max_connections: int = 20
     ipv6_prefix: int = 64
     log_format: str = "text"
+    hsts_max_age_s: int = 365 * 24 * 3600
 
     @property
     def clustered(self) -> bool:
@@ -347,6 +348,9 @@ class Settings:
             ),
             ipv6_prefix=_int(env, "QRLOGIN_IPV6_PREFIX", default["ipv6_prefix"], 32, 128),
             log_format=choice(env, "QRLOGIN_LOG_FORMAT", default["log_format"], LOG_FORMATS),
+            hsts_max_age_s=_int(
+                env, "QRLOGIN_HSTS_MAX_AGE", default["hsts_max_age_s"], 0, 2 * 365 * 24 * 3600
+            ),
         )
 
 

@@ -277,7 +277,7 @@ PATHS: dict[str, dict[str, Any]] = {
         "get": {
             "operationId": "me",
             "summary": "Who is logged in (login token or qrlogin_session cookie)",
-            "security": [{"loginToken": []}, {"sessionCookie": []}],
+            "security": [{"loginToken": []}, {"sessionCookie": []}, {"sessionCookieHttps": []}],
             "responses": {"200": _json(_envelope(_ref("Me")), "The user"), **_errors(401)},
         }
     },
@@ -285,7 +285,7 @@ PATHS: dict[str, dict[str, Any]] = {
         "post": {
             "operationId": "logout",
             "summary": "End the caller's session and clear its cookie; safe to repeat",
-            "security": [{"loginToken": []}, {"sessionCookie": []}],
+            "security": [{"loginToken": []}, {"sessionCookie": []}, {"sessionCookieHttps": []}],
             "responses": {
                 "200": _json(
                     _envelope(_object({"session": _ref("Session")})), "The session, ended"
@@ -302,7 +302,7 @@ PATHS: dict[str, dict[str, Any]] = {
             "`event: session` (id = the session's version); one more `session` event when "
             "it ends (status `ended`, with `reason`), then the stream closes. `: ping` "
             "heartbeats. 204 when the session has already ended.",
-            "security": [{"loginToken": []}, {"sessionCookie": []}],
+            "security": [{"loginToken": []}, {"sessionCookie": []}, {"sessionCookieHttps": []}],
             "responses": {
                 "200": _sse("The event stream; each event's data is a Session", _ref("Session")),
                 "204": {"description": "The session has ended: stop"},
@@ -722,6 +722,13 @@ def document() -> dict[str, Any]:
                 "userToken": {"type": "http", "scheme": "bearer", "description": "user token"},
                 "loginToken": {"type": "http", "scheme": "bearer", "description": "login token"},
                 "sessionCookie": {"type": "apiKey", "in": "cookie", "name": "qrlogin_session"},
+                "sessionCookieHttps": {
+                    "type": "apiKey",
+                    "in": "cookie",
+                    "name": HOST_PREFIX + "qrlogin_session",
+                    "description": "The session cookie over HTTPS (Secure, Path=/, no Domain): "
+                    "no other host of the site can plant it",
+                },
                 **_BIND_SCHEMES,
                 "introspectKey": {
                     "type": "http",

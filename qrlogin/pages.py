@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 from flask import Blueprint, render_template, request
 
-from qrlogin.auth import SESSION_COOKIE, logged_in
+from qrlogin.auth import logged_in, session_cookie
 from qrlogin.exceptions import SessionEnded, Unauthorized
 from qrlogin.services import services
 
@@ -26,7 +26,7 @@ def login() -> str:
 
 @bp.get("/app")
 def main_app() -> tuple[str, int]:
-    if not request.cookies.get(SESSION_COOKIE):
+    if not session_cookie():
         return render_template("app.html", login=None), 401
     try:
         login, session = logged_in()

@@ -15,6 +15,7 @@ from qrlogin.browser import (
     actor,
     bindings,
     clear_cookie,
+    cookie_name,
     client_group,
     client_socket,
     requester,
@@ -92,7 +93,8 @@ def guest() -> Response:
         data["token"] = token
     response = ok(data)
     if token is not None:
-        set_cookie(response, request, SESSION_COOKIE, token, svc.settings.login_token_max_age_s)
+        name = cookie_name(request, SESSION_COOKIE)
+        set_cookie(response, request, name, token, svc.settings.login_token_max_age_s)
         # A new binding after each login: whoever learned the old one (a planted or
         # copied cookie) cannot bind this browser's next QR to it. A QR of the previous
         # binding (another tab's, shown before that login) logs in without renewing again.
@@ -145,7 +147,7 @@ def logout() -> Response:
     except SessionNotFound:
         raise SessionEnded() from None
     response = ok({"session": session.view})
-    clear_cookie(response, request, SESSION_COOKIE)
+    clear_cookie(response, request, cookie_name(request, SESSION_COOKIE))
     return response
 
 

@@ -57,6 +57,10 @@ def init_app(app: Flask, settings: Settings) -> None:
         response.headers["Cache-Control"] = "no-store"
         response.headers["Referrer-Policy"] = "no-referrer"
         response.headers["X-Content-Type-Options"] = "nosniff"
+        if request.is_secure and settings.hsts_max_age_s:
+            # Browsers then reach the service over HTTPS only, where the cookies are
+            # __Host- ones (no subdomains: the operator's other hosts may be plain HTTP).
+            response.headers["Strict-Transport-Security"] = f"max-age={settings.hsts_max_age_s}"
         if response.mimetype == "text/html":
             response.headers["Content-Security-Policy"] = CONTENT_SECURITY_POLICY
             response.headers["X-Frame-Options"] = "DENY"

@@ -48,7 +48,7 @@ def test_cookies_are_http_only_lax_and_secure_over_https(app: Flask) -> None:
     fill(app.test_client(), token, qr_id, "SCAN")
     fill(app.test_client(), token, qr_id, "VERIFY")
     browser.post("/v1/passport/guest", json={"code": qr_id}, base_url="https://login.example.com")
-    session = browser.get_cookie("qrlogin_session", domain="login.example.com")
+    session = browser.get_cookie("__Host-qrlogin_session", domain="login.example.com")
     assert session is not None and session.http_only and session.secure
     assert session.same_site == "Lax"
 
