@@ -27,6 +27,16 @@ bp = Blueprint("devices", __name__)
 SESSION_ID_RE = re.compile(r"[A-Za-z0-9_-]{16,64}\Z")
 #: What notice ids look like (Redis stream ids), for Last-Event-ID.
 NOTICE_ID_RE = re.compile(r"[0-9]{1,20}-[0-9]{1,20}\Z")
+#: The largest part of a Redis stream id (an unsigned 64-bit number).
+MAX_STREAM_ID_PART = 2**64 - 1
+
+
+def is_notice_id(text: str) -> bool:
+    """Whether ``text`` can be a notice id: two parts that Redis takes (twenty digits may
+    be past 64 bits). Anything else is a fresh start, as no Last-Event-ID is."""
+    if not NOTICE_ID_RE.match(text):
+        return False
+    return all(int(part) <= MAX_STREAM_ID_PART for part in text.split("-"))
 
 
 @bp.get("/v1/accounts/sessions")
@@ -66,7 +76,7 @@ def user_events() -> Response:
     svc = services()
     sessions = svc.sessions
     raw = request.headers.get("Last-Event-ID", "").strip()
-    cursor = raw if NOTICE_ID_RE.match(raw) else sessions.last_notice_id(user.id)
+    cursor = raw if is_notice_id(raw) else sessions.last_notice_id(user.id)
     first = sessions.notices_version(user.id)
     read = functools.partial(sessions.notices_version, user.id)
     updates = follow(

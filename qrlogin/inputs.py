@@ -14,7 +14,13 @@ import gevent
 from flask import g, request
 
 from qrlogin.config import BODY_READ_S, MAX_BODY_BYTES
-from qrlogin.exceptions import BadRequest, NotFound, PayloadTooLarge, RequestTimeout
+from qrlogin.exceptions import (
+    BadRequest,
+    NotFound,
+    PayloadTooLarge,
+    QRLoginError,
+    RequestTimeout,
+)
 from qrlogin.models import QR_ID_RE
 
 
@@ -26,6 +32,19 @@ def json_body() -> dict[str, Any]:
     cached: dict[str, Any] | None = g.get("qrlogin_body")
     if cached is not None:
         return cached
+    refused: QRLoginError | None = g.get("qrlogin_body_refused")
+    if refused is not None:
+        raise refused  # the body is read once: its fault is the same for every reader
+    try:
+        body = _parsed_body()
+    except QRLoginError as error:
+        g.qrlogin_body_refused = error
+        raise
+    g.qrlogin_body = body
+    return body
+
+
+def _parsed_body() -> dict[str, Any]:
     raw = _raw_body()
     if not raw.strip():
         return {}
@@ -37,8 +56,22 @@ def json_body() -> dict[str, Any]:
         raise BadRequest("request body is nested too deeply") from None
     if not isinstance(body, dict):
         raise BadRequest("request body must be a JSON object")
-    g.qrlogin_body = body
     return body
+
+
+def _broken_framing() -> tuple[type[Exception], ...]:
+    """What the server raises when a chunked body's framing is broken: gunicorn's parse
+    errors (a bad chunk size, a missing terminator) and the body ending early; gevent's
+    pywsgi (``./dev run``) raises ValueError."""
+    found: list[type[Exception]] = [ValueError, OSError]
+    try:
+        from gunicorn.http.errors import ParseException
+    except ImportError:  # pragma: no cover (gunicorn is a requirement)
+        return tuple(found)
+    return (ParseException, *found)
+
+
+BROKEN_FRAMING = _broken_framing()
 
 
 def _raw_body() -> bytes:
@@ -46,7 +79,10 @@ def _raw_body() -> bytes:
     take longer than BODY_READ_S to arrive (a body sent a byte at a time holds a worker's
     connection, and the request's greenlet, for as long as it lasts)."""
     with gevent.Timeout(BODY_READ_S, RequestTimeout()):
-        return _read_body()
+        try:
+            return _read_body()
+        except BROKEN_FRAMING:
+            raise BadRequest("the request body's chunked framing is broken") from None
 
 
 def _read_body() -> bytes:

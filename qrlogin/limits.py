@@ -21,6 +21,7 @@ from qrlogin.config import Settings
 from qrlogin.envelope import error_response
 from qrlogin.exceptions import QRLoginError, SlowDown
 from qrlogin.inputs import json_body
+from qrlogin.models import QR_ID_RE
 from qrlogin.services import services
 from qrlogin.store import Keys
 
@@ -45,13 +46,32 @@ def poll_key() -> str:
         code = json_body().get("code")
     except QRLoginError:
         code = None
-    if not isinstance(code, str):
-        return "ip:" + client_ip()
+    if not isinstance(code, str) or not QR_ID_RE.match(code):
+        return "ip:" + client_ip()  # no QR of that name (and no text Redis cannot take)
     return f"qr:{code}:{bound_digest(request)}"
 
 
 def refused_key() -> str:
     return "refused:" + client_ip()
+
+
+def owner_or_limits_off() -> bool:
+    """The refused-poll budget neither counts nor stops a caller whose binding owns the
+    QR it polls: strangers at the same address (an office's NAT) cannot lock the owner
+    out of its own redemption."""
+    if limits_off():
+        return True
+    try:
+        code = json_body().get("code")
+    except QRLoginError:
+        return False
+    bind, prev = browser.bindings(request)
+    if not isinstance(code, str) or bind == browser.NO_BINDING or not QR_ID_RE.match(code):
+        return False
+    try:
+        return services().store.owned_by(code, bind, prev)
+    except engine.UNAVAILABLE_ERRORS:
+        return False  # the poll itself answers 503
 
 
 def was_refused(response: Response) -> bool:

@@ -31,6 +31,7 @@ from qrlogin.inputs import check_qr_id, form_or_json_field, int_field, json_body
 from qrlogin.limits import (
     limiter,
     limits_off,
+    owner_or_limits_off,
     poll_key,
     poll_limit,
     refused_key,
@@ -55,7 +56,9 @@ def _counted_poll(response: Response) -> bool:
 
 @bp.post("/v1/passport/guest")
 @limiter.limit(poll_limit, key_func=poll_key, exempt_when=limits_off, deduct_when=_counted_poll)
-@limiter.limit(refused_limit, key_func=refused_key, exempt_when=limits_off, deduct_when=was_refused)
+@limiter.limit(
+    refused_limit, key_func=refused_key, exempt_when=owner_or_limits_off, deduct_when=was_refused
+)
 def guest() -> Response:
     svc = services()
     body = json_body()

@@ -239,6 +239,12 @@ class Store:
         with contextlib.suppress(*UNAVAILABLE_ERRORS):
             self._live(keys=[Keys.browser(bind)], args=["release", qr_id])
 
+    def owned_by(self, qr_id: str, bind: str, prev: str = "") -> bool:
+        """Whether the browser of binding ``bind`` (or of ``prev``, the one it replaced)
+        created the QR: as the script decides it, read without a transition."""
+        found = self.redis.hget(Keys.qr(qr_id), "bind")
+        return found is not None and found in {bind, prev} - {""}
+
     def read(self, qr_id: str, bind: str, actor: Actor = NO_ACTOR, *, prev: str = "") -> Snapshot:
         """The current state (an overdue QR becomes QRCODE_EXPIRE here)."""
         return self._call(qr_id, "read", actor, bind, prev)[1]

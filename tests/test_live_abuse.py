@@ -1,0 +1,123 @@
+"""What attackers still found, tried again on the running service (gunicorn, a real
+Redis): each answer a clear 4xx in the envelope, no 500, no traceback in the log, and no
+stranger able to lock an owner out."""
+
+from __future__ import annotations
+
+import socket
+from typing import Any
+
+import pytest
+import requests
+
+from qrlogin.testing import Service
+from tests.conftest import StartService
+from tests.live import Browser, phone_step
+from tests.test_stream import user_token
+from tests.timing import margin
+
+pytestmark = pytest.mark.slow
+
+
+def raw(service: Service, request: bytes) -> bytes:
+    """Send ``request`` as it is; the whole answer (the server closes)."""
+    with socket.create_connection(("127.0.0.1", service.port), timeout=margin(30)) as sock:
+        sock.sendall(request)
+        sock.shutdown(socket.SHUT_WR)
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    return answer
+
+
+def status_of(answer: bytes) -> int:
+    return int(answer.split(b" ", 2)[1])
+
+
+def test_a_strangers_refused_polls_do_not_block_the_owner(start_service: StartService) -> None:
+    """An office behind one address: a stranger's 61 refused polls use up the address's
+    budget, and the owner still redeems its own QR."""
+    service = start_service(QRLOGIN_LIMIT_REFUSED="60 per minute")
+    owner = Browser(service.url)
+    qr = owner.create()
+    stranger = requests.Session()
+    answers = [
+        stranger.post(service.url + "/v1/passport/guest", json={"code": qr["id"]},
+                      timeout=margin(30)).status_code
+        for _ in range(61)
+    ]  # fmt: skip
+    assert answers[:60] == [403] * 60 and answers[60] == 429
+    token = user_token()
+    for step in ("SCAN", "VERIFY"):
+        assert phone_step(service.url, token, qr["id"], step).status_code == 200
+    redeemed = owner.guest(qr["id"])
+    assert redeemed.status_code == 200 and redeemed.json()["data"]["token"], redeemed.text
+    # The owner's own polls did not count against the address either.
+    assert stranger.post(service.url + "/v1/passport/guest", json={"code": qr["id"]},
+                         timeout=margin(30)).status_code == 429  # fmt: skip
+
+
+def envelope(answer: bytes) -> dict[str, Any]:
+    import json
+
+    return dict(json.loads(answer.split(b"\r\n\r\n", 1)[1]))
+
+
+def chunked(path: str, chunks: bytes, headers: str = "") -> bytes:
+    return (
+        f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n{headers}"
+        "Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+    ).encode() + chunks
+
+
+@pytest.mark.parametrize("path", ["/v1/accounts/qrcode/", "/v1/accounts/qrcode_fill"])
+@pytest.mark.parametrize(
+    "body",
+    [b"zz\r\n{}\r\n0\r\n\r\n", b"5\r\n{}", b"2\r\n{}\r\nx\r\n", b"ffffffffffffffffffff\r\n{}"],
+    ids=["bad size", "cut short", "bad last chunk", "size too large"],
+)
+def test_bad_chunk_framing_is_a_400(start_service: StartService, path: str, body: bytes) -> None:
+    service = start_service()
+    auth = f"Authorization: Bearer {user_token()}\r\n"
+    answer = raw(service, chunked(path, body, auth))
+    assert status_of(answer) == 400, answer
+    assert envelope(answer)["code"] == "BAD_REQUEST"
+    assert "Traceback" not in service.log(), service.log()
+
+
+def test_a_chunked_body_too_large_is_413_on_every_endpoint(start_service: StartService) -> None:
+    service = start_service()
+    big = b"4000\r\n" + b" " * 0x4000 + b"\r\n" + b"10\r\n" + b" " * 16 + b"\r\n0\r\n\r\n"
+    for path in ("/v1/passport/guest", "/v1/accounts/qrcode/"):
+        answer = raw(service, chunked(path, big))
+        assert status_of(answer) == 413, (path, answer)
+        assert envelope(answer)["code"] == "BAD_REQUEST"
+
+
+def test_an_absurd_last_event_id_on_the_notices_is_a_fresh_start(
+    start_service: StartService,
+) -> None:
+    service = start_service()
+    for last in ("99999999999999999999-1", "1-99999999999999999999", "-1", "x"):
+        with requests.get(
+            service.url + "/v1/accounts/events",
+            headers={"Authorization": f"Bearer {user_token()}", "Last-Event-ID": last},
+            stream=True,
+            timeout=margin(30),
+        ) as answer:
+            assert answer.status_code in (200, 400), (last, answer.status_code)
+    assert "Traceback" not in service.log(), service.log()
+
+
+def test_a_lone_surrogate_leaves_no_traceback(start_service: StartService) -> None:
+    service = start_service()
+    body = b'{"code": "\\ud800abcdefghijklmnopqrstu"}'
+    for _ in range(3):
+        answer = requests.post(
+            service.url + "/v1/passport/guest",
+            data=body,
+            headers={"Content-Type": "application/json"},
+            timeout=margin(30),
+        )
+        assert answer.status_code in (400, 404), answer.text
+    assert "Traceback" not in service.log(), service.log()
