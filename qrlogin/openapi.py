@@ -676,7 +676,12 @@ SCHEMAS: dict[str, Any] = {
                 "when it ended, for an ended one",
             },
             "ended_at": {"type": "integer"},
-            "reason": {"type": "string", "enum": ["logout", "revoked", "idle", "expired"]},
+            "reason": {
+                "type": "string",
+                "enum": ["logout", "revoked", "idle", "expired", "lost"],
+                "description": "`lost`: the service no longer has the session's record (a "
+                "Redis that kept nothing across a restart)",
+            },
         },
     },
     "IntrospectRequest": {

@@ -41,7 +41,7 @@ from qrlogin.limits import (
 from qrlogin.messages import Published
 from qrlogin.models import STATUSES, TERMINAL, GuestResult, User
 from qrlogin.services import services
-from qrlogin.sessions import SESSION_EVENT, SESSION_FINAL
+from qrlogin.sessions import LOST, SESSION_EVENT, SESSION_FINAL
 from qrlogin.store import Keys
 from qrlogin.waiting import follow
 
@@ -148,7 +148,7 @@ def logout() -> Response:
     try:
         session = svc.sessions.end(login.sid, login.user.id, "logout")
     except SessionNotFound:
-        raise SessionEnded() from None
+        raise SessionEnded(data={"reason": LOST}) from None
     response = ok({"session": session.view})
     clear_cookie(response, request, cookie_name(request, SESSION_COOKIE))
     return response
@@ -165,7 +165,7 @@ def session_events() -> Response:
         return no_more_events()
     if first.status in SESSION_FINAL:
         return no_more_events()  # it ended already: EventSource stops reconnecting
-    read = functools.partial(svc.sessions.read, login.sid, login.user.id)
+    read = functools.partial(svc.sessions.read_or_lost, login.sid, login.user.id, first)
     updates = follow(
         svc.hub,
         Keys.session_channel(login.user.id, login.sid),

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import secrets
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,6 +22,8 @@ SOURCE = script("sessions.lua")
 #: Bytes of randomness in a session id.
 SESSION_ID_BYTES = 16
 ACTIVE, ENDED = "active", "ended"
+#: Why a session ended when the store no longer knows it (Redis lost it, say).
+LOST = "lost"
 #: A session's stream ends at this status.
 SESSION_FINAL = frozenset({ENDED})
 #: The SSE event type of a session's state.
@@ -82,12 +85,26 @@ class Sessions:
         return snapshot
 
     def check(self, sid: str, user_id: str, *, touch: bool = True) -> Snapshot:
-        """The session, when it is active; ``SessionEnded`` (401) otherwise."""
-        snapshot = self.read(sid, user_id, touch=touch) if sid else None
+        """The session, when it is active; ``SessionEnded`` (401) otherwise, a session the
+        store no longer knows (lost with a Redis that kept nothing) included."""
+        try:
+            snapshot = self.read(sid, user_id, touch=touch) if sid else None
+        except SessionNotFound:
+            raise SessionEnded(data={"reason": LOST}) from None
         if snapshot is None or snapshot.status != ACTIVE:
             reason = snapshot.view.get("reason") if snapshot else None
             raise SessionEnded(data={"reason": reason} if reason else None)
         return snapshot
+
+    def read_or_lost(self, sid: str, user_id: str, seen: Snapshot) -> Snapshot:
+        """The session's state for its stream; a session the store no longer knows reads
+        as ended (reason ``lost``), one version past ``seen``, the state its stream opened
+        with (an active session changes only by ending)."""
+        try:
+            return self.read(sid, user_id)
+        except SessionNotFound:
+            view = {**seen.view, "status": ENDED, "reason": LOST, "ended_at": int(time.time())}
+            return Snapshot(view, seen.version + 1)
 
     def end(self, sid: str, user_id: str, reason: str) -> Snapshot:
         """End the session (it may have ended already); its final state."""

@@ -179,3 +179,29 @@ def test_session_streams_share_the_hub(start_service: StartService, own_redis: R
     assert len(clients) <= 1 + 20 + 1, names
     for stream in streams:
         stream.close()
+
+
+def test_a_session_redis_lost_counts_as_ended_everywhere(
+    start_service: StartService, own_redis: RedisServer
+) -> None:
+    """Redis restarts having kept nothing: the session is gone from the store. /me is 401
+    SESSION_ENDED (reason lost), /app shows the login page, and the open session stream
+    ends with the session's end, without a traceback."""
+    service = start_service(redis_url=own_redis.url, QRLOGIN_RATE_LIMITS="off")
+    browser = log_in(service)
+    stream = SSEStream(session_events(browser))
+    blocks = (b for b in stream if b.event == "session")
+    assert json.loads(next(blocks).data)["status"] == "active"
+    own_redis.stop()
+    own_redis.start()  # empty: it keeps nothing on disk
+    ended = json.loads(next(blocks).data)
+    assert ended["status"] == "ended" and ended["reason"] == "lost", ended
+    assert list(blocks) == []  # the server ended the stream
+    me = browser.session.get(service.url + "/v1/passport/me", timeout=margin(30))
+    assert me.status_code == 401 and me.json()["code"] == "SESSION_ENDED"
+    assert me.json()["data"]["reason"] == "lost"
+    page = browser.session.get(service.url + "/app", timeout=margin(30))
+    assert page.status_code == 401 and "text/html" in page.headers["Content-Type"]
+    logout = browser.session.post(service.url + "/v1/passport/logout", timeout=margin(30))
+    assert logout.status_code == 401 and logout.json()["data"]["reason"] == "lost"
+    assert "Traceback" not in service.log(), service.log()
