@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import re
 import secrets
 import socket
 from functools import lru_cache
@@ -110,13 +111,46 @@ def set_cookie(response: Response, request: Request, name: str, value: str, max_
     )
 
 
+#: The browser and OS families the phone is shown by name (as the uap-core rules name
+#: them). The rules take some families from the user agent's own text (a "Bot" family,
+#: say), which the requester writes: any family not listed here is shown as "Other".
+KNOWN_BROWSERS = frozenset({
+    "Chrome", "Chrome Mobile", "Chrome Mobile iOS", "Chrome Mobile WebView", "Chromium",
+    "HeadlessChrome", "Firefox", "Firefox Mobile", "Firefox iOS", "Safari", "Mobile Safari",
+    "Mobile Safari UI/WKWebView", "Edge", "Edge Mobile", "Opera", "Opera Mobile",
+    "Opera Mini", "Samsung Internet", "UC Browser", "Yandex Browser", "Vivaldi", "Brave",
+    "IE", "IE Mobile", "QQ Browser", "QQ Browser Mobile", "WeChat Browser", "Baidu Browser",
+    "Sogou Explorer", "MiuiBrowser", "Huawei Browser", "DuckDuckGo Mobile", "Electron",
+})  # fmt: skip
+KNOWN_SYSTEMS = frozenset({
+    "Windows", "Mac OS X", "iOS", "iPadOS", "Android", "Linux", "Ubuntu", "Debian", "Fedora",
+    "Chrome OS", "HarmonyOS", "FreeBSD", "OpenBSD", "Windows Phone",
+})  # fmt: skip
+OTHER = "Other"
+#: Control characters (C0, DEL and C1) never kept in a user agent.
+_CONTROLS = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def _named(family: str, major: str | None, known: frozenset[str]) -> str:
+    if family not in known:
+        return OTHER
+    version = major if major and major.isdigit() and len(major) <= 5 else None
+    return f"{family} {version}" if version else family
+
+
 @lru_cache(maxsize=1024)
 def describe_user_agent(user_agent: str) -> tuple[str, str]:
-    """("Chrome 131", "Windows 10") for a user agent string; "Other" when unknown."""
+    """("Chrome 131", "Windows 10") for a user agent string: families from a fixed list
+    and a version of digits, "Other" for anything else."""
     parsed = ua_parser.parse(user_agent).with_defaults()
-    browser = " ".join(p for p in (parsed.user_agent.family, parsed.user_agent.major) if p)
-    os_name = " ".join(p for p in (parsed.os.family, parsed.os.major) if p)
+    browser = _named(parsed.user_agent.family, parsed.user_agent.major, KNOWN_BROWSERS)
+    os_name = _named(parsed.os.family, parsed.os.major, KNOWN_SYSTEMS)
     return browser, os_name
+
+
+def clean_user_agent(text: str) -> str:
+    """A user agent as it is stored and shown: no control characters, cut short."""
+    return _CONTROLS.sub("", text)[:MAX_USER_AGENT_CHARS]
 
 
 def clear_cookie(response: Response, request: Request, name: str) -> None:
@@ -181,7 +215,7 @@ def client_socket(request: Request) -> socket.socket | None:
 
 def actor(request: Request) -> Actor:
     """Who is calling, for the audit trail."""
-    return Actor(client_ip(request), request.headers.get("User-Agent", "")[:MAX_USER_AGENT_CHARS])
+    return Actor(client_ip(request), clean_user_agent(request.headers.get("User-Agent", "")))
 
 
 def requester(request: Request) -> Requester:

@@ -121,3 +121,27 @@ def test_a_lone_surrogate_leaves_no_traceback(start_service: StartService) -> No
         )
         assert answer.status_code in (400, 404), answer.text
     assert "Traceback" not in service.log(), service.log()
+
+
+def test_the_prompt_names_only_known_browsers(start_service: StartService) -> None:
+    """A user agent that writes its own "browser name" is shown as Other, and control
+    characters never reach the phone (nor the audit trail)."""
+    service = start_service(QRLOGIN_RATE_LIMITS="off")
+    forged = "Same Wi-Fi - safe to confirm Bot 1\x85\x9b31m"
+    created = requests.post(
+        service.url + "/v1/accounts/qrcode/",
+        json={"platform": "Rxx_PC"},
+        headers={"User-Agent": forged.encode("latin-1")},
+        timeout=margin(30),
+    )
+    qr_id = created.json()["data"]["id"]
+    client = phone_step(service.url, user_token(), qr_id, "SCAN").json()["data"]["client"]
+    assert client["browser"] == "Other" and client["os"] == "Other", client
+    assert client["user_agent"] == "Same Wi-Fi - safe to confirm Bot 131m"
+    edge = ("Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
+            "Chrome/131.0.0.0 Safari/537.36 Edg/131.0.0.0")  # fmt: skip
+    other = requests.post(service.url + "/v1/accounts/qrcode/", json={"platform": "Rxx_PC"},
+                          headers={"User-Agent": edge}, timeout=margin(30))  # fmt: skip
+    known = phone_step(service.url, user_token(), other.json()["data"]["id"], "SCAN")
+    assert known.json()["data"]["client"]["browser"] == "Edge 131"
+    assert known.json()["data"]["client"]["os"] == "Windows 10"
