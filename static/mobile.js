@@ -7,7 +7,7 @@
   function announce(text) { $("announce").textContent = text; }
 
   function show(section) {
-    ["signin", "scan", "confirm"].forEach(function (id) { $(id).hidden = id !== section; });
+    ["signin", "scan", "linked", "confirm"].forEach(function (id) { $(id).hidden = id !== section; });
   }
 
   // Opened through "Open in the app" (#link=<the app link>): its QR text waits for sign-in.
@@ -28,8 +28,12 @@
     listenForNotices();
     var linked = linkedQrText();
     if (linked) {
+      // A link can come from any page: ask before the scan tells that page who you are.
       history.replaceState(null, "", location.pathname);
-      useQrText(linked);
+      show("linked");
+      announce("A page asks to log you in. Nothing is sent until you choose.");
+      $("linked-go").onclick = function () { show("scan"); useQrText(linked); };
+      $("linked-no").onclick = function () { show("scan"); announce("Nothing was sent."); };
     }
   }
 

@@ -135,6 +135,11 @@ def test_the_same_device_logs_in_through_open_in_the_app(
     # handler to reach (it failed so once in a full run of the suite).
     app.wait_for_load_state()
     app.locator("button.user").first.click()  # sign in on the stand-in
+    # It asks first: nothing reaches the page that showed the code until the user taps.
+    expect(app.locator("#linked")).to_be_visible()
+    app.wait_for_timeout(500)
+    expect(page.locator("#qrlogin")).to_have_attribute("data-status", "QRCODE_WAIT")
+    app.locator("#linked-go").click()
     expect(app.locator("#confirm")).to_be_visible()
     expect(app.locator("#requester")).to_contain_text("Android")
     app.locator("#approve").click()
