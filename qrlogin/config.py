@@ -115,11 +115,12 @@ def _int(env: Mapping[str, str], name: str, default: int, minimum: int, maximum:
     return value
 
 
-def _introspect_key(env: Mapping[str, str]) -> str | None:
-    key = env.get("QRLOGIN_INTROSPECT_KEY") or None
+def _key(env: Mapping[str, str], name: str) -> str | None:
+    """A service credential (the introspection key, the metrics token), when set."""
+    key = env.get(name) or None
     if key is not None and (len(key) < MIN_SECRET_CHARS or len(set(key)) < MIN_SECRET_DISTINCT):
         raise ConfigError(
-            f"QRLOGIN_INTROSPECT_KEY is too weak: at least {MIN_SECRET_CHARS} characters, "
+            f"{name} is too weak: at least {MIN_SECRET_CHARS} characters, "
             f"{MIN_SECRET_DISTINCT} of them different"
         )
     return key
@@ -243,6 +244,7 @@ class Settings:
     ipv6_prefix: int = 64
     log_format: str = "text"
     hsts_max_age_s: int = 365 * 24 * 3600
+    metrics_token: str | None = None
 
     @property
     def clustered(self) -> bool:
@@ -334,7 +336,8 @@ class Settings:
             session_max_age_s=_int(
                 env, "QRLOGIN_SESSION_MAX_AGE", default["session_max_age_s"], 1, 365 * 24 * 3600
             ),
-            introspect_key=_introspect_key(env),
+            introspect_key=_key(env, "QRLOGIN_INTROSPECT_KEY"),
+            metrics_token=_key(env, "QRLOGIN_METRICS_TOKEN"),
             reveal_scanner=choice(
                 env, "QRLOGIN_REVEAL_SCANNER", default["reveal_scanner"], ("scan", "confirm")
             ),

@@ -307,6 +307,12 @@ _CAUSES = (
         "Redis does not speak TLS on that port: REDIS_URL says rediss://; use redis://",
     ),
     (
+        "maxmemory",
+        "Redis is full and refuses writes (maxmemory reached, with noeviction): raise its "
+        "maxmemory or the plan; the service keeps its keys only for a QR's life plus 10 "
+        "minutes",
+    ),
+    (
         "max number of clients reached",
         "Redis refused a connection (max number of clients reached): lower "
         "QRLOGIN_REDIS_MAX_CONNECTIONS or WEB_CONCURRENCY, or raise the plan's client limit",

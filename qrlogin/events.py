@@ -7,13 +7,14 @@ import contextlib
 import functools
 from collections.abc import Callable, Generator, Iterator
 
-from flask import Blueprint, Response, request
+from flask import Blueprint, Response, g, request
 from flask_sse import Message
 
 from qrlogin import parking
 from qrlogin.browser import bindings, client_group, client_socket
 from qrlogin.exceptions import BadRequest, Forbidden, NotFound
 from qrlogin.inputs import check_qr_id
+from qrlogin.limits import limits_off, refused_budget
 from qrlogin.messages import EVENT_TYPE, Published
 from qrlogin.models import FINAL, Snapshot
 from qrlogin.services import services
@@ -86,6 +87,7 @@ def stream(qr_id: str) -> Response:
 
 
 @bp.get("/v1/accounts/qrcode/events")
+@refused_budget(exempt_when=limits_off)
 def shared_stream() -> Response:
     """The states of several QR codes of this browser on one stream: each one's state
     now, then its changes, each as ``status`` with the QR's ``id`` and ``version`` in the
@@ -104,6 +106,7 @@ def shared_stream() -> Response:
             snapshot = svc.store.read(qr_id, bind, prev=prev)  # 503 before the stream starts
         except (NotFound, Forbidden) as gone:
             openings.append(gone_frame(qr_id, gone))
+            g.refused_ids = g.get("refused_ids", 0) + 1  # spent as refused polls are
             continue
         openings.append(shared_frame(snapshot))
         first[Keys.channel(qr_id)] = snapshot

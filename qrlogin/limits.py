@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from typing import Any
 
-from flask import Flask, Response, request
+from flask import Flask, Response, g, request
 from flask_limiter import Limiter, RequestLimit
 
 from qrlogin import browser, engine
@@ -76,8 +77,32 @@ def owner_or_limits_off() -> bool:
 
 def was_refused(response: Response) -> bool:
     """Polls of a QR that is not the caller's (no valid binding) or does not exist: they
-    count per IP, and only they write a key, so random ids cannot fill Redis."""
-    return response.status_code in (403, 404)
+    count per IP, and only they write a key, so random ids cannot fill Redis. On the
+    shared stream, each id it answered ``gone`` counts (``refused_ids``)."""
+    return response.status_code in (403, 404) or refused_ids() > 0
+
+
+def refused_ids() -> int:
+    """How many ids this request was refused (the shared stream's ``gone`` ones)."""
+    found: int = g.get("refused_ids", 0)
+    return found
+
+
+def refused_cost() -> int:
+    return max(1, refused_ids())
+
+
+def refused_budget(exempt_when: Callable[[], bool]) -> Callable[..., Any]:
+    """The refused-request budget of an address (``QRLOGIN_LIMIT_REFUSED``): one counter
+    for the polls and the shared stream, spent by each refusal."""
+    return limiter.shared_limit(
+        refused_limit,
+        scope="refused",
+        key_func=refused_key,
+        exempt_when=exempt_when,
+        deduct_when=was_refused,
+        cost=refused_cost,
+    )
 
 
 def create_limit() -> str:

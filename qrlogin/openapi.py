@@ -418,11 +418,15 @@ PATHS: dict[str, dict[str, Any]] = {
         "get": {
             "operationId": "metrics",
             "summary": "Prometheus metrics, merged across the process's gunicorn workers",
+            "description": "Open unless QRLOGIN_METRICS_TOKEN is set; then only with that "
+            "token as a Bearer credential (401 otherwise).",
+            "security": [{}, {"metricsToken": []}],
             "responses": {
                 "200": {
                     "description": "Prometheus text format",
                     "content": {"text/plain": {"schema": {"type": "string"}}},
-                }
+                },
+                **_errors(401),
             },
         }
     },
@@ -735,6 +739,11 @@ def document() -> dict[str, Any]:
                     "no other host of the site can plant it",
                 },
                 **_BIND_SCHEMES,
+                "metricsToken": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "the scraper's credential, QRLOGIN_METRICS_TOKEN",
+                },
                 "introspectKey": {
                     "type": "http",
                     "scheme": "bearer",

@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
+import hmac
 from typing import Any
 
 import redis
-from flask import Blueprint, Response, jsonify
+from flask import Blueprint, Response, jsonify, request
 
 from qrlogin import engine, metrics, openapi, proxies
 from qrlogin.config import Settings
 from qrlogin.engine import UNAVAILABLE_ERRORS
 from qrlogin.envelope import ok
-from qrlogin.exceptions import Unavailable
+from qrlogin.exceptions import Unauthorized, Unavailable
 from qrlogin.services import services
+from qrlogin.store import Keys
 
 bp = Blueprint("ops", __name__)
+
+#: How long the readiness check's written key lives (ms).
+READY_PROBE_TTL_MS = 10_000
 
 
 @bp.get("/healthz")
@@ -43,8 +48,11 @@ def _ready(settings: Settings, client: redis.Redis) -> dict[str, Any]:
         cluster = cluster_state(client)
         if cluster["state"] != "ok":
             raise Unavailable("the Redis Cluster is not ok", data={"cluster": cluster})
+        client.set(Keys.READY_PROBE, "1", px=READY_PROBE_TTL_MS)
         return {"redis": "cluster", "cluster": cluster}
-    client.ping()
+    # A write, not a PING: a Redis that is full (maxmemory with noeviction) or read-only
+    # answers PING but refuses every state change.
+    client.set(Keys.READY_PROBE, "1", px=READY_PROBE_TTL_MS)
     if settings.redis_mode == "sentinel":
         return {"redis": "sentinel"}
     return {"redis": "embedded" if settings.embedded else "ok"}
@@ -69,6 +77,12 @@ def cluster_state(client: redis.Redis) -> dict[str, Any]:
 
 @bp.get("/metrics")
 def metrics_text() -> Response:
+    """Prometheus's text; with QRLOGIN_METRICS_TOKEN set, only for that bearer token."""
+    wanted = services().settings.metrics_token
+    if wanted is not None:
+        sent = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
+        if not hmac.compare_digest(sent.encode(), wanted.encode()):
+            raise Unauthorized("send QRLOGIN_METRICS_TOKEN as 'Authorization: Bearer <token>'")
     # content_type, not mimetype: Flask would append a second charset parameter.
     return Response(metrics.exposition(), content_type=metrics.CONTENT_TYPE)
 

@@ -34,9 +34,7 @@ from qrlogin.limits import (
     owner_or_limits_off,
     poll_key,
     poll_limit,
-    refused_key,
-    refused_limit,
-    was_refused,
+    refused_budget,
 )
 from qrlogin.messages import Published
 from qrlogin.models import STATUSES, TERMINAL, GuestResult, User
@@ -56,9 +54,7 @@ def _counted_poll(response: Response) -> bool:
 
 @bp.post("/v1/passport/guest")
 @limiter.limit(poll_limit, key_func=poll_key, exempt_when=limits_off, deduct_when=_counted_poll)
-@limiter.limit(
-    refused_limit, key_func=refused_key, exempt_when=owner_or_limits_off, deduct_when=was_refused
-)
+@refused_budget(exempt_when=owner_or_limits_off)
 def guest() -> Response:
     svc = services()
     body = json_body()

@@ -115,6 +115,9 @@ class Keys:
     def user_channel(cls, user_id: str) -> str:
         return cls._tagged("user-events", user_id)
 
+    #: What /readyz writes to learn that Redis takes writes.
+    READY_PROBE = f"{NAMESPACE}:ready"
+
     #: What a process noticed of forwarded headers it was told not to read (proxies.py).
     NOTICE_FORWARDED = f"{NAMESPACE}:notice:forwarded"
 

@@ -145,3 +145,56 @@ def test_the_prompt_names_only_known_browsers(start_service: StartService) -> No
     known = phone_step(service.url, user_token(), other.json()["data"]["id"], "SCAN")
     assert known.json()["data"]["client"]["browser"] == "Edge 131"
     assert known.json()["data"]["client"]["os"] == "Windows 10"
+
+
+def test_unknown_ids_on_the_shared_stream_spend_the_refused_budget(
+    start_service: StartService,
+) -> None:
+    """Ids cannot be guessed (128 bits), but probing them costs as refused polls do."""
+    service = start_service(QRLOGIN_LIMIT_REFUSED="20 per minute")
+    prober = requests.Session()
+    url = service.url + "/v1/accounts/qrcode/events"
+    probes = ",".join(f"{n:022d}" for n in range(10))
+    statuses = []
+    for _ in range(3):
+        with prober.get(url, params={"ids": probes}, stream=True, timeout=margin(30)) as answer:
+            statuses.append(answer.status_code)
+            if answer.status_code == 200:
+                assert answer.text.count("event:gone") == 10
+    assert statuses == [200, 200, 429], statuses
+    # The same budget as the polls: they are refused now too.
+    poll = prober.post(service.url + "/v1/passport/guest", json={"code": "0" * 22},
+                       timeout=margin(30))  # fmt: skip
+    assert poll.status_code == 429
+
+
+def test_readyz_reports_a_full_redis(start_service: StartService, own_redis: Any) -> None:
+    service = start_service(redis_url=own_redis.url, QRLOGIN_RATE_LIMITS="off")
+    assert requests.get(service.url + "/readyz", timeout=margin(30)).status_code == 200
+    admin = own_redis.client()
+    admin.config_set("maxmemory-policy", "noeviction")
+    admin.config_set("maxmemory", "1")  # below what it uses: every write is refused
+    try:
+        ready = requests.get(service.url + "/readyz", timeout=margin(30))
+        assert ready.status_code == 503, ready.text
+        assert "maxmemory" in ready.json()["data"]["cause"]
+        created = requests.post(service.url + "/v1/accounts/qrcode/",
+                                json={"platform": "Rxx_PC"}, timeout=margin(30))  # fmt: skip
+        assert created.status_code == 503 and created.headers["Retry-After"]
+    finally:
+        admin.config_set("maxmemory", "0")
+    assert requests.get(service.url + "/readyz", timeout=margin(30)).status_code == 200
+
+
+def test_metrics_can_ask_for_a_token(start_service: StartService) -> None:
+    token = "scraper-Hq7Wm2Zx9Lc4Vb8"
+    service = start_service(QRLOGIN_METRICS_TOKEN=token)
+    assert requests.get(service.url + "/metrics", timeout=margin(30)).status_code == 401
+    wrong = requests.get(service.url + "/metrics", headers={"Authorization": "Bearer nope"},
+                         timeout=margin(30))  # fmt: skip
+    assert wrong.status_code == 401 and wrong.json()["code"] == "UNAUTHORIZED"
+    right = requests.get(service.url + "/metrics", headers={"Authorization": f"Bearer {token}"},
+                         timeout=margin(30))  # fmt: skip
+    assert right.status_code == 200 and "qrlogin_waiting_browsers" in right.text
+    open_one = start_service()
+    assert requests.get(open_one.url + "/metrics", timeout=margin(30)).status_code == 200
