@@ -230,6 +230,8 @@ class Settings:
     max_held_per_qr: int = 4
     max_held_per_binding: int = 40
     max_held_per_ip: int = 2000
+    max_held_per_session: int = 8
+    max_held_per_user: int = 40
     trusted_proxies: int = 0
     cors_origins: frozenset[str] = field(default_factory=frozenset)
     public_origin: str | None = None
@@ -326,6 +328,12 @@ class Settings:
             ),
             max_held_per_ip=_int(
                 env, "QRLOGIN_MAX_HELD_PER_IP", default["max_held_per_ip"], 1, 1_000_000
+            ),
+            max_held_per_session=_int(
+                env, "QRLOGIN_MAX_HELD_PER_SESSION", default["max_held_per_session"], 1, 10_000
+            ),
+            max_held_per_user=_int(
+                env, "QRLOGIN_MAX_HELD_PER_USER", default["max_held_per_user"], 1, 100_000
             ),
             cors_origins=_origins(env, "QRLOGIN_CORS_ORIGINS"),
             public_origin=next(iter(_origins(env, "QRLOGIN_PUBLIC_ORIGIN")), None),

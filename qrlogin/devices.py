@@ -100,4 +100,5 @@ def user_events() -> Response:
         yield from frames(None, resumed=True, updates=updates, each=notices)
 
     # Counted last: nothing can fail between here and the response that releases it.
-    return event_stream(body(), svc.holds.acquire(None, None, client_group(request)))
+    held = svc.holds.acquire(None, None, client_group(request), user=user.id)
+    return event_stream(body(), held)

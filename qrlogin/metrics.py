@@ -41,6 +41,12 @@ HELD = Gauge(
     "Open streams (QR, shared, session, notices) and held long polls",
     multiprocess_mode="livesum",
 )
+STREAMS_REFUSED = Counter(
+    "qrlogin_streams_refused_total",
+    "Streams and held long polls refused before they began: over a cap (429; qr, binding, "
+    "ip, session, user) or past the process's descriptor budget (503; descriptors)",
+    ["cap"],
+)
 PARKED_STREAMS = Gauge(
     "qrlogin_parked_streams",
     "QR streams served by the process's lot, with no greenlet of their own",

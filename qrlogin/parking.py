@@ -57,6 +57,9 @@ PARKED = object()
 ENVIRON_KEY = "qrlogin.parkable"
 #: Bytes a stream may have unsent (a browser that stopped reading) before it is ended.
 MAX_PENDING = 64 * 1024
+#: How long a finishing stream may take to send its last bytes before it is ended
+#: (seconds): a browser that reads nothing more must not keep its connection.
+FINISHING_S = 10.0
 #: The longest the lot's greenlet sleeps between looks at its clocks (seconds), and the
 #: shortest: heartbeats and deadlines due within it go out together, not one wake each.
 TICK_S = 1.0
@@ -252,7 +255,8 @@ class Lot:
         if data:
             self._send(stream, data)
         if stream.pending:
-            stream.finishing = True
+            stream.finishing = True  # its last words wait on a browser that reads slowly:
+            self._schedule(stream, time.time() + FINISHING_S)  # not forever
         else:
             self._end(stream)
 
@@ -376,6 +380,9 @@ class Lot:
     def _read_all(self, streams: Iterable[Parked]) -> None:
         for stream in streams:
             if stream.ended:
+                continue
+            if stream.finishing:
+                self._end(stream)  # its FINISHING_S ran out with bytes still unsent
                 continue
             try:
                 snapshot = self._read(stream.qr_id, stream.bind, prev=stream.prev)

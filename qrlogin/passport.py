@@ -174,7 +174,10 @@ def session_events() -> Response:
     resumed = last_event_id() == first.version
     body = frames(first, resumed=resumed, updates=updates, event=SESSION_EVENT)
     # Counted last: nothing can fail between here and the response that releases it.
-    return event_stream(body, svc.holds.acquire(None, None, client_group(request)))
+    held = svc.holds.acquire(
+        None, None, client_group(request), session=login.sid, user=login.user.id
+    )
+    return event_stream(body, held)
 
 
 @bp.post("/v1/passport/introspect")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import resource
 from dataclasses import dataclass
 
 import redis
@@ -11,7 +12,7 @@ from qrlogin import engine
 from qrlogin import sessions as sessions_module
 from qrlogin.config import Settings
 from qrlogin.geo import Locator
-from qrlogin.holds import Holds
+from qrlogin.holds import Holds, descriptor_budget
 from qrlogin.hub import Hub
 from qrlogin.parking import Lot
 from qrlogin.sessions import Sessions
@@ -45,7 +46,7 @@ def init_app(app: Flask, settings: Settings) -> Services:
         reveal_on_confirm=settings.reveal_scanner == "confirm",
     )
     hub = Hub(engine.topology(settings, client), store.versions)
-    holds = Holds(*_held_caps(settings))
+    holds = _holds(settings)
     services = Services(
         settings=settings,
         redis=client,
@@ -68,11 +69,22 @@ def init_app(app: Flask, settings: Settings) -> Services:
     return services
 
 
-def _held_caps(settings: Settings) -> tuple[int, int, int]:
-    """The held-connection caps; none when the limits are off (load tests, benchmarks)."""
+def _holds(settings: Settings) -> Holds:
+    """The held-connection caps, none when the limits are off (load tests, benchmarks);
+    and, always, the process's descriptor budget. (A gunicorn worker lifts its soft limit
+    to the hard one before the app is built: gunicorn.conf.py.)"""
+    descriptors, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    most = 0 if descriptors == resource.RLIM_INFINITY else descriptor_budget(descriptors)
     if not settings.rate_limits:
-        return 0, 0, 0
-    return settings.max_held_per_qr, settings.max_held_per_binding, settings.max_held_per_ip
+        return Holds(0, 0, 0, most=most)
+    return Holds(
+        settings.max_held_per_qr,
+        settings.max_held_per_binding,
+        settings.max_held_per_ip,
+        per_session=settings.max_held_per_session,
+        per_user=settings.max_held_per_user,
+        most=most,
+    )
 
 
 def services(app: Flask | None = None) -> Services:

@@ -568,8 +568,10 @@ class Service(Process):
     def url(self) -> str:
         return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}"
 
-    def start(self) -> Self:
-        self.spawn([sys.executable, "-m", "gunicorn", "-c", self.config, "wsgi:app"], self.env)
+    def start(self, prefix: tuple[str, ...] = ()) -> Self:
+        """Start it (behind ``prefix``, a command that runs it: ``prlimit ...``, say)."""
+        argv = [*prefix, sys.executable, "-m", "gunicorn", "-c", self.config, "wsgi:app"]
+        self.spawn(argv, self.env)
         ca = self.tls.ca if self.tls else None
         self.wait_until(lambda: http_answers(self.url + "/healthz", ca))
         return self

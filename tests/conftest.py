@@ -61,12 +61,14 @@ def start_service(redis_url: str, server_logs: Path) -> Iterator[StartService]:
         redis_url: str = redis_url,
         workers: int = 1,
         tls: TLSFiles | None = None,
+        start: bool = True,
         **settings: str,
     ) -> Service:
+        """The service, started (with ``start=False``, only made: the test starts it)."""
         env = {"SECRET_KEY": SECRET, "REDIS_URL": redis_url, **settings}
         service = Service(env, server_logs, workers=workers, tls=tls)
         started.append(service)
-        return service.start()
+        return service.start() if start else service
 
     yield start
     for service in started:

@@ -198,3 +198,64 @@ def test_metrics_can_ask_for_a_token(start_service: StartService) -> None:
     assert right.status_code == 200 and "qrlogin_waiting_browsers" in right.text
     open_one = start_service()
     assert requests.get(open_one.url + "/metrics", timeout=margin(30)).status_code == 200
+
+
+def open_stream(session: requests.Session, url: str, **headers: str) -> requests.Response:
+    return session.get(url, headers={"Accept": "text/event-stream", **headers}, stream=True,
+                       timeout=(margin(30), margin(30)))  # fmt: skip
+
+
+def test_one_login_cannot_fill_a_worker_with_streams(start_service: StartService) -> None:
+    """A login token's session streams stop at the session's cap (8), a user's notice
+    streams at the user's (40), each with 429; another client's requests still answer."""
+    from tests.test_live_sessions import log_in
+
+    service = start_service(QRLOGIN_MAX_HELD_PER_USER="12")
+    browser = log_in(service)
+    url = service.url + "/v1/passport/session/events"
+    opened = [open_stream(browser.session, url) for _ in range(9)]
+    try:
+        assert [s.status_code for s in opened] == [200] * 8 + [429], opened
+        assert opened[8].json()["code"] == "SLOW_DOWN" and opened[8].headers["Retry-After"]
+        phone = {"Authorization": f"Bearer {user_token()}"}
+        notices = [open_stream(requests.Session(), service.url + "/v1/accounts/events", **phone)
+                   for _ in range(5)]  # fmt: skip
+        opened += notices
+        # 8 session streams and 4 notice streams of the user: the 13th is one too many.
+        assert [s.status_code for s in notices] == [200] * 4 + [429], notices
+        assert requests.get(service.url + "/healthz", timeout=margin(30)).status_code == 200
+        text = requests.get(service.url + "/metrics", timeout=margin(30)).text
+        assert 'qrlogin_streams_refused_total{cap="session"} 1.0' in text
+        assert 'qrlogin_streams_refused_total{cap="user"} 1.0' in text
+    finally:
+        for stream in opened:
+            stream.close()
+
+
+def test_streams_past_the_descriptor_budget_get_503(start_service: StartService) -> None:
+    """A worker with 300 descriptors holds at most 44 connections open (a reserve of 256
+    for ordinary requests); the next stream gets 503 with Retry-After, counted."""
+    service = start_service(QRLOGIN_RATE_LIMITS="off", start=False)
+    service.start(prefix=("prlimit", "--nofile=300:300"))
+    browser = Browser(service.url)
+    ids = [browser.create()["id"] for _ in range(45)]
+    held = []
+    for qr_id in ids[:44]:
+        held.append(sock := socket.create_connection(("127.0.0.1", service.port)))
+        sock.sendall(f"GET /v1/accounts/qrcode/{qr_id}/events HTTP/1.1\r\nHost: x\r\n"
+                     f"Cookie: qrlogin_bind={browser.bind_cookie}\r\n\r\n".encode())  # fmt: skip
+        sock.settimeout(margin(30))
+        seen = b""
+        while b"QRCODE_WAIT" not in seen:
+            seen += sock.recv(4096)
+        assert seen.startswith(b"HTTP/1.1 200"), seen
+    try:
+        refused = browser.stream(ids[44])
+        assert refused.response.status_code == 503, refused.response.text
+        assert refused.response.headers["Retry-After"]
+        assert requests.get(service.url + "/healthz", timeout=margin(30)).status_code == 200
+        text = requests.get(service.url + "/metrics", timeout=margin(30)).text
+        assert 'qrlogin_streams_refused_total{cap="descriptors"} 1.0' in text
+    finally:
+        for sock in held:
+            sock.close()

@@ -216,3 +216,54 @@ def test_heartbeats_due_together_go_out_in_groups(redis_url: str) -> None:
     assert seen[-1] == found["count"], found  # every stream had its heartbeat
     jumps = [after - before for before, after in itertools.pairwise(seen)]
     assert max(jumps) <= 2 * found["group"], sorted(set(seen))
+
+
+#: Run under gevent: a parked stream whose browser stopped reading gets its last words
+#: while bytes are still unsent, and is ended once FINISHING_S has passed.
+FINISHING_SCRIPT = """
+from gevent import monkey
+
+monkey.patch_all()
+
+import json, os, socket, time
+
+import gevent
+
+from qrlogin import parking
+from qrlogin.factory import create_app
+from qrlogin.models import Requester
+from qrlogin.services import services
+
+parking.FINISHING_S = 0.5
+env = {**os.environ, "QRLOGIN_RATE_LIMITS": "off"}
+svc = services(create_app(env))
+first = svc.store.create("web", "binding", Requester("127.0.0.1", "test", "Chrome", "Linux"))
+qr_id = first.view["id"]
+server, browser = socket.socketpair()
+server.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+browser.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+held = svc.holds.take(qr_id, "binding", "127.0.0.1")
+svc.lot.park(server, b"", parking.Parkable(": hi\\n\\n", first, qr_id, "binding", "", held), True)
+stream = next(iter(svc.lot._by_fd.values()))
+while not stream.pending:  # the browser reads nothing: the buffers fill
+    svc.lot.send(stream, ": " + "x" * 500 + "\\n\\n")
+svc.lot.finish(stream, ": bye\\n\\n")
+finishing = stream.finishing and not stream.ended
+started = time.monotonic()
+while not stream.ended and time.monotonic() - started < 10:
+    gevent.sleep(0.05)
+print(json.dumps({"finishing": finishing, "ended": stream.ended,
+                  "after": time.monotonic() - started, "held": svc.holds.total}))
+"""
+
+
+def test_a_finishing_stream_that_is_not_read_is_ended(redis_url: str) -> None:
+    env = {**os.environ, "REDIS_URL": redis_url, "SECRET_KEY": SECRET}
+    done = subprocess.run(
+        [sys.executable, "-c", FINISHING_SCRIPT], env=env, capture_output=True,
+        text=True, timeout=margin(60), check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    found = json.loads(done.stdout.strip().splitlines()[-1])
+    assert found["finishing"] and found["ended"], found
+    assert found["after"] >= 0.4 and found["held"] == 0, found  # its hold given back
