@@ -6,12 +6,24 @@ the app keep a stream's connection once its response has begun (``qrlogin.parkin
 
 from __future__ import annotations
 
+import errno
+import time
 from typing import Any
 
 from gunicorn.workers.ggevent import GeventWorker
 
+#: How often a worker out of file descriptors says so (seconds); gevent's server retries
+#: its accept with a growing delay of up to a second, each time with a traceback.
+DESCRIPTORS_NOTICE_S = 60.0
+
 
 class StreamWorker(GeventWorker):  # type: ignore[misc]
+    def run(self) -> None:
+        import gevent
+
+        quiet_descriptor_exhaustion(gevent.get_hub(), self.log)
+        super().run()
+
     def patch(self) -> None:
         super().patch()  # gevent's monkey-patching: only then may qrlogin be imported
         from qrlogin import parking
@@ -26,3 +38,27 @@ class StreamWorker(GeventWorker):  # type: ignore[misc]
             # read the next request from it. StopIteration ends its loop for this client.
             raise StopIteration
         return bool(super().is_already_handled(respiter))
+
+
+def quiet_descriptor_exhaustion(hub: Any, log: Any) -> None:
+    """An accept that fails for want of file descriptors (EMFILE, ENFILE) is no bug: say
+    so in one line, at most once a minute, instead of gevent's traceback a second. The
+    server keeps retrying (gevent's backoff); streams past the worker's descriptor budget
+    are refused with 503 before it comes to that (``qrlogin.holds``)."""
+    show = hub.print_exception
+    said = [float("-inf")]
+
+    def print_exception(context: Any, kind: Any, value: Any, tb: Any) -> None:
+        if isinstance(value, OSError) and value.errno in (errno.EMFILE, errno.ENFILE):
+            now = time.monotonic()
+            if now - said[0] >= DESCRIPTORS_NOTICE_S:
+                said[0] = now
+                log.warning(
+                    "this worker has no file descriptor left (%s): new connections wait "
+                    "until some close; raise the limit (ulimit -n) or add workers",
+                    errno.errorcode[value.errno],
+                )
+            return
+        show(context, kind, value, tb)
+
+    hub.print_exception = print_exception

@@ -5,6 +5,7 @@ stranger able to lock an owner out."""
 from __future__ import annotations
 
 import socket
+import time
 from typing import Any
 
 import pytest
@@ -259,3 +260,20 @@ def test_streams_past_the_descriptor_budget_get_503(start_service: StartService)
     finally:
         for sock in held:
             sock.close()
+
+
+def test_a_worker_out_of_descriptors_says_so_in_one_line(start_service: StartService) -> None:
+    service = start_service(QRLOGIN_RATE_LIMITS="off", start=False)
+    service.start(prefix=("prlimit", "--nofile=120:120"))
+    idle = []
+    try:
+        for _ in range(160):  # idle connections, past what the worker can accept
+            idle.append(socket.create_connection(("127.0.0.1", service.port), timeout=5))
+        time.sleep(3)  # gevent retries its accept about once a second
+        log = service.log()
+        assert "Traceback" not in log and "Too many open files" not in log, log[-2000:]
+        assert log.count("this worker has no file descriptor left (EMFILE)") == 1, log[-2000:]
+    finally:
+        for sock in idle:
+            sock.close()
+    assert requests.get(service.url + "/healthz", timeout=margin(30)).status_code == 200
