@@ -18,10 +18,12 @@ from httpx_sse import connect_sse
 from qrlogin.testing import RedisServer, Service
 from tests.conftest import StartService
 from tests.live import Browser, SSEStream, end_session_on_phone, phone_step
+from tests.test_browser import chromium
 from tests.test_stream import user_token
 from tests.timing import PROMPT_S, margin, wait_until
 
 pytestmark = pytest.mark.slow
+__all__ = ["chromium"]  # the browser tests' fixture, used here too
 SERVICE_KEY = "introspect-key-0123456789abcdef"
 
 
@@ -205,3 +207,21 @@ def test_a_session_redis_lost_counts_as_ended_everywhere(
     logout = browser.session.post(service.url + "/v1/passport/logout", timeout=margin(30))
     assert logout.status_code == 401 and logout.json()["data"]["reason"] == "lost"
     assert "Traceback" not in service.log(), service.log()
+
+
+def test_a_page_whose_session_redis_lost_goes_back_to_login(
+    start_service: StartService, own_redis: RedisServer, chromium: Any
+) -> None:
+    """QRLogin.watchSession on /app: Redis restarts empty, and the page leaves."""
+    from tests.test_browser import confirm_and_land, open_login
+
+    service = start_service(redis_url=own_redis.url, QRLOGIN_DEMO="1")
+    context = chromium.new_context()
+    page = context.new_page()
+    qr = open_login(page, service)
+    confirm_and_land(page, service, qr["id"])
+    page.wait_for_timeout(300)  # the page's session stream is open
+    own_redis.stop()
+    own_redis.start()
+    page.wait_for_url(service.url + "/", timeout=margin(20) * 1000)
+    context.close()
