@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from flask import Blueprint, Response, request
 
 from qrlogin import geo, qrimage
@@ -19,7 +21,7 @@ from qrlogin.exceptions import BadRequest
 from qrlogin.geo import Place
 from qrlogin.inputs import check_qr_id, json_body, string_field
 from qrlogin.limits import client_ip, create_limit, limiter, limits_off, step_limit, user_key
-from qrlogin.models import PLATFORM_RE, QR_ID_RE, STEPS, bind_digest
+from qrlogin.models import CODE_DIGITS, CODE_RE, PLATFORM_RE, QR_ID_RE, STEPS, bind_digest
 from qrlogin.services import services
 
 bp = Blueprint("accounts", __name__)
@@ -81,7 +83,7 @@ def qrcode_fill() -> Response:
     step = string_field(body, "step", max_chars=16)
     if step not in STEPS:
         raise BadRequest(f"step must be one of {', '.join(STEPS)}")
-    verify_code = string_field(body, "verify_code", required=False, max_chars=8)
+    verify_code = code_field(body)
     phone = actor(request)
     result = svc.store.step(
         qr_id,
@@ -94,14 +96,32 @@ def qrcode_fill() -> Response:
     location = result.client.get("location")
     place = Place(**location) if isinstance(location, dict) else None
     network = geo.compare(result.client["ip"], place, phone.ip, svc.locator.locate(phone.ip))
-    return ok(
-        {
-            "id": qr_id,
-            "step": step,
-            "card_id": user.id,
-            "status": result.snapshot.status,
-            "expire": result.snapshot.view["expire"],
-            "client": result.client,
-            "network": network,
-        }
-    )
+    data = {
+        "id": qr_id,
+        "step": step,
+        "card_id": user.id,
+        "status": result.snapshot.status,
+        "expire": result.snapshot.view["expire"],
+        "client": result.client,
+        "network": network,
+    }
+    if step == "SCAN":
+        # Whether VERIFY needs the browser's code: the QR has one (never the code itself).
+        required = bool(result.snapshot.view.get("verify_code"))
+        data["matching"] = {"required": required, "length": CODE_DIGITS}
+    return ok(data)
+
+
+def code_field(body: dict[str, Any]) -> str | None:
+    """``verify_code`` as the browser shows it: the digits of a string, spaces around them
+    trimmed, or a number written with its leading zeros; 400 for anything else (which
+    does not end the QR, as a wrong code does)."""
+    value = body.get("verify_code")
+    if value is None:
+        return None
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 10**CODE_DIGITS:
+        return f"{value:0{CODE_DIGITS}d}"
+    found = CODE_RE.match(value) if isinstance(value, str) else None
+    if found is None:
+        raise BadRequest(f'verify_code is the {CODE_DIGITS} digits the browser shows, such as "07"')
+    return found.group(1)

@@ -34,8 +34,13 @@ QR_ID_BYTES = 16
 #: What platform names look like.
 PLATFORM_PATTERN = r"^[A-Za-z0-9_.\-]{1,32}$"
 PLATFORM_RE = re.compile(PLATFORM_PATTERN.removesuffix("$") + r"\Z")
-#: The verification code shown in the browser when number matching is on.
-VERIFY_CODE_PATTERN = r"^[0-9]{2}$"
+#: Digits in the verification code shown in the browser when number matching is on.
+CODE_DIGITS = 2
+#: The code as the browser shows it.
+VERIFY_CODE_PATTERN = rf"^[0-9]{{{CODE_DIGITS}}}$"
+#: The code as the phone may send it: the digits, with spaces around them.
+CODE_PATTERN = rf"^\s*[0-9]{{{CODE_DIGITS}}}\s*$"
+CODE_RE = re.compile(rf"\s*([0-9]{{{CODE_DIGITS}}})\s*\Z")
 
 
 def new_qr_id() -> str:

@@ -30,6 +30,8 @@ from qrlogin.exceptions import (
     VerifyFailed,
 )
 from qrlogin.models import (
+    CODE_DIGITS,
+    CODE_PATTERN,
     FINAL,
     PLATFORM_PATTERN,
     QR_ID_PATTERN,
@@ -530,7 +532,28 @@ SCHEMAS: dict[str, Any] = {
         "properties": {
             "id": {"type": "string"},
             "step": {"type": "string", "enum": list(STEPS)},
-            "verify_code": {"type": "string", "maxLength": 8},
+            "verify_code": {
+                "description": "With number matching (SCAN's `matching.required`): the "
+                f"{CODE_DIGITS} digits the browser shows, as a string (spaces around it are "
+                f'trimmed, leading zeros count: "07") or a number from 0 to '
+                f"{10**CODE_DIGITS - 1} (written with leading zeros). Another form is 400 "
+                "and does not end the QR; a wrong code ends it (QRCODE_ERROR). Without "
+                "number matching, sending one is 400.",
+                "oneOf": [
+                    {"type": "string", "pattern": CODE_PATTERN},
+                    {"type": "integer", "minimum": 0, "maximum": 10**CODE_DIGITS - 1},
+                ],
+            },
+        },
+    },
+    "Matching": {
+        "type": "object",
+        "description": "Number matching for this QR (in SCAN's answer): when required, "
+        "VERIFY must carry the code the browser shows",
+        "required": ["required", "length"],
+        "properties": {
+            "required": {"type": "boolean"},
+            "length": {"type": "integer", "description": "Digits in the code"},
         },
     },
     "Client": {
@@ -539,7 +562,6 @@ SCHEMAS: dict[str, Any] = {
         "is the one thing here that a page relaying the QR cannot choose; the rest its "
         "browser says about itself.",
         "required": ["platform", "ip", "user_agent", "browser", "os", "created_at", "location"],
-        "additionalProperties": False,
         "properties": {
             "platform": {"type": "string"},
             "ip": {"type": "string"},
@@ -559,7 +581,6 @@ SCHEMAS: dict[str, Any] = {
     "Location": {
         "type": "object",
         "required": ["country", "country_name", "city"],
-        "additionalProperties": False,
         "properties": {
             "country": {"type": ["string", "null"], "description": "ISO 3166-1 alpha-2"},
             "country_name": {"type": ["string", "null"]},
@@ -573,7 +594,6 @@ SCHEMAS: dict[str, Any] = {
         "type": "object",
         "description": "The phone's own address against the browser's",
         "required": ["same_address", "same_network", "same_country", "warning"],
-        "additionalProperties": False,
         "properties": {
             "same_address": {"type": "boolean"},
             "same_network": {"type": "boolean", "description": "Same /24 (IPv4) or /64 (IPv6)"},
@@ -588,7 +608,6 @@ SCHEMAS: dict[str, Any] = {
     "FillResult": {
         "type": "object",
         "required": ["id", "step", "card_id", "status", "expire", "client", "network"],
-        "additionalProperties": False,
         "properties": {
             "network": _ref("Network"),
             "id": {"type": "string"},
@@ -597,6 +616,7 @@ SCHEMAS: dict[str, Any] = {
             "status": _STATUS,
             "expire": {"type": "integer"},
             "client": _ref("Client"),
+            "matching": {**_ref("Matching"), "description": "In SCAN's answer only"},
         },
     },
     "GuestRequest": {
@@ -661,7 +681,6 @@ SCHEMAS: dict[str, Any] = {
             "last_seen_at",
             "expire",
         ],
-        "additionalProperties": False,
         "properties": {
             "id": {"type": "string"},
             "status": {"type": "string", "enum": ["active", "ended"]},
@@ -719,7 +738,10 @@ def document() -> dict[str, Any]:
             "version": "1.0.0",
             "description": "QR-code login: the browser shows a QR, the phone confirms, "
             "the browser is logged in. Every JSON answer uses the envelope "
-            '{"code", "msg", "data"}.',
+            '{"code", "msg", "data"}. Every answer carries X-Request-Id. '
+            "Compatibility: within this version, answers may gain fields (and events, "
+            "event types and error codes may be added); clients ignore what they do not "
+            "know. No field is removed or changes its meaning without a new version.",
         },
         "paths": PATHS,
         "components": {

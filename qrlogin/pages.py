@@ -50,6 +50,4 @@ def mobile() -> str:
             }
             for uid, name, avatar in DEMO_USERS
         ]
-    return render_template(
-        "mobile.html", demo_users=demo_users, number_matching=svc.settings.number_matching
-    )
+    return render_template("mobile.html", demo_users=demo_users)

@@ -29,6 +29,7 @@ from qrlogin.exceptions import (
 from qrlogin.geo import Place, script_args
 from qrlogin.metrics import TRANSITIONS
 from qrlogin.models import (
+    CODE_DIGITS,
     NO_ACTOR,
     Actor,
     GuestResult,
@@ -287,7 +288,9 @@ class Store:
         verify_code: str | None = None,
         matching: bool = False,
     ) -> StepResult:
-        fresh = f"{secrets.randbelow(100):02d}" if matching and step == "SCAN" else ""
+        fresh = ""
+        if matching and step == "SCAN":
+            fresh = f"{secrets.randbelow(10**CODE_DIGITS):0{CODE_DIGITS}d}"
         result, snapshot, client = self._call(
             qr_id, "step", actor, step=step, user_id=user.id, user_name=user.name,
             user_avatar=user.avatar or "", given=verify_code or "", fresh=fresh,
@@ -301,6 +304,8 @@ class Store:
             error = VerifyFailed(data={"status": snapshot.status})
         elif result == "CODE_MISSING":
             error = BadRequest("verify_code is required: type the code shown in the browser")
+        elif result == "CODE_UNEXPECTED":
+            error = BadRequest("number matching is off for this QR code: send no verify_code")
         else:
             error = Conflict(
                 f"{step} is not allowed while the QR code is {snapshot.status}",

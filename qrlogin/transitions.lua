@@ -219,6 +219,8 @@ if action == 'step' then
     if h.status == SCANNED and mine then
       if h.verify_code and args.given == '' then
         result = 'CODE_MISSING'
+      elseif not h.verify_code and args.given ~= '' then
+        result = 'CODE_UNEXPECTED'
       elseif h.verify_code and args.given ~= h.verify_code then
         transition(h, 'verify_failed', {status = ERROR, reason = 'verify_failed'})
         result = 'VERIFY_FAILED'

@@ -207,6 +207,11 @@
       var warning = env.data.network && env.data.network.warning;
       $("network-warning").hidden = !warning;
       $("network-warning").textContent = warning || "";
+      // Number matching, as the SCAN answer says: the code field only when it is on.
+      var matching = env.data.matching || { required: false, length: 2 };
+      $("matching").hidden = !matching.required;
+      $("verify-code").maxLength = matching.length;
+      $("verify-code").value = "";
       show("confirm");
       announce((warning ? warning + " " : "") + "A computer asks to log in as you: " +
         describe(state.client) + ". Confirm only if it is yours.");
@@ -217,8 +222,7 @@
 
   function finish(step) {
     var extra = {};
-    var codeInput = $("verify-code");
-    if (step === "VERIFY" && codeInput) extra.verify_code = codeInput.value.trim();
+    if (step === "VERIFY" && !$("matching").hidden) extra.verify_code = $("verify-code").value.trim();
     fill(step, extra).then(function (env) {
       clearInterval(state.ticker);
       if (env.code !== "OK") { announce(env.msg); return; }

@@ -80,9 +80,24 @@ def validator_for(document: dict[str, Any], path: str, method: str, status: int)
     if "$ref" in response:
         response = document["components"]["responses"][response["$ref"].rsplit("/", 1)[1]]
     schema = response["content"]["application/json"]["schema"]
+    # The spec lets answers gain fields (its compatibility policy); the service's own
+    # answers must have none the spec does not name.
+    document = _closed(document)
     resource = Resource.from_contents(document, default_specification=DRAFT202012)
     registry: Registry[Any] = Registry().with_resource("urn:qrlogin", resource)
-    return jsonschema.Draft202012Validator(_rebase(schema), registry=registry)
+    return jsonschema.Draft202012Validator(_rebase(_closed(schema)), registry=registry)
+
+
+def _closed(schema: Any) -> Any:
+    """``schema`` with every object that names its properties closed to others."""
+    if isinstance(schema, dict):
+        closed = {k: _closed(v) for k, v in schema.items()}
+        if "properties" in schema and "additionalProperties" not in schema:
+            closed["additionalProperties"] = False
+        return closed
+    if isinstance(schema, list):
+        return [_closed(v) for v in schema]
+    return schema
 
 
 def _rebase(schema: Any) -> Any:

@@ -192,3 +192,32 @@ def test_number_matching_wrong_code_ends_the_qr(matching_app: Flask) -> None:
     assert data["status"] == "QRCODE_ERROR" and data["reason"] == "verify_failed"
     again = fill(client, token, qr_id, "VERIFY", verify_code=code)
     assert again.status_code == 409 and again.json["data"]["status"] == "QRCODE_ERROR"
+
+
+@pytest.mark.parametrize("typed", ["{code}", " {code} ", "\t{code}\n", "number"])
+def test_the_code_as_people_and_apps_send_it(matching_app: Flask, typed: str) -> None:
+    """Spaces around the digits are trimmed and a number counts with its leading zeros;
+    a code of the wrong form is 400 and leaves the QR as it was."""
+    client = matching_app.test_client()
+    qr_id = create_qr(client)["id"]
+    token = user_token(matching_app)
+    scanned = fill(client, token, qr_id, "SCAN").json["data"]
+    assert scanned["matching"] == {"required": True, "length": 2}
+    code = guest(client, qr_id).json["data"]["verify_code"]
+    for malformed in (code[-1] if code[0] == "0" else "0", "1 2", "x" + code, 3.0):
+        refused = fill(client, token, qr_id, "VERIFY", verify_code=malformed)
+        assert refused.status_code == 400, (malformed, refused.json)
+    assert guest(client, qr_id).json["data"]["status"] == "QRCODE_SCANNED"
+    sent: Any = int(code) if typed == "number" else typed.format(code=code)
+    assert fill(client, token, qr_id, "VERIFY", verify_code=sent).status_code == 200
+
+
+def test_without_matching_a_code_is_refused(client: FlaskClient, app: Flask) -> None:
+    qr_id = create_qr(client)["id"]
+    token = user_token(app)
+    scanned = fill(client, token, qr_id, "SCAN").json["data"]
+    assert scanned["matching"] == {"required": False, "length": 2}
+    made_up = fill(client, token, qr_id, "VERIFY", verify_code="42")
+    assert made_up.status_code == 400 and "number matching is off" in made_up.json["msg"]
+    assert guest(client, qr_id).json["data"]["status"] == "QRCODE_SCANNED"
+    assert fill(client, token, qr_id, "VERIFY").status_code == 200
