@@ -25,6 +25,8 @@ bp = Blueprint("devices", __name__)
 
 #: What session ids look like (``secrets.token_urlsafe``); anything else is 404.
 SESSION_ID_RE = re.compile(r"[A-Za-z0-9_-]{16,64}\Z")
+#: The notice stream's opening event.
+READY_EVENT = "ready"
 #: What notice ids look like (Redis stream ids), for Last-Event-ID.
 NOTICE_ID_RE = re.compile(r"[0-9]{1,20}-[0-9]{1,20}\Z")
 #: The largest part of a Redis stream id (an unsigned 64-bit number).
@@ -70,8 +72,9 @@ def end_all_sessions() -> Response:
 @bp.get("/v1/accounts/events")
 def user_events() -> Response:
     """Server-Sent Events for the signed-in user (``Authorization: Bearer``, as native
-    apps send it): ``session_created`` and ``session_ended``, each with the session.
-    Event ids are notice ids; a reconnect with ``Last-Event-ID`` gets what it missed."""
+    apps send it): ``ready`` at once, then ``session_created`` and ``session_ended``, each
+    with the session. Event ids are notice ids; a reconnect with ``Last-Event-ID`` gets
+    what it missed."""
     user = signed_in_user()
     svc = services()
     sessions = svc.sessions
@@ -96,6 +99,9 @@ def user_events() -> Response:
             yield f"event: {notice.type}\nid: {notice.id}\ndata: {data}\n\n"
 
     def body() -> Iterator[str]:
+        # The opening: the stream is live from here (no id: it moves no Last-Event-ID).
+        opening = json.dumps({"user_id": user.id, "after": cursor}, separators=(",", ":"))
+        yield f"event: {READY_EVENT}\ndata: {opening}\n\n"
         yield from notices()  # what a reconnecting client missed
         yield from frames(None, resumed=True, updates=updates, each=notices)
 

@@ -70,12 +70,15 @@ def _envelope(data: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _sse(description: str, item: dict[str, Any]) -> dict[str, Any]:
-    """A 200 that is an event stream, with the schema of each event's data."""
-    return {
-        "description": description,
-        "content": {"text/event-stream": {"schema": {"type": "string"}, "x-itemSchema": item}},
-    }
+def _sse(
+    description: str, item: dict[str, Any], events: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """A 200 that is an event stream, with the schema of each event's data, and, where
+    the events differ, each event's name with its data's schema."""
+    media: dict[str, Any] = {"schema": {"type": "string"}, "x-itemSchema": item}
+    if events:
+        media["x-events"] = events
+    return {"description": description, "content": {"text/event-stream": media}}
 
 
 def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
@@ -389,12 +392,21 @@ PATHS: dict[str, dict[str, Any]] = {
             "operationId": "userEvents",
             "summary": "New-login and ended-session notices for the user (mobile app, SSE)",
             "description": "Server-Sent Events with `Authorization: Bearer <user token>`: "
-            "`event: session_created` and `event: session_ended`, each with the Session as "
-            "data and a notice id as event id; `Last-Event-ID` resumes after it. "
-            "`: ping` heartbeats.",
+            "first `event: ready` (no id; data: the user's id and the notice id the stream "
+            "resumes after), then `event: session_created` and `event: session_ended`, each "
+            "with the Session as data and a notice id as event id; `Last-Event-ID` resumes "
+            "after it. `: ping` heartbeats. `x-events` names each event's data.",
             "security": [{"userToken": []}],
             "responses": {
-                "200": _sse("The event stream", _ref("Session")),
+                "200": _sse(
+                    "The event stream",
+                    _ref("Session"),
+                    events={
+                        "ready": _ref("NoticesReady"),
+                        "session_created": _ref("Session"),
+                        "session_ended": _ref("Session"),
+                    },
+                ),
                 **_errors(401, 429, 503),
             },
         }
@@ -704,6 +716,19 @@ SCHEMAS: dict[str, Any] = {
                 "enum": ["logout", "revoked", "idle", "expired", "lost"],
                 "description": "`lost`: the service no longer has the session's record (a "
                 "Redis that kept nothing across a restart)",
+            },
+        },
+    },
+    "NoticesReady": {
+        "type": "object",
+        "description": "The notice stream's opening: it is live from here",
+        "required": ["user_id", "after"],
+        "properties": {
+            "user_id": {"type": "string"},
+            "after": {
+                "type": "string",
+                "description": "The notice id the stream resumes after (Last-Event-ID, or "
+                "the newest notice when none was sent)",
             },
         },
     },

@@ -111,8 +111,12 @@ def test_the_phone_hears_of_each_new_login_and_each_end(start_service: StartServ
             ) as source,
         ):
             assert source.response.status_code == 200
+            events = source.iter_sse()
+            ready = next(events)  # the opening event: the stream is live
+            assert ready.event == "ready" and not ready.id, ready
+            assert json.loads(ready.data)["user_id"] == "u-alice"
             opened.set()
-            for event in source.iter_sse():
+            for event in events:
                 if not event.data:
                     continue  # the opening `retry:` (EventSource dispatches no event for it)
                 heard.append((event.event, json.loads(event.data), event.id))
@@ -137,7 +141,9 @@ def test_the_phone_hears_of_each_new_login_and_each_end(start_service: StartServ
         client, "GET", service.url + "/v1/accounts/events",
         headers={"Authorization": f"Bearer {user_token()}", "Last-Event-ID": first_id},
     ) as source:  # fmt: skip
-        missed = next(e for e in source.iter_sse() if e.data)
+        dispatched = (e for e in source.iter_sse() if e.data)
+        ready, missed = next(dispatched), next(dispatched)
+    assert ready.event == "ready" and json.loads(ready.data)["after"] == first_id
     assert missed.event == "session_ended" and missed.id == heard[1][2]
 
     # Another user's stream hears nothing of it, and a missing token is 401.
