@@ -208,3 +208,34 @@ def test_forwarded_headers_unread_are_reported(start_service: StartService) -> N
         requests.get(service.url + "/healthz", headers={"X-Forwarded-For": "198.51.100.7"},
                      timeout=margin(30))  # fmt: skip
     assert service.log().count("QRLOGIN_TRUSTED_PROXIES=0 ignores them") == 1  # once
+
+
+@pytest.mark.parametrize("matching", [False, True], ids=["plain", "number matching"])
+def test_generated_client_does_the_phones_side(
+    generated: Path, start_service: StartService, matching: bool
+) -> None:
+    """The phone's side as docs/API.md ("Building the mobile app") tells it, with the
+    client generated from the spec: check the QR text, SCAN, read `matching`, VERIFY
+    (with the code the person types, spaces and all, when it is required)."""
+    from qrlogin_client import AuthenticatedClient
+    from qrlogin_client.api.default import fill_qr_code
+    from qrlogin_client.models import FillRequest, FillRequestStep
+
+    service = start_service(QRLOGIN_NUMBER_MATCHING="1" if matching else "0", **NO_LIMITS)
+    browser = Browser(service.url)
+    created = browser.create()
+    text = created["content"]  # what the camera reads from the QR
+    qr = json.loads(text)
+    assert qr["prefix"] == "rk://scanforpclogin/" and qr["expire"] > time.time()
+    phone = AuthenticatedClient(base_url=service.url, token=user_token())
+
+    scan = fill_qr_code.sync(client=phone, body=FillRequest(id=qr["id"], step=FillRequestStep.SCAN))
+    assert scan.data.status == "QRCODE_SCANNED"
+    assert scan.data.matching.required is matching and scan.data.matching.length == 2
+    verify = FillRequest(id=qr["id"], step=FillRequestStep.VERIFY)
+    if scan.data.matching.required:
+        shown = browser.guest(qr["id"]).json()["data"]["verify_code"]  # on the computer
+        verify = FillRequest(id=qr["id"], step=FillRequestStep.VERIFY, verify_code=f" {shown} ")
+    confirmed = fill_qr_code.sync(client=phone, body=verify)
+    assert confirmed.data.status == "QRCODE_SUCCESS", confirmed
+    assert browser.guest(qr["id"]).json()["data"]["token"]
