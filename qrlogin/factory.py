@@ -17,6 +17,7 @@ from qrlogin import (
     events,
     limits,
     logs,
+    metrics,
     ops,
     pages,
     parking,
@@ -67,6 +68,7 @@ def create_app(env: Mapping[str, str] | None = None) -> Flask:
         app.wsgi_app, lambda: services_module.services(app).lot
     )
     logs.init_app(app)
+    metrics.init_app(app)
     envelope.init_app(app)
     cli.init_app(app)
     limits.init_app(app)

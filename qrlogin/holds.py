@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from qrlogin.exceptions import SlowDown, Unavailable
-from qrlogin.metrics import HELD, STREAMS_REFUSED
+from qrlogin.metrics import HELD, HELD_LIMIT, STREAMS_REFUSED
 
 #: What one held connection counts against: (kind, value) pairs.
 Held = tuple[tuple[str, str], ...]
@@ -56,6 +56,7 @@ class Holds:
             "session": per_session, "user": per_user,
         }  # fmt: skip
         self.most = most
+        HELD_LIMIT.set(most)
         self.total = 0
         self.counts: Counter[tuple[str, str]] = Counter()
 

@@ -10,6 +10,7 @@ import gc
 import os
 import time
 
+from flask import Flask, Response
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -103,6 +104,35 @@ def exposition() -> bytes:
     return generate_latest()
 
 
-# Show the error series at zero from the start, so a dashboard can tell "none" from "unknown".
+RESPONSES = Counter(
+    "qrlogin_http_responses_total",
+    "Answers by class of status (2xx, 3xx, 4xx, 5xx); a stream counts when it begins",
+    ["code"],
+)
+HELD_LIMIT = Gauge(
+    "qrlogin_held_connections_limit",
+    "Connections the processes may hold open together: each worker's descriptor budget",
+    multiprocess_mode="livesum",
+)
+#: The caps a stream may be refused by (qrlogin.holds), as qrlogin_streams_refused_total
+#: labels them.
+CAPS = ("qr", "binding", "ip", "session", "user", "descriptors")
+STATUS_CLASSES = ("2xx", "3xx", "4xx", "5xx")
+
+
+def init_app(app: Flask) -> None:
+    """Count every answer by its class of status."""
+
+    @app.after_request
+    def _count(response: Response) -> Response:
+        RESPONSES.labels(f"{min(max(response.status_code // 100, 2), 5)}xx").inc()
+        return response
+
+
+# Show the series at zero from the start, so a dashboard can tell "none" from "unknown".
 for _where in ("request", "hub"):
     REDIS_ERRORS.labels(_where)
+for _cap in CAPS:
+    STREAMS_REFUSED.labels(_cap)
+for _code in STATUS_CLASSES:
+    RESPONSES.labels(_code)
