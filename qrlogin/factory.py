@@ -25,6 +25,7 @@ from qrlogin import (
     proxies,
     qrimage,
     security,
+    static_files,
 )
 from qrlogin import services as services_module
 from qrlogin.browser import describe_user_agent
@@ -67,6 +68,8 @@ def create_app(env: Mapping[str, str] | None = None) -> Flask:
     app.wsgi_app = parking.wsgi(  # type: ignore[method-assign]
         app.wsgi_app, lambda: services_module.services(app).lot
     )
+    # Static files and the favicon, compressed and with validators, before Flask.
+    app.wsgi_app = static_files.wsgi(app.wsgi_app)  # type: ignore[method-assign]
     logs.init_app(app)
     metrics.init_app(app)
     envelope.init_app(app)

@@ -763,7 +763,7 @@ def document() -> dict[str, Any]:
             "version": "1.0.0",
             "description": "QR-code login: the browser shows a QR, the phone confirms, "
             "the browser is logged in. Every JSON answer uses the envelope "
-            '{"code", "msg", "data"}. Every answer carries X-Request-Id. '
+            '{"code", "msg", "data"}. Every answer of the API carries X-Request-Id. '
             "Compatibility: within this version, answers may gain fields (and events, "
             "event types and error codes may be added); clients ignore what they do not "
             "know. No field is removed or changes its meaning without a new version.",
