@@ -14,7 +14,7 @@ from tests.conftest import create_qr, fill, guest, user_token
     ("method", "path"),
     [
         ("GET", "/"), ("GET", "/m"), ("GET", "/app"), ("GET", "/healthz"), ("GET", "/readyz"),
-        ("GET", "/openapi.json"), ("GET", "/static/qrlogin.js"), ("GET", "/nowhere"),
+        ("GET", "/openapi.json"), ("GET", "/nowhere"),
         ("POST", "/v1/passport/guest"),
     ],
 )  # fmt: skip
