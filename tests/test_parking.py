@@ -13,6 +13,7 @@ import socket
 import subprocess
 import sys
 import time
+from typing import Any
 
 import pytest
 
@@ -153,6 +154,19 @@ def test_reconnect_hints_spread_with_the_streams_a_worker_ends() -> None:
     assert min(huge) >= 5000 and 15_000 < max(huge) <= 20_000
 
 
+def run_under_gevent(script: str, redis_url: str) -> dict[str, Any]:
+    """Run ``script`` (it patches the standard library for gevent first) in a process of
+    its own on the test's Redis; the JSON object it prints last."""
+    env = {**os.environ, "REDIS_URL": redis_url, "SECRET_KEY": SECRET}
+    done = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True,
+        text=True, timeout=margin(60), check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    found: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return found
+
+
 #: Run under gevent: parks streams on socket pairs in a real lot (on the test's Redis)
 #: and watches, from another greenlet, how many have had their heartbeat when it runs.
 BEAT_GROUPS_SCRIPT = """
@@ -205,13 +219,7 @@ def test_heartbeats_due_together_go_out_in_groups(redis_url: str) -> None:
     group, not for all of them. Another greenlet, looking again each time it runs, never
     finds more than two groups sent since its last look (in one run it would find them
     all at once)."""
-    env = {**os.environ, "REDIS_URL": redis_url, "SECRET_KEY": SECRET}
-    done = subprocess.run(
-        [sys.executable, "-c", BEAT_GROUPS_SCRIPT], env=env, capture_output=True,
-        text=True, timeout=margin(60), check=False,
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr
-    found = json.loads(done.stdout.strip().splitlines()[-1])
+    found = run_under_gevent(BEAT_GROUPS_SCRIPT, redis_url)
     seen = found["seen"]
     assert seen[-1] == found["count"], found  # every stream had its heartbeat
     jumps = [after - before for before, after in itertools.pairwise(seen)]
@@ -258,12 +266,6 @@ print(json.dumps({"finishing": finishing, "ended": stream.ended,
 
 
 def test_a_finishing_stream_that_is_not_read_is_ended(redis_url: str) -> None:
-    env = {**os.environ, "REDIS_URL": redis_url, "SECRET_KEY": SECRET}
-    done = subprocess.run(
-        [sys.executable, "-c", FINISHING_SCRIPT], env=env, capture_output=True,
-        text=True, timeout=margin(60), check=False,
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr
-    found = json.loads(done.stdout.strip().splitlines()[-1])
+    found = run_under_gevent(FINISHING_SCRIPT, redis_url)
     assert found["finishing"] and found["ended"], found
     assert found["after"] >= 0.4 and found["held"] == 0, found  # its hold given back

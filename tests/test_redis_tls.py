@@ -37,47 +37,35 @@ def login_with_a_stream(service: Service) -> None:
     assert browser.guest(qr["id"]).json()["data"]["token"]
 
 
-@pytest.fixture
-def tls_cluster(server_logs: Path, certificates: TLSFiles) -> Iterator[LocalCluster]:
-    with LocalCluster(server_logs, masters=3, replicas=0, tls=certificates).start() as cluster:
-        yield cluster
-
-
-def test_a_cluster_over_tls(
-    tls_cluster: LocalCluster, start_service: StartService, certificates: TLSFiles
-) -> None:
-    assert tls_cluster.url.startswith("rediss://")
-    service = start_service(
-        redis_url=tls_cluster.url,
-        QRLOGIN_REDIS_MODE="cluster",
-        QRLOGIN_REDIS_CA_FILE=certificates.ca,
-    )
-    ready = requests.get(service.url + "/readyz", timeout=margin(30))
-    assert ready.status_code == 200 and ready.json()["data"]["cluster"]["state"] == "ok"
-    login_with_a_stream(service)
-    counted = [k for n in tls_cluster.masters() for k in n.client().keys(LIMITER_KEYS)]
-    assert counted  # the rate limiter reached the cluster too
-
-
-@pytest.fixture
-def tls_sentinel(server_logs: Path, certificates: TLSFiles) -> Iterator[SentinelServer]:
+@pytest.fixture(params=["cluster", "sentinel"])
+def tls_redis(
+    request: pytest.FixtureRequest, server_logs: Path, certificates: TLSFiles
+) -> Iterator[tuple[str, str, list[RedisServer]]]:
+    """A Redis that speaks only TLS, in the given mode: its URL, the mode, and the servers
+    that keep the data (where the limiter's counters must be found)."""
+    if request.param == "cluster":
+        with LocalCluster(server_logs, masters=3, replicas=0, tls=certificates).start() as cluster:
+            yield cluster.url, "cluster", list(cluster.masters())
+        return
     with (
         RedisServer(server_logs, tls=certificates).start() as master,
         SentinelServer(master, server_logs).start() as sentinel,
     ):
-        yield sentinel
+        yield sentinel.url, "sentinel", [master]
 
 
-def test_sentinels_and_their_master_over_tls(
-    tls_sentinel: SentinelServer, start_service: StartService, certificates: TLSFiles
+def test_every_connection_speaks_tls(
+    tls_redis: tuple[str, str, list[RedisServer]],
+    start_service: StartService,
+    certificates: TLSFiles,
 ) -> None:
-    assert tls_sentinel.url.startswith("rediss://")
+    url, mode, keepers = tls_redis
+    assert url.startswith("rediss://")
     service = start_service(
-        redis_url=tls_sentinel.url,
-        QRLOGIN_REDIS_MODE="sentinel",
-        QRLOGIN_REDIS_CA_FILE=certificates.ca,
+        redis_url=url, QRLOGIN_REDIS_MODE=mode, QRLOGIN_REDIS_CA_FILE=certificates.ca
     )
     ready = requests.get(service.url + "/readyz", timeout=margin(30))
-    assert ready.status_code == 200 and ready.json()["data"]["redis"] == "sentinel", ready.text
+    assert ready.status_code == 200 and ready.json()["data"]["redis"] == mode, ready.text
     login_with_a_stream(service)
-    assert tls_sentinel.master.client().keys(LIMITER_KEYS)
+    counted = [key for server in keepers for key in server.client().keys(LIMITER_KEYS)]
+    assert counted  # the rate limiter reached that Redis too
