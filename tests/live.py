@@ -165,3 +165,18 @@ async def open_streams(
             return reader, writer
 
     return list(await asyncio.gather(*(one(q) for q in qr_ids)))
+
+
+def login_with_a_stream(base_url: str, token: str) -> None:
+    """A whole login as the service's page does it: create, the QR's stream open, the
+    phone's SCAN and VERIFY (with ``token``) each seen on the stream, and the redemption."""
+    browser = Browser(base_url)
+    qr = browser.create()
+    stream = browser.stream(qr["id"])
+    events = stream.events()
+    assert next(events).json["status"] == "QRCODE_WAIT"
+    for step, status in (("SCAN", "QRCODE_SCANNED"), ("VERIFY", "QRCODE_SUCCESS")):
+        assert phone_step(base_url, token, qr["id"], step).status_code == 200
+        assert next(events).json["status"] == status
+    assert browser.guest(qr["id"]).json()["data"]["token"]
+    stream.close()

@@ -14,7 +14,7 @@ import yaml
 
 from qrlogin.testing import ROOT
 from tests.conftest import StartService
-from tests.live import Browser, phone_step
+from tests.live import login_with_a_stream
 from tests.test_stream import user_token
 from tests.timing import margin
 
@@ -58,15 +58,7 @@ def served_names(text: str) -> set[str]:
 
 def test_the_queries_name_only_metrics_that_are_served(start_service: StartService) -> None:
     service = start_service(QRLOGIN_RATE_LIMITS="off")
-    browser = Browser(service.url)  # a login, so that every family has its samples
-    qr = browser.create()
-    stream = browser.stream(qr["id"])
-    assert next(stream.events()).json["status"] == "QRCODE_WAIT"
-    token = user_token()
-    for step in ("SCAN", "VERIFY"):
-        assert phone_step(service.url, token, qr["id"], step).status_code == 200
-    assert browser.guest(qr["id"]).json()["data"]["token"]
-    stream.close()
+    login_with_a_stream(service.url, user_token())  # so that every family has samples
     served = served_names(requests.get(service.url + "/metrics", timeout=margin(30)).text)
     named = {name for expr in queries() for name in re.findall(r"\bqrlogin_[a-z_]+", expr)}
     assert len(named) >= 10, named

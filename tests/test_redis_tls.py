@@ -11,9 +11,9 @@ import pytest
 import requests
 
 from qrlogin.store import Keys
-from qrlogin.testing import LocalCluster, RedisServer, SentinelServer, Service, TLSFiles
+from qrlogin.testing import LocalCluster, RedisServer, SentinelServer, TLSFiles
 from tests.conftest import StartService
-from tests.live import Browser, phone_step
+from tests.live import login_with_a_stream
 from tests.test_stream import user_token
 from tests.timing import margin
 
@@ -21,20 +21,6 @@ pytestmark = pytest.mark.slow
 
 #: The rate limiter's counters (flask-limiter's names around Keys.LIMITS).
 LIMITER_KEYS = f"LIMITS:LIMITER/{Keys.LIMITS}*"
-
-
-def login_with_a_stream(service: Service) -> None:
-    browser = Browser(service.url)
-    qr = browser.create()
-    stream = browser.stream(qr["id"])
-    events = stream.events()
-    assert next(events).json["status"] == "QRCODE_WAIT"
-    token = user_token()
-    assert phone_step(service.url, token, qr["id"], "SCAN").status_code == 200
-    assert next(events).json["status"] == "QRCODE_SCANNED"  # through the hub, over TLS
-    assert phone_step(service.url, token, qr["id"], "VERIFY").status_code == 200
-    assert next(events).json["status"] == "QRCODE_SUCCESS"
-    assert browser.guest(qr["id"]).json()["data"]["token"]
 
 
 @pytest.fixture(params=["cluster", "sentinel"])
@@ -66,6 +52,6 @@ def test_every_connection_speaks_tls(
     )
     ready = requests.get(service.url + "/readyz", timeout=margin(30))
     assert ready.status_code == 200 and ready.json()["data"]["redis"] == mode, ready.text
-    login_with_a_stream(service)
+    login_with_a_stream(service.url, user_token())  # events through the hub, over TLS
     counted = [key for server in keepers for key in server.client().keys(LIMITER_KEYS)]
     assert counted  # the rate limiter reached that Redis too
