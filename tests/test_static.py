@@ -4,6 +4,10 @@ and a favicon, so that no page of the service asks for anything that is not ther
 from __future__ import annotations
 
 import gzip
+import json
+import os
+import subprocess
+from pathlib import Path
 
 import brotli
 import pytest
@@ -11,9 +15,9 @@ import requests
 from playwright.sync_api import Browser
 
 from qrlogin.static_files import MAX_AGE_S, STATIC
-from qrlogin.testing import Service
+from qrlogin.testing import ROOT, Service
 from tests.conftest import StartService
-from tests.test_browser import chromium
+from tests.test_browser import CHROMIUM, CHROMIUM_ARGS, chromium
 from tests.timing import margin
 
 pytestmark = pytest.mark.slow
@@ -67,3 +71,40 @@ def test_no_page_asks_for_what_is_not_there(service: Service, chromium: Browser)
         page.wait_for_load_state("networkidle")
     assert failed == [], failed
     context.close()
+
+
+LIGHTHOUSE = ROOT / "tests" / "lighthouse" / "node_modules" / ".bin" / "lighthouse"
+
+
+@pytest.mark.parametrize("path", ["/", "/m", "/app"])
+def test_lighthouse_scores_best_practices_100(service: Service, path: str, tmp_path: Path) -> None:
+    """Lighthouse (tests/lighthouse, pinned) in Debian's Chromium: every best practice met
+    on the login page, the phone stand-in and, logged in, /app."""
+    from tests.test_live_sessions import log_in
+
+    if not LIGHTHOUSE.exists() or CHROMIUM is None:
+        pytest.fail("Lighthouse runs from tests/lighthouse (./dev test installs it) in chromium")
+    headers = {}
+    if path == "/app":
+        cookie = log_in(service).session.cookies["qrlogin_session"]
+        headers = {"Cookie": f"qrlogin_session={cookie}"}
+    report = tmp_path / "report.json"
+    done = subprocess.run(
+        [str(LIGHTHOUSE), service.url + path, "--only-categories=best-practices",
+         "--output=json", f"--output-path={report}", "--quiet",
+         f"--extra-headers={json.dumps(headers)}",
+         "--chrome-flags=" + " ".join(["--headless", *CHROMIUM_ARGS])],
+        env={**os.environ, "CHROME_PATH": CHROMIUM}, capture_output=True, text=True,
+        timeout=margin(180), check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    result = json.loads(report.read_text())
+    assert result.get("runtimeError") is None, result["runtimeError"]
+    category = result["categories"]["best-practices"]
+    missed = [ref["id"] for ref in category["auditRefs"]
+              if (result["audits"][ref["id"]]["score"] or 1) < 1]  # fmt: skip
+    print(
+        f"Lighthouse {result['lighthouseVersion']} best practices on {path}: "
+        f"{category['score'] * 100:.0f}"
+    )
+    assert category["score"] == 1, missed
