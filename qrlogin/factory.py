@@ -15,6 +15,7 @@ from qrlogin import (
     devices,
     envelope,
     events,
+    i18n,
     limits,
     logs,
     metrics,
@@ -72,6 +73,7 @@ def create_app(env: Mapping[str, str] | None = None) -> Flask:
     app.wsgi_app = static_files.wsgi(app.wsgi_app)  # type: ignore[method-assign]
     logs.init_app(app)
     metrics.init_app(app)
+    i18n.init_app(app)
     envelope.init_app(app)
     cli.init_app(app)
     limits.init_app(app)

@@ -10,7 +10,8 @@
   }
   var watch = QRLogin.watchSession({
     onEnd: function (session) {
-      var why = session && session.reason === "revoked" ? "Logged out from the phone." : "Logged out.";
+      var messages = JSON.parse(document.getElementById("page-messages").textContent);
+      var why = messages[session && session.reason === "revoked" ? "logged_out_by_phone" : "logged_out"];
       document.getElementById("session-state").textContent = why;
       leave();
     },

@@ -6,6 +6,14 @@
 
   function announce(text) { $("announce").textContent = text; }
 
+  // The page's strings, in its language (the server puts them in the page); English when
+  // one is missing. t("key", {name: ...}) fills its %(name)s.
+  var MESSAGES = JSON.parse(($("page-messages") || {}).textContent || "{}");
+  function t(key, values) {
+    var text = MESSAGES[key] || key;
+    return text.replace(/%\((\w+)\)s/g, function (_, name) { return String((values || {})[name]); });
+  }
+
   function show(section) {
     ["signin", "scan", "linked", "confirm"].forEach(function (id) { $(id).hidden = id !== section; });
   }
@@ -22,7 +30,7 @@
     state.token = token;
     $("signed-in-as").textContent = name;
     show("scan");
-    announce("Signed in as " + name + ". Scan a QR code.");
+    announce(t("signed_in", { name: name }));
     $("sessions").hidden = false;
     listSessions();
     listenForNotices();
@@ -31,9 +39,9 @@
       // A link can come from any page: ask before the scan tells that page who you are.
       history.replaceState(null, "", location.pathname);
       show("linked");
-      announce("A page asks to log you in. Nothing is sent until you choose.");
+      announce(t("link_asks"));
       $("linked-go").onclick = function () { show("scan"); useQrText(linked); };
-      $("linked-no").onclick = function () { show("scan"); announce("Nothing was sent."); };
+      $("linked-no").onclick = function () { show("scan"); announce(t("nothing_sent")); };
     }
   }
 
@@ -44,8 +52,9 @@
 
   function sessionLine(session) {
     var since = new Date(session.created_at * 1000).toLocaleTimeString();
-    return session.browser + " on " + session.os + " \u00b7 " + place(session.location) +
-      " (" + session.ip + ") \u00b7 " + session.platform + " \u00b7 since " + since;
+    return t("on", { browser: session.browser, os: session.os }) + " \u00b7 " +
+      place(session.location) + " (" + session.ip + ") \u00b7 " + session.platform + " \u00b7 " +
+      t("since", { time: since });
   }
 
   function listSessions() {
@@ -60,7 +69,7 @@
         text.textContent = sessionLine(session);
         var button = document.createElement("button");
         button.type = "button";
-        button.textContent = "Log out";
+        button.textContent = t("log_out");
         button.setAttribute("aria-label", "Log out " + sessionLine(session));
         button.addEventListener("click", function () {
           api("DELETE", "/v1/accounts/sessions/" + encodeURIComponent(session.id)).then(listSessions);
@@ -71,7 +80,7 @@
       });
       if (!env.data.sessions.length) {
         var none = document.createElement("li");
-        none.textContent = "Nowhere right now.";
+        none.textContent = t("nowhere");
         list.appendChild(none);
       }
     });
@@ -121,7 +130,8 @@
       if (!data || (event !== "session_created" && event !== "session_ended")) return;
       var session = JSON.parse(data);
       var item = document.createElement("li");
-      item.textContent = (event === "session_created" ? "New login: " : "Logged out: ") + sessionLine(session);
+      item.textContent = t(event === "session_created" ? "new_login" : "logged_out_line",
+        { session: sessionLine(session) });
       $("notices").insertBefore(item, $("notices").firstChild);
       listSessions();
     }
@@ -147,7 +157,7 @@
       if ((response.status !== 503 && response.status !== 429) || tries >= RETRIES) return response;
       var seconds = Math.min(Number(response.headers.get("Retry-After")) || 1, RETRY_CAP_S);
       seconds *= 0.5 + Math.random();
-      if (response.status === 503) announce("The service is busy; trying again.");
+      if (response.status === 503) announce(t("busy"));
       return new Promise(function (resolve) { setTimeout(resolve, seconds * 1000); })
         .then(function () { return sendAgainLater(request, tries + 1); });
     });
@@ -165,22 +175,22 @@
   }
 
   function ago(seconds) {
-    if (seconds < 60) return seconds + " s ago";
-    return Math.floor(seconds / 60) + " min ago";
+    if (seconds < 60) return t("seconds_ago", { n: seconds });
+    return t("minutes_ago", { n: Math.floor(seconds / 60) });
   }
 
   // Longest part of the raw user agent shown behind "Details" (characters).
   var AGENT_SHOWN = 160;
 
   function place(location) {
-    if (!location) return "location unknown";
+    if (!location) return t("location_unknown");
     return [location.city, location.country_name || location.country].filter(Boolean).join(", ");
   }
 
   // What the attacker of a relayed QR cannot choose comes first: where the request is from.
   function describe(client) {
-    var line = place(client.location) + " (" + client.ip + "): " + client.browser + " on " +
-      client.os + ", " + client.platform;
+    var line = place(client.location) + " (" + client.ip + "): " +
+      t("on", { browser: client.browser, os: client.os }) + ", " + client.platform;
     var age = Math.max(0, Math.floor(Date.now() / 1000) - client.created_at);
     return line + ", " + ago(age);
   }
@@ -193,7 +203,7 @@
     } catch (e) {
       id = /^[A-Za-z0-9_-]{16,64}$/.test(text.trim()) ? text.trim() : null;
     }
-    if (!id) { announce("That is not a login QR code."); return; }
+    if (!id) { announce(t("not_a_code")); return; }
     state.qrId = id;
     fill("SCAN").then(function (env) {
       if (env.code !== "OK") { announce(env.msg); return; }
@@ -213,9 +223,8 @@
       $("verify-code").maxLength = matching.length;
       $("verify-code").value = "";
       show("confirm");
-      announce((warning ? warning + " " : "") + "A computer asks to log in as you: " +
-        describe(state.client) + ". Confirm only if it is yours.");
-    }).catch(function () { announce("Cannot reach the login service."); });
+      announce((warning ? warning + " " : "") + t("asks", { who: describe(state.client) }));
+    }).catch(function () { announce(t("unreachable")); });
   }
 
   $("use-text").addEventListener("click", function () { useQrText($("qr-text").value); });
@@ -226,9 +235,9 @@
     fill(step, extra).then(function (env) {
       clearInterval(state.ticker);
       if (env.code !== "OK") { announce(env.msg); return; }
-      announce(step === "VERIFY" ? "Confirmed. The computer is logging in." : "Cancelled. Nobody was logged in.");
+      announce(t(step === "VERIFY" ? "confirmed" : "cancelled"));
       show("scan");
-    }).catch(function () { announce("Cannot reach the login service."); });
+    }).catch(function () { announce(t("unreachable")); });
   }
   $("approve").addEventListener("click", function () { finish("VERIFY"); });
   $("reject").addEventListener("click", function () { finish("CANCEL"); });
@@ -248,7 +257,7 @@
       var pixels = context.getImageData(0, 0, canvas.width, canvas.height);
       var code = window.jsQR(pixels.data, pixels.width, pixels.height);
       URL.revokeObjectURL(image.src);
-      if (code) useQrText(code.data); else announce("No QR code found in that photo. Try again, closer.");
+      if (code) useQrText(code.data); else announce(t("no_code_in_photo"));
     };
     image.src = URL.createObjectURL(file);
   });
@@ -256,7 +265,7 @@
   // The camera: the browser's BarcodeDetector where there is one, else the shipped jsQR.
   $("camera").addEventListener("click", function () {
     if (!navigator.mediaDevices || !navigator.mediaDevices.getUserMedia) {
-      announce("No camera here: paste the QR text instead.");
+      announce(t("no_camera"));
       return;
     }
     var video = $("video");
@@ -290,6 +299,6 @@
         });
       }
       look();
-    }).catch(function () { announce("The camera is not available: paste the QR text instead."); });
+    }).catch(function () { announce(t("camera_unavailable")); });
   });
 })();

@@ -56,6 +56,9 @@ export interface MountOptions {
   appLink?: "auto" | boolean;
   /** What "Open in the app" opens, given the app link (`prefix?qr=<QR text>`); default: the link. */
   appUrl?: (link: string) => string;
+  /** The widget's language: "en" or "zh-CN" (any "zh-*"); default: the page's `lang`, else
+   * the browser's. Others are English. */
+  locale?: string;
 }
 
 /** What mount() returns; after success or stop() nothing of it keeps running. */

@@ -13,7 +13,9 @@
  * baseUrl (where the service is; default: where this script came from),
  * share: true (default: the tabs of a browser share one stream) | false,
  * appLink: "auto" (default: offer "Open in the app" on a phone) | true | false,
- * appUrl(link) (what "Open in the app" opens; default: the app link itself).
+ * appUrl(link) (what "Open in the app" opens; default: the app link itself),
+ * locale: the widget's language, "en" or "zh-CN" (default: the page's <html lang>, else
+ * the browser's language; a language it does not have is English).
  * mount() returns {refresh(), stop()}; after success or stop() no timer, stream or
  * request of it is left running.
  *
@@ -36,20 +38,53 @@
     return script.src.replace(/\/static\/qrlogin\.js(\?.*)?$/, "");
   })();
 
-  var TEXT = {
-    loading: "Getting a QR code\u2026",
-    QRCODE_WAIT: "Scan the QR code with the app to log in.",
-    QRCODE_SCANNED: "Scanned. Confirm the login on your phone.",
-    QRCODE_SUCCESS: "Confirmed. Logging you in\u2026",
-    QRCODE_CANCEL: "The login was cancelled on the phone.",
-    QRCODE_EXPIRE: "The QR code expired.",
-    replaced: "This QR code was replaced by a newer one.",
-    used: "This QR code was already used.",
-    verify_failed: "The code typed on the phone did not match.",
-    error: "Something went wrong. Please try again.",
-    offline: "Cannot reach the login service. Retrying\u2026",
-    openApp: "Open in the app",
+  // The widget's words, by language: English, and Simplified Chinese (the product's
+  // origin). A word missing from a language is said in English.
+  var CATALOGUE = {
+    en: {
+      loading: "Getting a QR code\u2026",
+      QRCODE_WAIT: "Scan the QR code with the app to log in.",
+      QRCODE_SCANNED: "Scanned. Confirm the login on your phone.",
+      QRCODE_SUCCESS: "Confirmed. Logging you in\u2026",
+      QRCODE_CANCEL: "The login was cancelled on the phone.",
+      QRCODE_EXPIRE: "The QR code expired.",
+      replaced: "This QR code was replaced by a newer one.",
+      used: "This QR code was already used.",
+      verify_failed: "The code typed on the phone did not match.",
+      error: "Something went wrong. Please try again.",
+      offline: "Cannot reach the login service. Retrying\u2026",
+      openApp: "Open in the app",
+      expiredRefresh: "QR expired, click to refresh",
+      newCode: "Get a new QR code",
+    },
+    zh: {
+      loading: "\u6b63\u5728\u83b7\u53d6\u4e8c\u7ef4\u7801\u2026",
+      QRCODE_WAIT: "\u8bf7\u7528\u5e94\u7528\u626b\u63cf\u4e8c\u7ef4\u7801\u767b\u5f55\u3002",
+      QRCODE_SCANNED: "\u5df2\u626b\u63cf\u3002\u8bf7\u5728\u624b\u673a\u4e0a\u786e\u8ba4\u767b\u5f55\u3002",
+      QRCODE_SUCCESS: "\u5df2\u786e\u8ba4\uff0c\u6b63\u5728\u767b\u5f55\u2026",
+      QRCODE_CANCEL: "\u5df2\u5728\u624b\u673a\u4e0a\u53d6\u6d88\u767b\u5f55\u3002",
+      QRCODE_EXPIRE: "\u4e8c\u7ef4\u7801\u5df2\u8fc7\u671f\u3002",
+      replaced: "\u6b64\u4e8c\u7ef4\u7801\u5df2\u88ab\u65b0\u7684\u4e8c\u7ef4\u7801\u53d6\u4ee3\u3002",
+      used: "\u6b64\u4e8c\u7ef4\u7801\u5df2\u88ab\u4f7f\u7528\u3002",
+      verify_failed: "\u624b\u673a\u4e0a\u8f93\u5165\u7684\u6570\u5b57\u4e0d\u5339\u914d\u3002",
+      error: "\u51fa\u9519\u4e86\uff0c\u8bf7\u91cd\u8bd5\u3002",
+      offline: "\u65e0\u6cd5\u8fde\u63a5\u767b\u5f55\u670d\u52a1\uff0c\u6b63\u5728\u91cd\u8bd5\u2026",
+      openApp: "\u5728\u5e94\u7528\u4e2d\u6253\u5f00",
+      expiredRefresh: "\u4e8c\u7ef4\u7801\u5df2\u8fc7\u671f\uff0c\u70b9\u51fb\u5237\u65b0",
+      newCode: "\u83b7\u53d6\u65b0\u7684\u4e8c\u7ef4\u7801",
+    },
   };
+
+  // The words for `locale` ("zh-CN", "en-GB", ...): its language's, each missing one in
+  // English. Default: the page's <html lang>, else the browser's language.
+  function wordsFor(locale) {
+    var wanted = (locale || document.documentElement.lang ||
+      (global.navigator && global.navigator.language) || "en").toLowerCase().split("-")[0];
+    var chosen = CATALOGUE[wanted] || {};
+    var words = {};
+    Object.keys(CATALOGUE.en).forEach(function (key) { words[key] = chosen[key] || CATALOGUE.en[key]; });
+    return words;
+  }
   var FINAL = { QRCODE_SUCCESS: 1, QRCODE_CANCEL: 1, QRCODE_EXPIRE: 1, QRCODE_ERROR: 1 };
   // How long an EventSource may take to deliver its first event before the poll takes over (ms).
   var SSE_OPEN_TIMEOUT_MS = 5000;
@@ -195,6 +230,7 @@
     var sharing = options.share !== false && canShare();
     var appLink = options.appLink === undefined ? "auto" : options.appLink;
     var appUrl = options.appUrl || function (link) { return link; };
+    var TEXT = wordsFor(options.locale);
 
     // The widget.
     root.classList.add("qrlogin");
@@ -204,7 +240,7 @@
     img.alt = "QR code for logging in";
     img.width = 240;
     img.height = 240;
-    var overlay = el("button", "qrlogin-refresh", "QR expired, click to refresh");
+    var overlay = el("button", "qrlogin-refresh", TEXT.expiredRefresh);
     overlay.type = "button";
     overlay.hidden = true;
     figure.appendChild(img);
@@ -307,7 +343,7 @@
       clearAll();
       root.setAttribute("data-status", state.status || "");
       say(text);
-      overlay.textContent = state.status === "QRCODE_EXPIRE" ? "QR expired, click to refresh" : "Get a new QR code";
+      overlay.textContent = state.status === "QRCODE_EXPIRE" ? TEXT.expiredRefresh : TEXT.newCode;
       overlay.hidden = false;
       countdown.textContent = "";
       img.classList.add("qrlogin-dim");

@@ -46,12 +46,15 @@ def test_the_sdk_knows_every_status_and_reason() -> None:
     final = re.search(r"var FINAL = \{([^}]*)\}", SDK)
     assert final is not None
     assert set(re.findall(r"(QRCODE_[A-Z]+): 1", final.group(1))) == models.FINAL
-    text = re.search(r"var TEXT = \{(.*?)\n  \};", SDK, re.S)
-    assert text is not None
-    keys = set(re.findall(r"^\s+([A-Za-z_]+):", text.group(1), re.M))
-    # QRCODE_ERROR is told by its reason.
-    assert set(models.STATUSES) - {models.ERROR} <= keys
-    assert set(models.REASONS) <= keys
+    catalogue = re.search(r"var CATALOGUE = \{(.*?)\n  \};", SDK, re.S)
+    assert catalogue is not None
+    languages = re.findall(r"^    ([a-z]+): \{(.*?)^    \},", catalogue.group(1), re.S | re.M)
+    assert [name for name, _ in languages] == ["en", "zh"]
+    for _, words in languages:  # every language has every word (English is the fallback)
+        keys = set(re.findall(r"^\s+([A-Za-z_]+):", words, re.M))
+        # QRCODE_ERROR is told by its reason.
+        assert set(models.STATUSES) - {models.ERROR} <= keys
+        assert set(models.REASONS) <= keys
     long_poll = re.search(r"var LONG_POLL_S = (\d+);", SDK)
     assert long_poll is not None and int(long_poll.group(1)) == config.MAX_WAIT_S
 
