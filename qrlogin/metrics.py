@@ -136,3 +136,5 @@ for _cap in CAPS:
     STREAMS_REFUSED.labels(_cap)
 for _code in STATUS_CLASSES:
     RESPONSES.labels(_code)
+for _generation in ("0", "1", "2"):
+    GC_PAUSE.labels(_generation)
