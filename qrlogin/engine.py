@@ -16,6 +16,7 @@ from queue import Empty
 from typing import Any
 from urllib.parse import urlsplit
 
+import gevent
 import gevent.monkey
 import gevent.socket
 import redis
@@ -124,13 +125,16 @@ class Pool(redis.BlockingConnectionPool):
     connections it has for a while: the request that met the refusal, and those after
     it, wait for one of them, instead of each opening a connection to be refused too.
     Connections past the first ``CORE_CONNECTIONS`` close once unused for
-    ``SPARE_IDLE_S``: a burst's extra connections go back to Redis."""
+    ``SPARE_IDLE_S``: a burst's extra connections go back to Redis, looked for at each
+    request and, under gevent, by a timer, since a process whose burst is over may have
+    no request to look for them."""
 
     def __init__(self, **options: Any) -> None:
         super().__init__(**options)  # type: ignore[no-untyped-call]
         self._retired: list[Any] = []  # slots set aside, each a place in the queue
         self._retired_until = 0.0
         self._next_reap = 0.0
+        self._reaper: Any = None  # the timer's greenlet, while there are spares
 
     def get_connection(self, *args: Any, **options: Any) -> Any:
         now = time.monotonic()
@@ -171,16 +175,28 @@ class Pool(redis.BlockingConnectionPool):
     def release(self, connection: Any) -> None:
         connection.qrlogin_released = time.monotonic()
         super().release(connection)  # type: ignore[no-untyped-call]
+        if self._reaper is None and gevent_patched() and self._spares():
+            self._reaper = gevent.spawn_later(SPARE_IDLE_S, self._reap)
+
+    def _spares(self) -> list[Any]:
+        """The connected connections waiting in the queue past the most recent few (the
+        queue's end is the most recently released). A copy of the queue's list: nothing
+        here waits, so no other greenlet changes it meanwhile (gevent's queue has no
+        lock to take)."""
+        waiting = [c for c in list(self.pool.queue) if c is not None and _connected(c)]
+        return waiting[:-CORE_CONNECTIONS]
 
     def _close_spares(self, now: float) -> None:
-        """Close the connections waiting in the queue past the most recent few that have
-        waited ``SPARE_IDLE_S`` (the queue's end is the most recently released)."""
-        # A copy of the queue's list: nothing here waits, so no other greenlet changes it
-        # meanwhile (gevent's queue, under the worker, has no lock to take).
-        waiting = [c for c in list(self.pool.queue) if c is not None and _connected(c)]
-        for connection in waiting[:-CORE_CONNECTIONS]:
+        """Close the spare connections that have waited ``SPARE_IDLE_S``."""
+        for connection in self._spares():
             if now - getattr(connection, "qrlogin_released", now) >= SPARE_IDLE_S:
                 connection.disconnect()
+
+    def _reap(self) -> None:
+        """The timer: close the spares that waited long enough; again later while some
+        remain."""
+        self._close_spares(time.monotonic())
+        self._reaper = gevent.spawn_later(SPARE_IDLE_S, self._reap) if self._spares() else None
 
     def _restore(self) -> None:
         retired, self._retired = self._retired, []

@@ -165,3 +165,39 @@ def test_the_sdk_and_the_stand_in_retry_while_redis_is_away(
     phone.close()
     own_redis.stop()
     assert "UNAVAILABLE" not in service.log() or "Traceback" not in service.log()
+
+
+def test_a_bursts_spare_connections_go_back_without_more_requests(
+    own_redis: RedisServer, start_service: StartService
+) -> None:
+    """After a burst the worker's pool closes its spare connections by itself (a timer),
+    keeping two, though no request comes to look: an idle worker must not keep a small
+    plan's connections from another."""
+    from qrlogin.engine import CORE_CONNECTIONS, SPARE_IDLE_S
+
+    service = start_service(redis_url=own_redis.url, QRLOGIN_RATE_LIMITS="off")
+    watcher = own_redis.client()
+
+    def pooled() -> int:
+        return len([c for c in watcher.client_list() if c["name"] == "qrlogin"])
+
+    seen: Counter[str] = Counter()
+    threads = [
+        threading.Thread(
+            target=lambda: [
+                send(requests.Session(), seen, "POST", service.url + "/v1/accounts/qrcode/",
+                     json={"platform": "Rxx_PC"})
+                for _ in range(10)
+            ]
+        )
+        for _ in range(12)
+    ]  # fmt: skip
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(margin(60))
+    assert seen == Counter({"201": 120})
+    after_burst = pooled()
+    assert after_burst > CORE_CONNECTIONS  # the burst opened spares
+    wait_until(lambda: pooled() <= CORE_CONNECTIONS, 3 * SPARE_IDLE_S, "spares closed")
+    print(f"pooled connections: {after_burst} after the burst, {pooled()} once idle")
