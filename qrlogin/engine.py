@@ -166,7 +166,7 @@ class Pool(redis.BlockingConnectionPool):
         self._retired_until = time.monotonic() + CLIENT_LIMIT_BACKOFF_S
         log.warning(
             "%s; this process keeps to %d connections for %.0f s",
-            explain(redis.exceptions.ConnectionError(CLIENT_LIMIT)),
+            dict(_CAUSES)[CLIENT_LIMIT],
             self.max_connections - len(self._retired),
             CLIENT_LIMIT_BACKOFF_S,
         )
@@ -329,9 +329,9 @@ _CAUSES = (
         "minutes",
     ),
     (
-        "max number of clients reached",
-        "Redis refused a connection (max number of clients reached): lower "
-        "QRLOGIN_REDIS_MAX_CONNECTIONS or WEB_CONCURRENCY, or raise the plan's client limit",
+        CLIENT_LIMIT,
+        f"Redis refused a connection ({CLIENT_LIMIT}): lower QRLOGIN_REDIS_MAX_CONNECTIONS "
+        "or WEB_CONCURRENCY, or raise the plan's client limit",
     ),
 )
 
@@ -341,6 +341,12 @@ def explain(error: BaseException) -> str | None:
     when its own words say enough (a refused connection, a timeout)."""
     text = f"{error} {error.__cause__ or ''} {error.__context__ or ''}"
     return next((cause for mark, cause in _CAUSES if mark in text), None)
+
+
+def cause_of(error: BaseException) -> str:
+    """A Redis failure for a log line: what it means when that has a fix, else its own
+    words."""
+    return explain(error) or f"{type(error).__name__}: {error}"
 
 
 @functools.cache

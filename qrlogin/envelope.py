@@ -12,7 +12,7 @@ from typing import Any
 from flask import Flask, Response, jsonify
 from werkzeug.exceptions import HTTPException
 
-from qrlogin.engine import UNAVAILABLE_ERRORS, explain
+from qrlogin.engine import UNAVAILABLE_ERRORS, cause_of
 from qrlogin.exceptions import PayloadTooLarge, QRLoginError, SlowDown, Unavailable
 from qrlogin.metrics import REDIS_ERRORS
 
@@ -62,7 +62,6 @@ def init_app(app: Flask) -> None:
 
         @app.errorhandler(exc)
         def _redis_down(error: Exception) -> Response:
-            cause = explain(error) or f"{type(error).__name__}: {error}"
-            log.warning("redis unavailable: %s", cause)
+            log.warning("redis unavailable: %s", cause_of(error))
             REDIS_ERRORS.labels("request").inc()
             return error_response(Unavailable())

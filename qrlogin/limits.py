@@ -166,19 +166,16 @@ def storage_options(app: Flask) -> dict[str, Any]:
         return {}
     if settings.redis_mode == "single":
         return {"connection_pool": found.redis.connection_pool}
+    tls = engine.tls_options(settings)
     timeouts = {
         "socket_connect_timeout": engine.CONNECT_TIMEOUT_S,
         "socket_timeout": engine.SOCKET_TIMEOUT_S,
     }
-    options = {
-        **engine.tls_options(settings),
-        **timeouts,
-        "max_connections": settings.redis_max_connections,
-    }
+    options = {**tls, **timeouts, "max_connections": settings.redis_max_connections}
     if settings.redis_mode == "sentinel":
         # The sentinels are asked over TLS too (limits passes these to them alone).
-        options["sentinel_kwargs"] = {**engine.tls_options(settings), **timeouts}
-    elif engine.tls_options(settings):
+        options["sentinel_kwargs"] = {**tls, **timeouts}
+    elif tls:
         options["ssl"] = True  # limits names the cluster redis+cluster://, whatever the scheme
     return options
 

@@ -75,8 +75,7 @@ class StorageFailure(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         error = record.exc_info[1] if record.exc_info else None
         if isinstance(error, engine.UNAVAILABLE_ERRORS):
-            cause = engine.explain(error) or f"{type(error).__name__}: {error}"
-            record.msg = f"rate limits skipped, Redis failed: {cause}"
+            record.msg = f"rate limits skipped, Redis failed: {engine.cause_of(error)}"
             record.args = ()
             record.exc_info = None
             record.exc_text = None

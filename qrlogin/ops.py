@@ -44,18 +44,18 @@ def readyz() -> Response:
 
 
 def _ready(settings: Settings, client: redis.Redis) -> dict[str, Any]:
+    found: dict[str, Any] = {"redis": "embedded" if settings.embedded else "ok"}
     if settings.clustered:
         cluster = cluster_state(client)
         if cluster["state"] != "ok":
             raise Unavailable("the Redis Cluster is not ok", data={"cluster": cluster})
-        client.set(Keys.READY_PROBE, "1", px=READY_PROBE_TTL_MS)
-        return {"redis": "cluster", "cluster": cluster}
+        found = {"redis": "cluster", "cluster": cluster}
+    elif settings.redis_mode == "sentinel":
+        found = {"redis": "sentinel"}
     # A write, not a PING: a Redis that is full (maxmemory with noeviction) or read-only
     # answers PING but refuses every state change.
     client.set(Keys.READY_PROBE, "1", px=READY_PROBE_TTL_MS)
-    if settings.redis_mode == "sentinel":
-        return {"redis": "sentinel"}
-    return {"redis": "embedded" if settings.embedded else "ok"}
+    return found
 
 
 def cluster_state(client: redis.Redis) -> dict[str, Any]:
