@@ -125,24 +125,19 @@ class Pool(redis.BlockingConnectionPool):
     connections it has for a while: the request that met the refusal, and those after
     it, wait for one of them, instead of each opening a connection to be refused too.
     Connections past the first ``CORE_CONNECTIONS`` close once unused for
-    ``SPARE_IDLE_S``: a burst's extra connections go back to Redis, looked for at each
-    request and, under gevent, by a timer, since a process whose burst is over may have
-    no request to look for them."""
+    ``SPARE_IDLE_S``: a burst's extra connections go back to Redis. A timer closes them
+    (under gevent, as the service runs), since a process whose burst is over may have no
+    request to look for them."""
 
     def __init__(self, **options: Any) -> None:
         super().__init__(**options)  # type: ignore[no-untyped-call]
         self._retired: list[Any] = []  # slots set aside, each a place in the queue
         self._retired_until = 0.0
-        self._next_reap = 0.0
         self._reaper: Any = None  # the timer's greenlet, while there are spares
 
     def get_connection(self, *args: Any, **options: Any) -> Any:
-        now = time.monotonic()
-        if self._retired and now >= self._retired_until:
+        if self._retired and time.monotonic() >= self._retired_until:
             self._restore()
-        if now >= self._next_reap:
-            self._next_reap = now + 1.0
-            self._close_spares(now)
         try:
             return super().get_connection(*args, **options)  # type: ignore[no-untyped-call]
         except redis.exceptions.ConnectionError as error:
@@ -186,17 +181,19 @@ class Pool(redis.BlockingConnectionPool):
         waiting = [c for c in list(self.pool.queue) if c is not None and _connected(c)]
         return waiting[:-CORE_CONNECTIONS]
 
-    def _close_spares(self, now: float) -> None:
-        """Close the spare connections that have waited ``SPARE_IDLE_S``."""
-        for connection in self._spares():
-            if now - getattr(connection, "qrlogin_released", now) >= SPARE_IDLE_S:
-                connection.disconnect()
-
     def _reap(self) -> None:
-        """The timer: close the spares that waited long enough; again later while some
-        remain."""
-        self._close_spares(time.monotonic())
-        self._reaper = gevent.spawn_later(SPARE_IDLE_S, self._reap) if self._spares() else None
+        """The timer: close the spares that have waited ``SPARE_IDLE_S``; come back when
+        the oldest of those left will have, while some are left."""
+        now = time.monotonic()
+        for connection in self._spares():
+            if now - connection.qrlogin_released >= SPARE_IDLE_S:
+                connection.disconnect()
+        left = self._spares()
+        if not left:
+            self._reaper = None
+            return
+        due = min(c.qrlogin_released for c in left) + SPARE_IDLE_S - now
+        self._reaper = gevent.spawn_later(max(due, 0.0), self._reap)
 
     def _restore(self) -> None:
         retired, self._retired = self._retired, []
