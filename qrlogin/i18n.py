@@ -10,9 +10,6 @@ shown in English.
 
 from __future__ import annotations
 
-import hashlib
-import os
-import tempfile
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -20,7 +17,9 @@ from typing import Any
 from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
 from flask import Flask, request
-from flask_babel import Babel, gettext
+from flask_babel import Babel, get_locale, gettext
+
+from qrlogin.derived import derived_folder
 
 SOURCES = Path(__file__).resolve().parent / "translations"
 #: The languages the pages speak, the first the default; and how each is named in
@@ -63,26 +62,16 @@ def select_locale() -> str:
 
 @cache
 def compiled() -> Path:
-    """The catalogues compiled (``.mo``), in the temporary folder under their digest."""
-    digest = hashlib.sha256()
-    for po in sorted(SOURCES.rglob("*.po")):
-        digest.update(po.read_bytes())
-    target = Path(tempfile.gettempdir()) / f"qrlogin-translations-{digest.hexdigest()[:16]}"
-    if target.is_dir():
-        return target
-    building = Path(tempfile.mkdtemp(prefix="qrlogin-translations-building-"))
+    """The catalogues compiled (``.mo``; ``qrlogin.derived``)."""
+    return derived_folder("translations", SOURCES, _compile_into)
+
+
+def _compile_into(folder: Path) -> None:
     for po in SOURCES.rglob("*.po"):
-        mo = building / po.relative_to(SOURCES).with_suffix(".mo")
+        mo = folder / po.relative_to(SOURCES).with_suffix(".mo")
         mo.parent.mkdir(parents=True, exist_ok=True)
         with po.open("rb") as source, mo.open("wb") as out:
             write_mo(out, read_po(source))
-    try:
-        os.rename(building, target)
-    except OSError:  # another process made it meanwhile
-        import shutil
-
-        shutil.rmtree(building, ignore_errors=True)
-    return target
 
 
 def init_app(app: Flask) -> None:
@@ -92,6 +81,6 @@ def init_app(app: Flask) -> None:
 
     @app.context_processor
     def _language() -> dict[str, Any]:
-        language = select_locale()
+        language = str(get_locale() or LANGUAGES[0])  # as Flask-Babel chose it, once
         messages = {key: gettext(english) for key, english in PAGE_MESSAGES.items()}
         return {"html_lang": HTML_LANG[language], "page_messages": messages}

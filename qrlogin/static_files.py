@@ -6,10 +6,7 @@ pages of other sites load the SDK from its unversioned address.
 
 from __future__ import annotations
 
-import hashlib
-import os
 import shutil
-import tempfile
 from collections.abc import Callable
 from functools import cache
 from pathlib import Path
@@ -18,6 +15,8 @@ from typing import Any
 from whitenoise import WhiteNoise
 from whitenoise.compress import Compressor
 
+from qrlogin.derived import derived_folder
+
 STATIC = Path(__file__).resolve().parent.parent / "static"
 #: How long browsers and proxies may keep a static file before asking again (seconds).
 MAX_AGE_S = 600
@@ -25,32 +24,19 @@ MAX_AGE_S = 600
 FAVICON = "favicon.svg"
 
 
-def _contents_digest() -> str:
-    digest = hashlib.sha256()
-    for path in sorted(p for p in STATIC.rglob("*") if p.is_file()):
-        digest.update(str(path.relative_to(STATIC)).encode() + b"\0" + path.read_bytes())
-    return digest.hexdigest()[:16]
-
-
 @cache
 def compressed_copy() -> Path:
-    """The static folder with a ``.br`` and a ``.gz`` beside each file worth compressing,
-    kept in the temporary folder under the contents' digest: made once, by the first
-    process that needs it, and shared by the others."""
-    target = Path(tempfile.gettempdir()) / f"qrlogin-static-{_contents_digest()}"
-    if target.is_dir():
-        return target
-    building = Path(tempfile.mkdtemp(prefix="qrlogin-static-building-"))
-    shutil.copytree(STATIC, building, dirs_exist_ok=True)
+    """The static folder with a ``.br`` and a ``.gz`` beside each file worth compressing
+    (``qrlogin.derived``)."""
+    return derived_folder("static", STATIC, _compress_into)
+
+
+def _compress_into(folder: Path) -> None:
+    shutil.copytree(STATIC, folder, dirs_exist_ok=True)
     compressor = Compressor(quiet=True)
-    for path in sorted(building.rglob("*")):
+    for path in sorted(folder.rglob("*")):
         if path.is_file() and compressor.should_compress(path.name):
             compressor.compress(str(path))
-    try:
-        os.rename(building, target)
-    except OSError:  # another process made it meanwhile
-        shutil.rmtree(building, ignore_errors=True)
-    return target
 
 
 def _headers(headers: Any, path: str, url: str) -> None:
