@@ -11,6 +11,7 @@ from functools import lru_cache
 import ua_parser
 from flask import Request, Response
 
+from qrlogin.geo import unmapped
 from qrlogin.models import Actor, Requester, bind_digest
 from qrlogin.services import services
 
@@ -188,9 +189,7 @@ def canonical_ip(text: str) -> str:
 
 @lru_cache(maxsize=4096)
 def _parsed_ip(text: str) -> str:
-    address = ipaddress.ip_address(text)
-    mapped = getattr(address, "ipv4_mapped", None)
-    return str(mapped or address)
+    return str(unmapped(text))
 
 
 def client_group(request: Request) -> str:

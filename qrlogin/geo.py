@@ -63,7 +63,7 @@ class Locator:
     def _locate(self, ip: str) -> Place | None:
         """None for addresses that have no location (private, loopback) or are unknown."""
         try:
-            address = _address(ip)
+            address = unmapped(ip)
         except ValueError:
             return None
         if not address.is_global:
@@ -86,8 +86,10 @@ def _from_record(record: Any) -> Place | None:
     return Place(code, names.get("en") or (country_name(code) if code else None), city)
 
 
-def _address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
-    """``text`` as an address, an IPv4-mapped IPv6 one as the IPv4 address it carries."""
+def unmapped(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+    """``text`` as an address, an IPv4-mapped IPv6 one (``::ffff:192.0.2.1``, as a
+    dual-stack socket sees an IPv4 client) as the IPv4 address it carries; ValueError
+    when it is no address."""
     address = ipaddress.ip_address(text)
     mapped = getattr(address, "ipv4_mapped", None)
     return mapped or address
@@ -95,7 +97,7 @@ def _address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
 
 def same_network(a: str, b: str) -> bool:
     try:
-        first, second = _address(a), _address(b)
+        first, second = unmapped(a), unmapped(b)
     except ValueError:
         return False
     if first.version != second.version:
@@ -107,7 +109,7 @@ def same_network(a: str, b: str) -> bool:
 
 def _comparable(ip: str) -> str:
     try:
-        return str(_address(ip))
+        return str(unmapped(ip))
     except ValueError:
         return ip
 

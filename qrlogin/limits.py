@@ -40,15 +40,22 @@ def user_key() -> str:
         return "ip:" + client_ip()
 
 
-def poll_key() -> str:
-    """The QR a browser polls and the browser's binding, so that only the owner's own
-    polls spend the owner's budget; the IP when the body does not name a QR."""
+def polled_code() -> str | None:
+    """The QR id a poll's body names; None when it names none that can exist (and no
+    text Redis cannot take, such as a lone surrogate)."""
     try:
         code = json_body().get("code")
     except QRLoginError:
-        code = None
-    if not isinstance(code, str) or not QR_ID_RE.match(code):
-        return "ip:" + client_ip()  # no QR of that name (and no text Redis cannot take)
+        return None
+    return code if isinstance(code, str) and QR_ID_RE.match(code) else None
+
+
+def poll_key() -> str:
+    """The QR a browser polls and the browser's binding, so that only the owner's own
+    polls spend the owner's budget; the IP when the body does not name a QR."""
+    code = polled_code()
+    if code is None:
+        return "ip:" + client_ip()
     return f"qr:{code}:{bound_digest(request)}"
 
 
@@ -62,12 +69,9 @@ def owner_or_limits_off() -> bool:
     out of its own redemption."""
     if limits_off():
         return True
-    try:
-        code = json_body().get("code")
-    except QRLoginError:
-        return False
+    code = polled_code()
     bind, prev = browser.bindings(request)
-    if not isinstance(code, str) or bind == browser.NO_BINDING or not QR_ID_RE.match(code):
+    if code is None or bind == browser.NO_BINDING:
         return False
     try:
         return services().store.owned_by(code, bind, prev)
