@@ -106,5 +106,5 @@ def user_events() -> Response:
         yield from frames(None, resumed=True, updates=updates, each=notices)
 
     # Counted last: nothing can fail between here and the response that releases it.
-    held = svc.holds.acquire(None, None, client_group(request), user=user.id)
-    return event_stream(body(), held)
+    held = svc.holds.take(None, None, client_group(request), user=user.id)
+    return event_stream(body(), svc.holds.release_of(held))

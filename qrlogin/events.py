@@ -116,7 +116,8 @@ def shared_stream() -> Response:
         tick_s=svc.settings.sse_heartbeat_s, client=client_socket(request),
     )  # fmt: skip
     body = shared_frames(openings, updates, of_channel)
-    return event_stream(body, svc.holds.acquire(None, bind, client_group(request)))
+    held = svc.holds.take(None, bind, client_group(request))
+    return event_stream(body, svc.holds.release_of(held))
 
 
 def shared_frame(snapshot: Snapshot) -> str:

@@ -60,22 +60,9 @@ class Holds:
         self.total = 0
         self.counts: Counter[tuple[str, str]] = Counter()
 
-    def acquire(
-        self,
-        qr_id: str | None,
-        binding: str | None,
-        ip: str,
-        *,
-        session: str | None = None,
-        user: str | None = None,
-    ) -> Callable[[], None]:
-        """Count one more held connection; the function that releases it, once.
-
-        Raises ``SlowDown`` when any count it adds to is at its cap, ``Unavailable`` when
-        the process is at its descriptor budget. A session's stream counts against its
-        session and its user, the notices against the user.
-        """
-        keys = self.take(qr_id, binding, ip, session=session, user=user)
+    def release_of(self, keys: Held) -> Callable[[], None]:
+        """The function that gives back what ``take`` counted, once (a stream's response
+        calls it when it ends)."""
         released = False
 
         def release() -> None:
@@ -95,8 +82,14 @@ class Holds:
         session: str | None = None,
         user: str | None = None,
     ) -> Held:
-        """``acquire`` without the function: what ``give_back`` needs, once. A parked
-        stream keeps this (a tuple of strings, which the garbage collector skips)."""
+        """Count one more held connection: what ``give_back`` (or ``release_of``) needs,
+        once. A parked stream keeps this (a tuple of strings, which the garbage collector
+        skips).
+
+        Raises ``SlowDown`` when any count it adds to is at its cap, ``Unavailable`` when
+        the process is at its descriptor budget. A session's stream counts against its
+        session and its user, the notices against the user.
+        """
         if self.most and self.total >= self.most:
             STREAMS_REFUSED.labels("descriptors").inc()
             raise Unavailable("this server holds as many connections as it may; try again")
@@ -131,7 +124,7 @@ class Holds:
 
     @contextmanager
     def hold(self, qr_id: str, binding: str, ip: str) -> Iterator[None]:
-        release = self.acquire(qr_id, binding, ip)
+        release = self.release_of(self.take(qr_id, binding, ip))
         try:
             yield
         finally:

@@ -174,10 +174,8 @@ def session_events() -> Response:
     resumed = last_event_id() == first.version
     body = frames(first, resumed=resumed, updates=updates, event=SESSION_EVENT)
     # Counted last: nothing can fail between here and the response that releases it.
-    held = svc.holds.acquire(
-        None, None, client_group(request), session=login.sid, user=login.user.id
-    )
-    return event_stream(body, held)
+    held = svc.holds.take(None, None, client_group(request), session=login.sid, user=login.user.id)
+    return event_stream(body, svc.holds.release_of(held))
 
 
 @bp.post("/v1/passport/introspect")
