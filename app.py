@@ -17,7 +17,7 @@ import gevent  # noqa: E402
 from gevent.pywsgi import WSGIServer  # noqa: E402
 
 from qrlogin import create_app  # noqa: E402
-from qrlogin.config import DEMO_WARNING  # noqa: E402
+from qrlogin.config import DEMO_WARNING, ServerSettings  # noqa: E402
 from qrlogin.services import services  # noqa: E402
 
 log = logging.getLogger("qrlogin.app")
@@ -30,8 +30,8 @@ def main() -> None:
         log.warning(DEMO_WARNING)
     hub = services(app).hub
     hub.start()
-    host = os.environ.get("HOST", "127.0.0.1")
-    port = int(os.environ.get("PORT", "5000"))
+    server_settings = ServerSettings.from_env({"PORT": "5000", **os.environ})
+    host, port = server_settings.host, server_settings.port
     server = WSGIServer((host, port), app, log=None)
 
     def stop() -> None:

@@ -1,9 +1,8 @@
 """gunicorn settings (the Procfile uses this file): gevent workers for many waiting browsers.
 
-Environment: PORT (default 8000), WEB_CONCURRENCY (workers, default 2),
-QRLOGIN_WORKER_CONNECTIONS (open connections per worker, default 12000),
-QRLOGIN_GC_FREEZE (0 leaves out gc.freeze() after a worker starts; default 1),
-QRLOGIN_REUSE_PORT (0: the workers share one listening socket; default 1, one each).
+Its environment variables (PORT, WEB_CONCURRENCY, QRLOGIN_WORKER_CONNECTIONS,
+QRLOGIN_REUSE_PORT, QRLOGIN_ACCESS_LOG, QRLOGIN_GC_FREEZE) are in the settings table
+(``qrlogin.settings``), read by ``qrlogin.config.ServerSettings``.
 """
 
 from __future__ import annotations
@@ -12,23 +11,26 @@ import os
 import resource
 from typing import Any
 
-bind = f"0.0.0.0:{os.environ.get('PORT', '8000')}"
-workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
+from qrlogin.config import ServerSettings
+
+server = ServerSettings.from_env(os.environ)
+bind = f"0.0.0.0:{server.port}"
+workers = server.workers
 # Each worker listens on its own socket (SO_REUSEPORT), and the kernel spreads new
 # connections evenly over them. On one shared socket, whichever worker accepts first
-# takes a burst of connections: 40 opened at once all went to one of 8 workers.
-reuse_port = os.environ.get("QRLOGIN_REUSE_PORT", "1") != "0"
+# takes a whole burst of connections.
+reuse_port = server.reuse_port
 # gunicorn's gevent worker, which also lets a QR stream's connection be parked once its
 # response has begun (qrlogin/parking.py): no greenlet per waiting browser.
 worker_class = "qrlogin.worker.StreamWorker"
 # Each waiting browser holds one connection: room for 10,000 of them per worker, and more.
-worker_connections = int(os.environ.get("QRLOGIN_WORKER_CONNECTIONS", "12000"))
+worker_connections = server.worker_connections
 # Open streams are ended at once on SIGTERM (see post_worker_init), so this is a backstop.
 graceful_timeout = 10
 timeout = 30
 # Also how long a request head may take to arrive: gunicorn reads each head under it.
 keepalive = 2
-accesslog = os.environ.get("QRLOGIN_ACCESS_LOG", "-") or None
+accesslog = server.access_log or None
 # gunicorn's lines in the app's format (QRLOGIN_LOG_FORMAT), each access line with its
 # request's id.
 logger_class = "qrlogin.gunicorn_logs.Logger"
@@ -77,7 +79,7 @@ def post_worker_init(worker: Any) -> None:
     from qrlogin.metrics import time_gc
 
     time_gc()
-    if os.environ.get("QRLOGIN_GC_FREEZE", "1") != "0":
+    if server.gc_freeze:
         # What the worker built to start (the app, its rules and tables) stays: collections
         # of the oldest generation then walk only what came since.
         import gc

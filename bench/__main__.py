@@ -17,7 +17,7 @@ from typing import Any
 
 from bench import measure, moon_report, moonshot, report
 from bench.common import DOCS, FULL, QUICK, Bench
-from qrlogin.testing import RedisServer
+from servers.redis_server import RedisServer
 
 
 def main() -> None:

@@ -12,7 +12,9 @@ import redis
 from itsdangerous import URLSafeTimedSerializer
 
 from bench import load
-from qrlogin.testing import ROOT, Process, RedisServer, Service
+from servers.process import ROOT, Process
+from servers.redis_server import RedisServer
+from servers.service import Service
 
 SECRET = "bench-only-Jc4Ys8Qe2Nu6Gw3Pa7Xk5Dv9"  # noqa: S105 (a throwaway service)
 DOCS = ROOT / "docs"

@@ -35,9 +35,8 @@ from bench.common import (
 )
 from bench.report import parse_histogram
 from qrlogin import qrimage
-from qrlogin.config import Settings
 from qrlogin.models import SUCCESS
-from qrlogin.testing import Process, free_port
+from servers.process import Process, free_port
 
 
 def measure_qr_cpu() -> dict[str, float]:
@@ -52,8 +51,8 @@ def measure_qr_cpu() -> dict[str, float]:
         )
         return out.getvalue()
 
-    def service() -> bytes:  # as a creation draws it: the default prefix's usual mask
-        return qrimage.png(text, qrimage.usual_mask(Settings.prefix))
+    def service() -> bytes:  # as a creation draws it
+        return qrimage.png(text)
 
     timings = {}
     for name, fn in (("segno defaults", defaults), ("service", service)):
@@ -368,8 +367,8 @@ def _latency(reports: list[Any], sent: dict[str, tuple[float, int]]) -> dict[str
 def measure_cluster(b: Bench, results: dict[str, Any]) -> None:
     """One Redis against a 3-master Redis Cluster (a replica each), side by side: full
     logins, confirm-to-browser latency, connections per process; then a master killed."""
-    from qrlogin.store import Keys
-    from qrlogin.testing import LocalCluster
+    from qrlogin.keys import Keys
+    from servers.cluster import LocalCluster
 
     rows: dict[str, dict[str, Any]] = {}
     with LocalCluster(b.logs) as cluster:

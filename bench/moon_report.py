@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.report import machine
-from qrlogin.config import Settings
+from qrlogin.settings import DEFAULTS
 
 START = "<!-- moonshot: written by `./dev bench --moonshot` -->"
 END = "<!-- moonshot end -->"
@@ -56,7 +56,7 @@ def section(r: dict[str, Any], command: str, took_s: float) -> str:
              f"{c['pool_per_process']:.1f} pooled per process" for c in counted
          ),
          passed[all(
-             c["subscribers_per_process"] == 1 and c["pool_per_process"] <= Settings.redis_max_connections
+             c["subscribers_per_process"] == 1 and c["pool_per_process"] <= int(DEFAULTS["redis_max_connections"] or 0)
              for c in counted
          )]),
         (f"Confirm to browser at 300/s with {top['target']:,} waiting: p50 ≤ 5 ms, p99 ≤ 25 ms",

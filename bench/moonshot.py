@@ -42,7 +42,9 @@ from bench.common import (
 from bench.measure import _clients_by_name, measure_flask_sse
 from bench.report import parse_histogram
 from qrlogin.models import SUCCESS
-from qrlogin.testing import ESTABLISHED, Nginx, Service, nginx_binary, tcp_sockets
+from servers.nginx import Nginx, nginx_binary
+from servers.process import ESTABLISHED, tcp_sockets
+from servers.service import Service
 
 #: Where the load processes connect from: each address gives about 28,000 client ports.
 SOURCES = [f"127.0.0.{n}" for n in range(2, 10)]

@@ -243,7 +243,7 @@ def cluster_section(r: dict[str, Any]) -> str:
     return f"""## Scale-out
 
 Measured in the same run, on the same two cores: the service (two workers) on one Redis,
-then on a local Redis Cluster that the benchmark starts (`qrlogin.testing.LocalCluster`:
+then on a local Redis Cluster that the benchmark starts (`servers.cluster.LocalCluster`:
 three masters with one replica each, `cluster-node-timeout` 1 s). The cluster's six
 redis-servers share the two cores with the service and the load, so these rows measure
 correctness and overhead, not a speed-up. More cores or more machines give the speed-up.

@@ -55,7 +55,7 @@ def create_qrcode() -> Response:
     response = ok(
         {
             "id": view["id"],
-            "png": qrimage.png_base64(content, qrimage.usual_mask(svc.settings.prefix)),
+            "png": qrimage.png_base64(content),
             "content": content,
             "expire": view["expire"],
             "expires_in": svc.settings.qr_ttl_s,

@@ -1,22 +1,23 @@
-"""Every setting of the service, read from the environment, with its unit.
+"""Every setting of the service, read from the environment by the table in
+``qrlogin.settings`` (name, type, default, unit, meaning).
 
-``Settings.from_env`` reads the service's settings; an invalid value raises
-``ConfigError`` with a message naming the variable, so the process refuses to start
-instead of running with a surprise. Each default is written once, on its field.
-Process-level variables that belong to the server rather than to the app (``PORT``,
-``WEB_CONCURRENCY``, ``PROMETHEUS_MULTIPROC_DIR``) are read where they are used:
-``gunicorn.conf.py``, ``app.py`` and ``metrics.py``.
+``Settings.from_env`` reads the service's settings, ``ServerSettings.from_env``
+gunicorn's; an invalid value raises ``ConfigError`` with a message naming the variable,
+so the process refuses to start instead of running with a surprise. The constants below
+are the service's fixed figures, each with its unit.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass
 from typing import Any
 
 from qrlogin.exceptions import ConfigError
+from qrlogin.keycheck import DEMO_SECRET_KEY, MAKE_A_KEY, check_secret, credential
 from qrlogin.models import PLATFORM_RE
+from qrlogin.settings import BY_NAME, TABLE, Kind, Setting
 
 #: How long a QR record is kept past its deadline, so late calls get 410, not 404 (seconds).
 RETENTION_S = 600
@@ -33,24 +34,6 @@ MAX_WAIT_S = 25
 RECHECK_S = 0.25
 #: The SSE ``retry:`` hint sent to browsers (milliseconds).
 SSE_RETRY_MS = 3000
-#: Secret used only in demo mode when SECRET_KEY is unset. Never for production.
-DEMO_SECRET_KEY = "qrlogin-demo-secret-not-for-production"  # noqa: S105 (public on purpose)
-
-#: Shortest accepted SECRET_KEY (``secrets.token_urlsafe(24)`` writes 32 characters), and
-#: the fewest different characters in it (a random hex key of 32 has about 15).
-MIN_SECRET_KEY_CHARS = 32
-MIN_SECRET_DISTINCT = 10
-#: Shortest accepted QRLOGIN_INTROSPECT_KEY.
-MIN_SECRET_CHARS = 16
-#: What sample configurations put where a secret goes (compared with the key's letters
-#: and digits, lowercased): a key holding one of them was typed, not generated.
-PLACEHOLDERS = (
-    "yoursecret", "secretkeyhere", "changeme", "changethis", "replaceme", "placeholder",
-    "notsecret", "insecure", "example", "password", "qwerty", "letmein", "0123456789",
-    "abcdefghij",
-)  # fmt: skip
-#: How to make a key, as every refusal says.
-MAKE_A_KEY = "`python -c 'import secrets; print(secrets.token_urlsafe(48))'`"
 
 #: Said at every start of a process in demo mode.
 DEMO_WARNING = (
@@ -64,34 +47,7 @@ _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
 
 
-def _check_secret(key: str) -> None:
-    """Refuse keys an attacker could guess: short ones, ones of few different characters,
-    sample placeholders and anything holding the public demo key."""
-    if DEMO_SECRET_KEY in key:
-        raise ConfigError(
-            "SECRET_KEY holds the public demo key: anyone can sign tokens with it. Set a long "
-            f"random one ({MAKE_A_KEY}), or unset it with QRLOGIN_DEMO=1 to try the service"
-        )
-    if len(key) < MIN_SECRET_KEY_CHARS:
-        raise ConfigError(
-            f"SECRET_KEY must be at least {MIN_SECRET_KEY_CHARS} characters long: {MAKE_A_KEY}"
-        )
-    if len(set(key)) < MIN_SECRET_DISTINCT:
-        raise ConfigError(
-            f"SECRET_KEY is too weak (fewer than {MIN_SECRET_DISTINCT} different characters): "
-            f"set a long random string, e.g. {MAKE_A_KEY}"
-        )
-    letters = re.sub(r"[^a-z0-9]", "", key.lower())
-    found = next((p for p in PLACEHOLDERS if p in letters), None)
-    if found is not None:
-        raise ConfigError(
-            f"SECRET_KEY looks like a placeholder or a typed phrase ({found!r} in it): "
-            f"generate one, e.g. {MAKE_A_KEY}"
-        )
-
-
-def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
-    raw = env.get(name)
+def _bool(raw: str | None, name: str, default: bool) -> bool:
     if raw is None:
         return default
     value = raw.strip().lower()
@@ -102,8 +58,7 @@ def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
     raise ConfigError(f"{name} must be 1 or 0 (or on/off, true/false; got {raw!r})")
 
 
-def _int(env: Mapping[str, str], name: str, default: int, minimum: int, maximum: int) -> int:
-    raw = env.get(name)
+def _int(raw: str | None, name: str, default: int, minimum: int, maximum: int) -> int:
     if raw is None or raw.strip() == "":
         return default
     try:
@@ -115,28 +70,17 @@ def _int(env: Mapping[str, str], name: str, default: int, minimum: int, maximum:
     return value
 
 
-def _key(env: Mapping[str, str], name: str) -> str | None:
-    """A service credential (the introspection key, the metrics token), when set."""
-    key = env.get(name) or None
-    if key is not None and (len(key) < MIN_SECRET_CHARS or len(set(key)) < MIN_SECRET_DISTINCT):
-        raise ConfigError(
-            f"{name} is too weak: at least {MIN_SECRET_CHARS} characters, "
-            f"{MIN_SECRET_DISTINCT} of them different"
-        )
-    return key
-
-
-def choice(env: Mapping[str, str], name: str, default: str, allowed: tuple[str, ...]) -> str:
-    value = env.get(name, "").strip().lower() or default
+def _choice(raw: str | None, name: str, default: str, allowed: tuple[str, ...]) -> str:
+    value = (raw or "").strip().lower() or default
     if value not in allowed:
         raise ConfigError(f"{name} must be one of {', '.join(allowed)} (got {value!r})")
     return value
 
 
-def _limit(env: Mapping[str, str], name: str, default: str) -> str:
+def _limit(raw: str | None, name: str, default: str) -> str:
     from limits import parse_many
 
-    value = env.get(name, "").strip() or default
+    value = (raw or "").strip() or default
     try:
         parse_many(value)
     except ValueError:
@@ -146,9 +90,8 @@ def _limit(env: Mapping[str, str], name: str, default: str) -> str:
     return value
 
 
-def _platforms(env: Mapping[str, str]) -> frozenset[str]:
-    raw = env.get("QRLOGIN_PLATFORMS", "")
-    names = [p.strip() for p in raw.split(",") if p.strip()]
+def _platforms(raw: str | None) -> frozenset[str]:
+    names = [p.strip() for p in (raw or "").split(",") if p.strip()]
     for name in names:
         if not PLATFORM_RE.match(name):
             raise ConfigError(
@@ -158,9 +101,8 @@ def _platforms(env: Mapping[str, str]) -> frozenset[str]:
     return frozenset(names)
 
 
-def _origins(env: Mapping[str, str], name: str) -> frozenset[str]:
-    raw = env.get(name, "")
-    origins = [o.strip().rstrip("/") for o in raw.split(",") if o.strip()]
+def _origins(raw: str | None, name: str) -> frozenset[str]:
+    origins = [o.strip().rstrip("/") for o in (raw or "").split(",") if o.strip()]
     for origin in origins:
         if not re.match(r"^https?://[A-Za-z0-9.\-]+(:[0-9]{1,5})?\Z", origin):
             raise ConfigError(f"{name}: {origin!r} is not an origin like https://app.example.com")
@@ -169,15 +111,8 @@ def _origins(env: Mapping[str, str], name: str) -> frozenset[str]:
     return frozenset(origins)
 
 
-#: Whether the Redis server's TLS certificate must verify (``rediss://`` URLs): ``none``
-#: accepts any certificate, as a self-signed one without its CA file (Heroku Redis).
-TLS_VERIFY = ("required", "none")
-#: How log lines are written: for people, or one JSON object a line for log drains.
-LOG_FORMATS = ("text", "json")
-
-
-def _readable_file(env: Mapping[str, str], name: str) -> str | None:
-    path = env.get(name, "").strip() or None
+def _readable_file(raw: str | None, name: str) -> str | None:
+    path = (raw or "").strip() or None
     if path is not None:
         try:
             with open(path, "rb"):
@@ -185,11 +120,6 @@ def _readable_file(env: Mapping[str, str], name: str) -> str | None:
         except OSError as error:
             raise ConfigError(f"{name}: cannot read {path!r} ({error.strerror})") from None
     return path
-
-
-#: How the service reaches Redis: one server (or a proxy in front of many), a Redis
-#: Cluster through any of its nodes, or the master that Redis Sentinel names.
-REDIS_MODES = ("single", "cluster", "sentinel")
 
 
 def sentinel_addresses(url: str) -> list[tuple[str, int]]:
@@ -204,49 +134,100 @@ def sentinel_addresses(url: str) -> list[tuple[str, int]]:
     return found
 
 
+def _text(raw: str | None, setting: Setting) -> str:
+    low, high = setting.limits
+    if raw is None:
+        return str(setting.default)
+    if not int(low) <= len(raw) <= int(high):
+        raise ConfigError(f"{setting.name} must be {low} to {high} characters long")
+    return raw
+
+
+def _redis_url(raw: str | None) -> str | None:
+    url = raw or None
+    if url is not None and not url.startswith(("redis://", "rediss://", "unix://")):
+        raise ConfigError(f"REDIS_URL must start with redis://, rediss:// or unix:// (got {url!r})")
+    return url
+
+
+def read(setting: Setting, env: Mapping[str, str]) -> Any:
+    """``setting``'s value in ``env``: its default when unset, ``ConfigError`` when invalid."""
+    raw, name, default, kind = env.get(setting.name), setting.name, setting.default, setting.kind
+    if kind is Kind.INT:
+        low, high = setting.limits
+        return _int(raw, name, int(default or 0), int(low), int(high))
+    if kind is Kind.BOOL:
+        return _bool(raw, name, bool(default))
+    if kind is Kind.TEXT:
+        return _text(raw, setting)
+    if kind is Kind.CHOICE:
+        return _choice(raw, name, str(default), tuple(str(c) for c in setting.limits))
+    if kind is Kind.RATE:
+        return _limit(raw, name, str(default))
+    if kind is Kind.CREDENTIAL:
+        return credential(env, name)
+    if kind is Kind.REDIS_URL:
+        return _redis_url(raw)
+    if kind is Kind.FILE:
+        return _readable_file(raw, name)
+    if kind is Kind.PLATFORMS:
+        return _platforms(raw)
+    if kind is Kind.ORIGINS:
+        return _origins(raw, name)
+    if kind is Kind.ORIGIN:
+        return next(iter(_origins(raw, name)), None)
+    return raw or None  # PATH, and SECRET (checked by Settings.from_env)
+
+
+def value_of(name: str, env: Mapping[str, str]) -> Any:
+    """One setting's value (for what reads a setting before the app exists)."""
+    return read(BY_NAME[name], env)
+
+
 @dataclass(frozen=True)
 class Settings:
-    """The service's configuration; see README.md for the table. Units: ``_s`` seconds."""
+    """The service's configuration (``qrlogin.settings`` says what each one is). Units:
+    ``_s`` seconds."""
 
     secret_key: str
     redis_url: str | None
-    demo: bool = False
-    redis_mode: str = "single"
-    sentinel_master: str = "mymaster"
-    qr_ttl_s: int = 120
-    prefix: str = "rk://scanforpclogin/"
-    platforms: frozenset[str] = field(default_factory=frozenset)
-    poll_interval_s: int = 2
-    sse_heartbeat_s: int = 15
-    number_matching: bool = False
-    user_token_max_age_s: int = 30 * 24 * 3600
-    login_token_max_age_s: int = 24 * 3600
-    rate_limits: bool = True
-    limit_create: str = "120 per minute"
-    limit_steps: str = "60 per minute"
-    limit_poll: str = "10 per 5 seconds"
-    limit_refused: str = "60 per minute"
-    max_live_qrs: int = 20
-    max_held_per_qr: int = 4
-    max_held_per_binding: int = 40
-    max_held_per_ip: int = 2000
-    max_held_per_session: int = 8
-    max_held_per_user: int = 40
-    trusted_proxies: int = 0
-    cors_origins: frozenset[str] = field(default_factory=frozenset)
-    public_origin: str | None = None
-    geoip_db: str | None = None
-    reveal_scanner: str = "scan"
-    session_idle_s: int = 8 * 3600
-    session_max_age_s: int = 24 * 3600
-    introspect_key: str | None = None
-    redis_tls_verify: str = "required"
-    redis_ca_file: str | None = None
-    redis_max_connections: int = 20
-    ipv6_prefix: int = 64
-    log_format: str = "text"
-    hsts_max_age_s: int = 365 * 24 * 3600
-    metrics_token: str | None = None
+    demo: bool
+    redis_mode: str
+    sentinel_master: str
+    qr_ttl_s: int
+    prefix: str
+    platforms: frozenset[str]
+    poll_interval_s: int
+    sse_heartbeat_s: int
+    number_matching: bool
+    user_token_max_age_s: int
+    login_token_max_age_s: int
+    rate_limits: bool
+    limit_create: str
+    limit_steps: str
+    limit_poll: str
+    limit_refused: str
+    max_live_qrs: int
+    max_held_per_qr: int
+    max_held_per_binding: int
+    max_held_per_ip: int
+    max_held_per_session: int
+    max_held_per_user: int
+    trusted_proxies: int
+    cors_origins: frozenset[str]
+    public_origin: str | None
+    geoip_db: str | None
+    reveal_scanner: str
+    session_idle_s: int
+    session_max_age_s: int
+    introspect_key: str | None
+    redis_tls_verify: str
+    redis_ca_file: str | None
+    redis_max_connections: int
+    ipv6_prefix: int
+    log_format: str
+    hsts_max_age_s: int
+    metrics_token: str | None
 
     @property
     def clustered(self) -> bool:
@@ -259,112 +240,39 @@ class Settings:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
-        default = _defaults(cls)
-        demo = _bool(env, "QRLOGIN_DEMO", default["demo"])
-        secret_key = env.get("SECRET_KEY", "")
-        if not secret_key:
-            if not demo:
+        values = {s.field: read(s, env) for s in TABLE if not s.server}
+        if not values["secret_key"]:
+            if not values["demo"]:
                 raise ConfigError(
                     f"SECRET_KEY is required (set it to a long random string, e.g. {MAKE_A_KEY}), "
                     "or set QRLOGIN_DEMO=1 to try the service locally"
                 )
-            secret_key = DEMO_SECRET_KEY
+            values["secret_key"] = DEMO_SECRET_KEY
         else:
-            _check_secret(secret_key)  # in demo mode too: a key given is a key used
-        redis_url = env.get("REDIS_URL") or None
-        if redis_url is not None and not redis_url.startswith(("redis://", "rediss://", "unix://")):
+            check_secret(values["secret_key"])  # in demo mode too: a key given is a key used
+        mode, url = values["redis_mode"], values["redis_url"]
+        if mode != "single" and url is None:
             raise ConfigError(
-                f"REDIS_URL must start with redis://, rediss:// or unix:// (got {redis_url!r})"
-            )
-        redis_mode = choice(env, "QRLOGIN_REDIS_MODE", default["redis_mode"], REDIS_MODES)
-        if redis_mode != "single" and redis_url is None:
-            raise ConfigError(
-                f"QRLOGIN_REDIS_MODE={redis_mode} needs REDIS_URL to name a node (cluster) "
+                f"QRLOGIN_REDIS_MODE={mode} needs REDIS_URL to name a node (cluster) "
                 "or the sentinels (sentinel: redis://host:26379,host:26379)"
             )
-        if redis_mode == "sentinel":
-            sentinel_addresses(redis_url or "")  # raises ConfigError when it names none
-        prefix = env.get("QRLOGIN_PREFIX", default["prefix"])
-        if not prefix or len(prefix) > 200:
-            raise ConfigError("QRLOGIN_PREFIX must be 1 to 200 characters long")
-        return cls(
-            secret_key=secret_key,
-            redis_url=redis_url,
-            redis_mode=redis_mode,
-            sentinel_master=env.get("QRLOGIN_SENTINEL_MASTER", "").strip()
-            or default["sentinel_master"],
-            demo=demo,
-            qr_ttl_s=_int(env, "QRLOGIN_QR_TTL", default["qr_ttl_s"], 1, 3600),
-            prefix=prefix,
-            platforms=_platforms(env),
-            poll_interval_s=_int(env, "QRLOGIN_POLL_INTERVAL", default["poll_interval_s"], 1, 60),
-            sse_heartbeat_s=_int(env, "QRLOGIN_SSE_HEARTBEAT", default["sse_heartbeat_s"], 1, 50),
-            number_matching=_bool(env, "QRLOGIN_NUMBER_MATCHING", default["number_matching"]),
-            user_token_max_age_s=_int(
-                env,
-                "QRLOGIN_USER_TOKEN_MAX_AGE",
-                default["user_token_max_age_s"],
-                60,
-                10 * 365 * 24 * 3600,
-            ),
-            login_token_max_age_s=_int(
-                env,
-                "QRLOGIN_LOGIN_TOKEN_MAX_AGE",
-                default["login_token_max_age_s"],
-                60,
-                365 * 24 * 3600,
-            ),
-            rate_limits=_bool(env, "QRLOGIN_RATE_LIMITS", default["rate_limits"]),
-            limit_create=_limit(env, "QRLOGIN_LIMIT_CREATE", default["limit_create"]),
-            limit_steps=_limit(env, "QRLOGIN_LIMIT_STEPS", default["limit_steps"]),
-            limit_poll=_limit(env, "QRLOGIN_LIMIT_POLL", default["limit_poll"]),
-            limit_refused=_limit(env, "QRLOGIN_LIMIT_REFUSED", default["limit_refused"]),
-            max_live_qrs=_int(env, "QRLOGIN_MAX_LIVE_QRS", default["max_live_qrs"], 1, 10000),
-            max_held_per_qr=_int(
-                env, "QRLOGIN_MAX_HELD_PER_QR", default["max_held_per_qr"], 1, 1000
-            ),
-            max_held_per_binding=_int(
-                env, "QRLOGIN_MAX_HELD_PER_BROWSER", default["max_held_per_binding"], 1, 100_000
-            ),
-            max_held_per_ip=_int(
-                env, "QRLOGIN_MAX_HELD_PER_IP", default["max_held_per_ip"], 1, 1_000_000
-            ),
-            max_held_per_session=_int(
-                env, "QRLOGIN_MAX_HELD_PER_SESSION", default["max_held_per_session"], 1, 10_000
-            ),
-            max_held_per_user=_int(
-                env, "QRLOGIN_MAX_HELD_PER_USER", default["max_held_per_user"], 1, 100_000
-            ),
-            cors_origins=_origins(env, "QRLOGIN_CORS_ORIGINS"),
-            public_origin=next(iter(_origins(env, "QRLOGIN_PUBLIC_ORIGIN")), None),
-            geoip_db=env.get("QRLOGIN_GEOIP_DB") or None,
-            session_idle_s=_int(
-                env, "QRLOGIN_SESSION_IDLE", default["session_idle_s"], 1, 365 * 24 * 3600
-            ),
-            session_max_age_s=_int(
-                env, "QRLOGIN_SESSION_MAX_AGE", default["session_max_age_s"], 1, 365 * 24 * 3600
-            ),
-            introspect_key=_key(env, "QRLOGIN_INTROSPECT_KEY"),
-            metrics_token=_key(env, "QRLOGIN_METRICS_TOKEN"),
-            reveal_scanner=choice(
-                env, "QRLOGIN_REVEAL_SCANNER", default["reveal_scanner"], ("scan", "confirm")
-            ),
-            trusted_proxies=_int(env, "QRLOGIN_TRUSTED_PROXIES", default["trusted_proxies"], 0, 10),
-            redis_tls_verify=choice(
-                env, "QRLOGIN_REDIS_TLS_VERIFY", default["redis_tls_verify"], TLS_VERIFY
-            ),
-            redis_ca_file=_readable_file(env, "QRLOGIN_REDIS_CA_FILE"),
-            redis_max_connections=_int(
-                env, "QRLOGIN_REDIS_MAX_CONNECTIONS", default["redis_max_connections"], 2, 1000
-            ),
-            ipv6_prefix=_int(env, "QRLOGIN_IPV6_PREFIX", default["ipv6_prefix"], 32, 128),
-            log_format=choice(env, "QRLOGIN_LOG_FORMAT", default["log_format"], LOG_FORMATS),
-            hsts_max_age_s=_int(
-                env, "QRLOGIN_HSTS_MAX_AGE", default["hsts_max_age_s"], 0, 2 * 365 * 24 * 3600
-            ),
-        )
+        if mode == "sentinel":
+            sentinel_addresses(url or "")  # raises ConfigError when it names none
+        return cls(**values)
 
 
-def _defaults(cls: type[Settings]) -> dict[str, Any]:
-    """Each field's default, as written on the field."""
-    return {f.name: f.default for f in fields(cls)}
+@dataclass(frozen=True)
+class ServerSettings:
+    """gunicorn's settings (``gunicorn.conf.py``), from the same table."""
+
+    port: int
+    host: str
+    workers: int
+    worker_connections: int
+    reuse_port: bool
+    access_log: str
+    gc_freeze: bool
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> ServerSettings:
+        return cls(**{s.field: read(s, env) for s in TABLE if s.server})

@@ -13,12 +13,12 @@ from flask import Blueprint, Response, request
 from qrlogin.auth import signed_in_user
 from qrlogin.browser import client_group, client_socket
 from qrlogin.envelope import ok
-from qrlogin.events import event_stream, frames
 from qrlogin.exceptions import SessionNotFound
+from qrlogin.keys import Keys
 from qrlogin.limits import limiter, limits_off, step_limit, user_key
 from qrlogin.messages import Published
 from qrlogin.services import services
-from qrlogin.store import Keys
+from qrlogin.sse import event_stream, frames
 from qrlogin.waiting import follow
 
 bp = Blueprint("devices", __name__)

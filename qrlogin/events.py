@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
-from collections.abc import Callable, Generator, Iterator
+from collections.abc import Generator, Iterator
 
 from flask import Blueprint, Response, g, request
 from flask_sse import Message
@@ -14,43 +14,26 @@ from qrlogin import parking
 from qrlogin.browser import bindings, client_group, client_socket
 from qrlogin.exceptions import BadRequest, Forbidden, NotFound
 from qrlogin.inputs import check_qr_id
+from qrlogin.keys import Keys
 from qrlogin.limits import limits_off, refused_budget
 from qrlogin.messages import EVENT_TYPE, Published
-from qrlogin.models import FINAL, Snapshot
+from qrlogin.models import FINAL, MAX_WATCHED, Snapshot
 from qrlogin.services import services
-from qrlogin.sse import HEARTBEAT, delivered, frame, opening, reconnect_hint
-from qrlogin.store import Keys
+from qrlogin.sse import (
+    delivered,
+    event_stream,
+    frames,
+    last_event_id,
+    no_more_events,
+    opening,
+    signal_text,
+)
 from qrlogin.waiting import Signal, follow, follow_many
 
 bp = Blueprint("events", __name__)
 
-#: QR codes one stream may watch: as many as a browser may hold live (the default cap).
-MAX_WATCHED = 20
 #: The event that tells a shared stream's client one of its QRs is not (or no longer) its.
 GONE_EVENT = "gone"
-
-
-def event_stream(body: Iterator[str], release: Callable[[], None] = lambda: None) -> Response:
-    """The streaming response, with the headers every stream has; ``release`` runs when
-    the connection ends."""
-    response = Response(
-        body,
-        mimetype="text/event-stream",
-        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
-    )
-    response.call_on_close(release)
-    return response
-
-
-def no_more_events() -> Response:
-    """204: EventSource stops reconnecting."""
-    return Response(status=204, headers={"Cache-Control": "no-store"})
-
-
-def last_event_id() -> int | None:
-    """The version the client saw last (``Last-Event-ID``), if it sent a number."""
-    raw = request.headers.get("Last-Event-ID", "").strip()
-    return int(raw) if raw.isdigit() and len(raw) <= 18 else None
 
 
 @bp.get("/v1/accounts/qrcode/<qr_id>/events")
@@ -77,9 +60,10 @@ def stream(qr_id: str) -> Response:
     # Counted last (429 before the stream): nothing can fail between here and the
     # response that releases it.
     held = svc.holds.take(qr_id, bind, client_group(request))
-    if first.status not in FINAL and parking.possible(request.environ):
-        # The server hands the connection to the lot once the head is written: the
-        # body above is then never read, and the lot gives the hold back.
+    if first.status not in FINAL:
+        # The stream as the lot would serve it: where the connection allows, the
+        # transport (qrlogin.parking) parks it once the head is written, the body above
+        # is never read, and the lot gives the hold back.
         request.environ[parking.ENVIRON_KEY] = parking.Parkable(
             opening(first, resumed=resumed), first, qr_id, bind, prev, held
         )
@@ -145,29 +129,3 @@ def shared_frames(
             else:
                 yield shared_frame(update[1].snapshot)
                 delivered(update[1])
-
-
-def signal_text(signal: Signal) -> str:
-    """A heartbeat, or the reconnect hint of a stopping process."""
-    return HEARTBEAT if signal is Signal.TICK else reconnect_hint()
-
-
-def frames(
-    first: Snapshot | None,
-    *,
-    resumed: bool,
-    updates: Generator[Published | Signal, None, None],
-    event: str = EVENT_TYPE,
-    each: Callable[[Published], Iterator[str]] | None = None,
-) -> Iterator[str]:
-    """A stream's text: the opening (``first`` as an event, or only ``retry:`` when the
-    client has it), then one event per update (or what ``each`` makes of it),
-    heartbeats, and a reconnect hint when the process stops."""
-    with contextlib.closing(updates):
-        yield opening(first, resumed=resumed, event=event)
-        for update in updates:
-            if isinstance(update, Signal):
-                yield signal_text(update)
-            else:
-                yield from (each(update) if each else [frame(update.snapshot, event=event)])
-                delivered(update)

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import redis
-
 
 class ConfigError(Exception):
     """A setting in the environment is missing or invalid; the process must not start."""
@@ -21,7 +19,7 @@ class HubError(RuntimeError):
     """The event hub cannot run in this process (gevent has not patched it)."""
 
 
-class DeadConnectionError(redis.exceptions.ConnectionError):
+class DeadConnectionError(ConnectionError):
     """The hub's subscriber connection stopped answering its health checks."""
 
 

@@ -24,7 +24,6 @@ from qrlogin import (
     parking,
     passport,
     proxies,
-    qrimage,
     security,
     static_files,
 )
@@ -35,8 +34,8 @@ from qrlogin.config import MAX_BODY_BYTES, Settings
 
 class NoSession(SessionInterface):
     """qrlogin keeps no Flask session: its cookies (the browser binding, the login) are
-    its own. Flask's signed-cookie session would build a signer for every request (about
-    5% of a QR creation's CPU); with this, ``flask.session`` is Flask's null session,
+    its own. Flask's signed-cookie session would build a signer for every request, for
+    nothing; with this, ``flask.session`` is Flask's null session,
     which refuses writes."""
 
     def open_session(self, app: Flask, request: Request) -> None:
@@ -83,5 +82,4 @@ def create_app(env: Mapping[str, str] | None = None) -> Flask:
     security.init_app(app, settings)
     proxies.init_app(app, settings)
     describe_user_agent("")  # load the user-agent rules now, not on the first request
-    qrimage.usual_mask(settings.prefix)  # the QR codes' mask (6 ms), found before any QR
     return app

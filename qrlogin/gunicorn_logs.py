@@ -13,12 +13,13 @@ from typing import Any
 
 from gunicorn.glogging import Logger as GunicornLogger
 
+from qrlogin.config import value_of
 from qrlogin.logformat import ENVIRON_KEY, JsonFormatter
 
 
 def log_format() -> str:
-    """As the app reads it (which refuses a value other than text and json)."""
-    return os.environ.get("QRLOGIN_LOG_FORMAT", "").strip().lower() or "text"
+    """``QRLOGIN_LOG_FORMAT``, read as the app reads it."""
+    return str(value_of("QRLOGIN_LOG_FORMAT", os.environ))
 
 
 class Logger(GunicornLogger):  # type: ignore[misc]

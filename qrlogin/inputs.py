@@ -87,9 +87,8 @@ def _raw_body() -> bytes:
 
 def _read_body() -> bytes:
     """Read from the raw WSGI input (werkzeug's ``input_stream``), with the checks done
-    here. werkzeug's own reader wraps the input in a limited stream for every request:
-    47 k more instructions of a QR creation's 1,715 k in the app (valgrind's callgrind,
-    Redis's answer stubbed), for a body of some 20 bytes."""
+    here. werkzeug's own reader wraps the input in a limited stream for every request,
+    a cost out of proportion to a body of some 20 bytes."""
     length = request.content_length
     if length is None:
         if not request.environ.get("wsgi.input_terminated"):

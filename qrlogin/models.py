@@ -36,6 +36,8 @@ PLATFORM_PATTERN = r"^[A-Za-z0-9_.\-]{1,32}$"
 PLATFORM_RE = re.compile(PLATFORM_PATTERN.removesuffix("$") + r"\Z")
 #: Digits in the verification code shown in the browser when number matching is on.
 CODE_DIGITS = 2
+#: QR codes one shared stream may watch: as many as a browser may hold live (the default cap).
+MAX_WATCHED = 20
 #: The code as the browser shows it.
 VERIFY_CODE_PATTERN = rf"^[0-9]{{{CODE_DIGITS}}}$"
 #: The code as the phone may send it: the digits, with spaces around them.

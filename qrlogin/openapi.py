@@ -11,7 +11,6 @@ from typing import Any
 from qrlogin.browser import BIND_COOKIE, HOST_PREFIX
 from qrlogin.config import MAX_BODY_TEXT, MAX_WAIT_S, SSE_RETRY_MS
 from qrlogin.envelope import HTTP_CODES, OTHER_HTTP_CODE
-from qrlogin.events import MAX_WATCHED
 from qrlogin.exceptions import (
     BadRequest,
     Conflict,
@@ -33,6 +32,7 @@ from qrlogin.models import (
     CODE_DIGITS,
     CODE_PATTERN,
     FINAL,
+    MAX_WATCHED,
     PLATFORM_PATTERN,
     QR_ID_PATTERN,
     REASONS,

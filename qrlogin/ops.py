@@ -13,8 +13,8 @@ from qrlogin.config import Settings
 from qrlogin.engine import UNAVAILABLE_ERRORS
 from qrlogin.envelope import ok
 from qrlogin.exceptions import Unauthorized, Unavailable
+from qrlogin.keys import Keys
 from qrlogin.services import services
-from qrlogin.store import Keys
 
 bp = Blueprint("ops", __name__)
 

@@ -25,9 +25,9 @@ from qrlogin.browser import (
 )
 from qrlogin.config import MAX_WAIT_S
 from qrlogin.envelope import ok
-from qrlogin.events import event_stream, frames, last_event_id, no_more_events
 from qrlogin.exceptions import BadRequest, SessionEnded, SessionNotFound, Unauthorized
 from qrlogin.inputs import check_qr_id, form_or_json_field, int_field, json_body, string_field
+from qrlogin.keys import Keys
 from qrlogin.limits import (
     limiter,
     limits_off,
@@ -40,7 +40,7 @@ from qrlogin.messages import Published
 from qrlogin.models import STATUSES, TERMINAL, GuestResult, User
 from qrlogin.services import services
 from qrlogin.sessions import LOST, SESSION_EVENT, SESSION_FINAL
-from qrlogin.store import Keys
+from qrlogin.sse import event_stream, frames, last_event_id, no_more_events
 from qrlogin.waiting import follow
 
 bp = Blueprint("passport", __name__)

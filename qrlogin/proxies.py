@@ -18,8 +18,8 @@ from flask import Flask, request
 from qrlogin.browser import client_ip
 from qrlogin.config import Settings
 from qrlogin.engine import UNAVAILABLE_ERRORS
+from qrlogin.keys import Keys
 from qrlogin.services import services
-from qrlogin.store import Keys
 
 log = logging.getLogger(__name__)
 

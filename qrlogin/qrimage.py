@@ -1,32 +1,24 @@
 """The QR code image: a PNG whose decoded text is exactly the QR's ``content``.
 
-Zint (C, through zint-bindings) encodes the symbol and lays it out one pixel per module,
-quiet zone included, as one byte per pixel ('1' dark, '0' light); a translation makes
-that 0 and 255. At 8 pixels per module, one module is one byte of a 1-bit PNG row, so
-those module rows are the PNG's rows as they are. ISA-L (isal) deflates them. A QR's PNG
-takes 0.60 million instructions where zxing-cpp's encoder and zlib took 1.02 million
-(valgrind's callgrind: 600 codes less 100, either way). Before those, segno (pure Python,
-even with one fixed mask) took 1.19 ms a code, Pillow's converting and writing 0.4 ms.
-The tests decode every QR (zxing-cpp, and jsQR in the browser).
+Zint (C, through zint-bindings) encodes the symbol, with the data mask the standard's
+penalty rule picks for it, and lays it out one pixel per module, quiet zone included,
+as one byte per pixel ('1' dark, '0' light); a translation makes that 0 and 255. At 8
+pixels per module, one module is one byte of a 1-bit PNG row, so those module rows are
+the PNG's rows as they are, and the standard library's zlib deflates them. The tests
+decode every QR (zxing-cpp, and jsQR in the browser).
 """
 
 from __future__ import annotations
 
 import base64
-import collections
 import json
 import math
 import struct
-import time
 import zlib
-from functools import lru_cache
 from typing import Any
 from urllib.parse import quote
 
 import zint
-from isal import isal_zlib
-
-from qrlogin.models import new_qr_id
 
 #: Pixels per QR module (one byte of a 1-bit row), and quiet-zone modules around it (the
 #: standard's 4, which zint adds itself: ``BARCODE_QUIET_ZONES``).
@@ -43,14 +35,11 @@ _ZINT_OUTPUT = zint.OutputOptions.OUT_BUFFER_INTERMEDIATE | zint.OutputOptions.B
 _DARK_LIGHT = bytes.maketrans(b"10", b"\x00\xff")
 _SIGNATURE = b"\x89PNG\r\n\x1a\n"
 #: A PNG row starts with its filter type: 0 (none) for a module row's first pixel row,
-#: 2 ("up", the row above) for its other SCALE_PX - 1, which then are all zeros. ISA-L's
-#: level 1 finds the repeats in about 8 us, to about 0.56 KB (zlib's fastest level,
-#: with a small hash table: 30 us, 0.78 KB).
+#: 2 ("up", the row above) for its other SCALE_PX - 1, which then are all zeros: runs
+#: that deflate's fastest level already finds.
 _NONE = b"\x00"
 _UP = b"\x02"
 _DEFLATE_LEVEL = 1
-#: How many codes of the service's shape choose the mask (see ``usual_mask``).
-MASK_SAMPLES = 16
 #: QR data masks are numbered 0 to 7.
 MASKS = range(8)
 
@@ -67,34 +56,6 @@ def app_link(prefix: str, text: str) -> str:
     """The same-device link: the prefix, and the QR's text as its ``qr`` parameter. The
     app reads it as it reads a scanned code."""
     return f"{prefix}?qr={quote(text, safe='')}"
-
-
-@lru_cache(maxsize=8)
-def usual_mask(prefix: str) -> int:
-    """The data mask the standard's penalty rule picks for most of this service's codes.
-
-    The rule scores all eight masks on every symbol: with it zint took 0.17 to 0.18 ms
-    a code, with a given mask 0.03 ms (300 codes, in one process). The codes of one
-    service differ only in their id and deadline; the prefix, the keys and the function
-    patterns are the same, and they weigh most in the score. With the default prefix
-    the rule chose mask 2 for 274 codes of 300 (platform "web") and for 189 of 300
-    ("Rxx_PC"); with the prefix "myapp://login/" it is split (mask 2 for 86 of 200, 6
-    for 57). So the rule runs here, once per prefix, on MASK_SAMPLES codes shaped
-    like the service's, and every code then takes the mask most of them got. Every mask
-    makes a valid symbol that readers decode; the tests decode the codes with zxing-cpp,
-    and with jsQR in the browser."""
-    votes: collections.Counter[int] = collections.Counter()
-    for _ in range(MASK_SAMPLES):
-        view = {"id": new_qr_id(), "expire": int(time.time()) + 120}
-        votes[_mask_of(content(view, prefix, "web"))] += 1
-    return votes.most_common(1)[0][0]
-
-
-def _mask_of(text: str) -> int:
-    """The mask the standard's rule picks for ``text``: the one whose symbol is the
-    rule's (zint does not report its choice)."""
-    chosen = _modules(text, None)
-    return next(mask for mask in MASKS if _modules(text, mask) == chosen)
 
 
 def _modules(text: str, mask: int | None) -> bytes:
@@ -132,7 +93,7 @@ def png(text: str, mask: int | None = None) -> bytes:
     return (
         _SIGNATURE
         + _chunk(b"IHDR", header)
-        + _chunk(b"IDAT", isal_zlib.compress(rows, _DEFLATE_LEVEL))
+        + _chunk(b"IDAT", zlib.compress(rows, _DEFLATE_LEVEL))
         + _chunk(b"IEND", b"")
     )
 

@@ -14,9 +14,10 @@ from qrlogin.config import Settings
 from qrlogin.geo import Locator
 from qrlogin.holds import Holds, descriptor_budget
 from qrlogin.hub import Hub
-from qrlogin.parking import Lot
+from qrlogin.lot import Lot
+from qrlogin.lua import LIVE_SOURCE, SOURCE
 from qrlogin.sessions import Sessions
-from qrlogin.store import LIVE_SOURCE, SOURCE, Store
+from qrlogin.store import Store
 from qrlogin.tokens import Tokens
 
 EXTENSION = "qrlogin"

@@ -15,8 +15,9 @@ import redis
 from qrlogin.config import RETENTION_S
 from qrlogin.exceptions import SessionEnded, SessionNotFound
 from qrlogin.geo import Place, script_args
+from qrlogin.keys import Keys
+from qrlogin.lua import script
 from qrlogin.models import Requester, Snapshot, User
-from qrlogin.store import Keys, script
 
 SOURCE = script("sessions.lua")
 #: Bytes of randomness in a session id.

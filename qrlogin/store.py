@@ -1,7 +1,8 @@
-"""The QR state machine in Redis: keys, atomic transitions, publishing.
+"""The QR state machine in Redis: atomic transitions, publishing.
 
-The rules live in ``transitions.lua`` and nowhere else; this module names the
-keys, calls the script and turns its replies into values or ``QRLoginError``s.
+The rules live in ``transitions.lua`` and nowhere else; this module calls the script
+with the keys ``qrlogin.keys`` names and turns its replies into values or
+``QRLoginError``s.
 """
 
 from __future__ import annotations
@@ -9,8 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import secrets
-from importlib import resources
-from typing import Any, ClassVar
+from typing import Any
 
 import redis
 
@@ -27,6 +27,8 @@ from qrlogin.exceptions import (
     VerifyFailed,
 )
 from qrlogin.geo import Place, script_args
+from qrlogin.keys import Keys
+from qrlogin.lua import LIVE_SOURCE, SOURCE
 from qrlogin.metrics import TRANSITIONS
 from qrlogin.models import (
     CODE_DIGITS,
@@ -42,103 +44,6 @@ from qrlogin.models import (
 
 #: Draws of a fresh QR id before giving up (a taken id is astronomically unlikely).
 CREATE_ATTEMPTS = 3
-
-
-def script(name: str) -> str:
-    """A Lua script of the package as Redis runs it: a ``#!lua`` line with no flags (it
-    writes, so a Redis out of memory refuses it whole), prelude.lua, then the script."""
-    package = resources.files("qrlogin")
-    prelude = package.joinpath("prelude.lua").read_text()
-    return "#!lua\n" + prelude + "\n" + package.joinpath(name).read_text()
-
-
-#: The script with every rule of the contract.
-SOURCE = script("transitions.lua")
-#: The script that keeps the cap on a browser's live QR codes.
-LIVE_SOURCE = script("live.lua")
-
-
-class Keys:
-    """Every Redis key and channel name of the service comes from here.
-
-    The id in each name sits in a hash tag, so that every key and channel one script
-    touches share a Redis Cluster slot (and a shard's pub/sub): a QR's hash, channel and
-    audit trail; a browser's live-QR set; a user's sessions, their channels, the user's
-    session index and notices (a session is tagged with its user, not its own id).
-    """
-
-    NAMESPACE = "qrlogin"
-
-    @classmethod
-    def _tagged(cls, kind: str, tag: str) -> str:
-        return f"{cls.NAMESPACE}:{kind}:{{{tag}}}"
-
-    @classmethod
-    def qr(cls, qr_id: str) -> str:
-        return cls._tagged("qr", qr_id)
-
-    @classmethod
-    def channel(cls, qr_id: str) -> str:
-        return cls._tagged("events", qr_id)
-
-    @classmethod
-    def audit(cls, qr_id: str) -> str:
-        """The QR's audit trail (a stream that lives as long as the QR's hash)."""
-        return cls._tagged("audit", qr_id)
-
-    @classmethod
-    def browser(cls, bind: str) -> str:
-        """The live QR codes of one browser (by binding digest)."""
-        return cls._tagged("browser", bind)
-
-    @classmethod
-    def session(cls, user_id: str, sid: str) -> str:
-        return f"{cls._tagged('session', user_id)}:{sid}"
-
-    @classmethod
-    def session_channel(cls, user_id: str, sid: str) -> str:
-        return f"{cls._tagged('session-events', user_id)}:{sid}"
-
-    @classmethod
-    def user(cls, user_id: str) -> str:
-        """The user's notice counter (``version``)."""
-        return cls._tagged("user", user_id)
-
-    @classmethod
-    def user_sessions(cls, user_id: str) -> str:
-        return cls._tagged("user-sessions", user_id)
-
-    @classmethod
-    def user_notices(cls, user_id: str) -> str:
-        return cls._tagged("user-notices", user_id)
-
-    @classmethod
-    def user_channel(cls, user_id: str) -> str:
-        return cls._tagged("user-events", user_id)
-
-    #: What /readyz writes to learn that Redis takes writes.
-    READY_PROBE = f"{NAMESPACE}:ready"
-
-    #: What a process noticed of forwarded headers it was told not to read (proxies.py).
-    NOTICE_FORWARDED = f"{NAMESPACE}:notice:forwarded"
-
-    #: The prefix of the rate limiter's keys (flask-limiter adds the rest).
-    LIMITS = f"{NAMESPACE}:limits"
-
-    #: Each kind of channel, and the hash whose ``version`` field its events count.
-    STATE_OF_CHANNEL: ClassVar[dict[str, str]] = {
-        f"{NAMESPACE}:events:": f"{NAMESPACE}:qr:",
-        f"{NAMESPACE}:session-events:": f"{NAMESPACE}:session:",
-        f"{NAMESPACE}:user-events:": f"{NAMESPACE}:user:",
-    }
-
-    @classmethod
-    def state_of_channel(cls, channel: str) -> str:
-        """The key of the hash whose ``version`` a channel's events carry."""
-        for prefix, key_prefix in cls.STATE_OF_CHANNEL.items():
-            if channel.startswith(prefix):
-                return key_prefix + channel.removeprefix(prefix)
-        raise ValueError(f"not one of our channels: {channel!r}")
 
 
 class Store:

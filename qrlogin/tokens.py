@@ -42,7 +42,7 @@ class Tokens:
         self._login = URLSafeTimedSerializer(secret_key, salt=LOGIN_SALT)
         self._bind = Signer(secret_key, salt=BIND_SALT)
         # A browser sends the same binding cookie with each of its requests; its signature
-        # is checked once (12 us) and the answer kept, as it cannot change while the
+        # is checked once and the answer kept, as it cannot change while the
         # process's SECRET_KEY does not.
         self._bind_valid = functools.lru_cache(maxsize=BIND_CHECKS_KEPT)(self._bind.validate)
         self.user_max_age_s = user_max_age_s

@@ -1,10 +1,9 @@
-"""Waiting on a QR (or a session, a user's notices): the one loop behind every stream
-and the long poll.
+"""Waiting on a QR (or a session, a user's notices) in a greenlet: the driver of
+``qrlogin.streamcore`` behind every stream that keeps its greenlet, and the long poll.
 
-``follow`` yields every newer state of a QR as the hub delivers it. The hub's events
-are trusted as they come; when the hub asks for a re-read (a resubscription, a
-message it could not parse) or the QR's deadline passes, the store is read again,
-since the store is the truth and turns an overdue QR into QRCODE_EXPIRE.
+``follow`` yields every newer state of a channel as the hub delivers it (or the store,
+when the core says to read it), ``follow_many`` the same for several channels of one
+connection. Both also watch the client's socket, to free its slot as soon as it leaves.
 """
 
 from __future__ import annotations
@@ -12,19 +11,20 @@ from __future__ import annotations
 import contextlib
 import enum
 import functools
-import math
 import socket
 import ssl
 import time
 from collections.abc import Callable, Generator, Iterator
 from contextlib import contextmanager
 
-from qrlogin.config import RECHECK_S
+from qrlogin import streamcore as core
 from qrlogin.engine import UNAVAILABLE_ERRORS
 from qrlogin.exceptions import Forbidden, NotFound
-from qrlogin.hub import Hub, Waiter
+from qrlogin.hub import Hub
 from qrlogin.messages import Published
 from qrlogin.models import FINAL, Snapshot
+from qrlogin.streamcore import Action, Gone
+from qrlogin.waiters import Waiter
 
 
 class Signal(enum.Enum):
@@ -48,42 +48,35 @@ def follow(
     client: socket.socket | None = None,
 ) -> Generator[Published | Signal, None, None]:
     """Yield each state behind ``channel`` newer than ``first`` (read at ``first.version``),
-    until a status in ``final``.
+    until a status in ``final``: the rules are ``qrlogin.streamcore``'s, this drives them
+    from a greenlet.
 
     Also yields ``Signal.TICK`` every ``tick_s`` without news, and ``Signal.CLOSING``
     (then ends) when the hub shuts down. Ends after a final status, after ``wait_s``,
     when the state is gone or no longer the caller's, or as soon as ``client`` (the
     connection, when the server gives it) is closed by the browser.
     ``read`` reads the store.
-
-    (``follow_many`` does the same for several channels; this one keeps a single
-    stream's state small, since a worker holds thousands of them.)
     """
     now = time.monotonic()
-    deadline = math.inf if wait_s is None else now + wait_s
-    next_tick = math.inf if tick_s is None else now + tick_s
-    current = first
+    until = core.NEVER if wait_s is None else now + wait_s
+    beat = core.NEVER if tick_s is None else now + tick_s
+    seen = core.Seen(first, final)
     with hub.watch(channel, first.version) as waiter, _watch_client(client, waiter) as unwatch:
-        while current.status not in final:
-            if time.monotonic() >= deadline:
+        while not seen.done:
+            if time.monotonic() >= until:
                 return
-            waiter.wait(_pause(next_tick, deadline, current.expire))
+            waiter.wait(core.pause(seen.expire, time.time(), beat, until, time.monotonic()))
             stop = _interrupted(waiter, client, unwatch)
             if stop is not None:
                 yield from stop
                 return
-            try:
-                newer = _newer(waiter, current, read)
-            except (NotFound, Forbidden):
+            action, event = _step(seen, waiter, read, final)
+            if action is Action.END:
                 return
-            if newer is not None and newer.snapshot.version == current.version:
-                current = newer.snapshot  # the same state, perhaps with a later deadline
-            elif newer is not None and newer.snapshot.version > current.version:
-                current = newer.snapshot
-                waiter.version = current.version
-                yield newer
-            elif time.monotonic() >= next_tick:
-                next_tick = time.monotonic() + (tick_s or math.inf)
+            if event is not None:
+                yield event
+            elif time.monotonic() >= beat:
+                beat = core.next_beat(beat, time.monotonic(), tick_s or core.NEVER)
                 yield Signal.TICK
 
 
@@ -97,60 +90,76 @@ def follow_many(
     client: socket.socket | None = None,
 ) -> Generator[tuple[str, Published | None] | Signal, None, None]:
     """``follow`` for several channels on one client connection (a browser's tabs share
-    one stream): yields ``(channel, newer state)``, or ``(channel, None)`` when a state
-    is gone or no longer the caller's. Ends when every channel reached a status in
-    ``final`` (or is gone). ``read(channel)`` reads the store."""
+    one stream), with one heartbeat: yields ``(channel, newer state)``, or
+    ``(channel, None)`` when a state is gone or no longer the caller's. Ends when every
+    channel reached a status in ``final`` (or is gone). ``read(channel)`` reads the store."""
     import gevent.event
 
-    next_tick = math.inf if tick_s is None else time.monotonic() + tick_s
-    current = dict(first)
+    beat = core.NEVER if tick_s is None else time.monotonic() + tick_s
+    seen = {channel: core.Seen(snapshot, final) for channel, snapshot in first.items()}
     news = gevent.event.Event()  # every waiter of this client sets the same one
     with contextlib.ExitStack() as stack:
         waiters = {
             channel: stack.enter_context(hub.watch(channel, snapshot.version, news))
             for channel, snapshot in first.items()
         }
-        live = [c for c, s in current.items() if s.status not in final]
+        live = [c for c, s in seen.items() if not s.done]
         if not live:
             return
         any_waiter = waiters[live[0]]
         unwatch = stack.enter_context(_watch_client(client, any_waiter))
         while live:
-            soonest = min(current[c].expire for c in live)
-            any_waiter.wait(_pause(next_tick, math.inf, soonest))
+            soonest = min(seen[c].expire for c in live)
+            any_waiter.wait(core.pause(soonest, time.time(), beat, core.NEVER, time.monotonic()))
             stop = _interrupted(any_waiter, client, unwatch)
             if stop is not None:
                 yield from stop
                 return
             delivered = False
             for channel in list(live):
-                waiter = waiters[channel]
-                try:
-                    newer = _newer(waiter, current[channel], functools.partial(read, channel))
-                except (NotFound, Forbidden):
-                    live.remove(channel)
+                action, event = _step(
+                    seen[channel], waiters[channel], functools.partial(read, channel), final
+                )
+                if action is Action.END:
                     yield channel, None
-                    continue
-                if newer is not None and newer.snapshot.version >= current[channel].version:
-                    fresh = newer.snapshot.version > current[channel].version
-                    current[channel] = newer.snapshot
-                    if fresh:
-                        waiter.version = newer.snapshot.version
-                        delivered = True
-                        yield channel, newer
-                        if newer.snapshot.status in final:
-                            live.remove(channel)
-            if not delivered and time.monotonic() >= next_tick:
-                next_tick = time.monotonic() + (tick_s or math.inf)
+                elif event is not None:
+                    delivered = True
+                    yield channel, event
+                if seen[channel].done:
+                    live.remove(channel)
+            if not delivered and time.monotonic() >= beat:
+                beat = core.next_beat(beat, time.monotonic(), tick_s or core.NEVER)
                 yield Signal.TICK
 
 
-def _pause(next_tick: float, deadline: float, expire: float) -> float:
-    """How long to wait for news: until the next heartbeat, the deadline, or the QR's
-    expiry (past it by our clock but not yet by Redis': look again soon)."""
-    now = time.monotonic()
-    until_expiry = max(expire - time.time(), RECHECK_S)
-    return max(0.0, min(next_tick - now, deadline - now, until_expiry))
+def _step(
+    seen: core.Seen, waiter: Waiter, read: Callable[[], Snapshot], final: frozenset[str]
+) -> tuple[Action, Published | None]:
+    """One wake of a waiter: what the hub brought it, or the store's state when the core
+    says to read; the action, and the event to yield for SEND and LAST."""
+    event, resync = waiter.take()
+    if core.must_read(seen, time.time(), resync):
+        result = read_store(read)
+        action = core.on_read(seen, result, final)
+        event = Published(result) if isinstance(result, Snapshot) else None
+    elif event is not None:
+        action = core.on_event(seen, event.snapshot, final)
+    else:
+        action = Action.NONE
+    if action in (Action.SEND, Action.LAST):
+        waiter.version = seen.version
+        return action, event
+    return action, None
+
+
+def read_store(read: Callable[[], Snapshot]) -> Snapshot | Gone:
+    """``read()``, with what makes it fail said as the core takes it."""
+    try:
+        return read()
+    except (NotFound, Forbidden):
+        return Gone.MISSING
+    except UNAVAILABLE_ERRORS:
+        return Gone.UNAVAILABLE  # the hub wakes the waiter again once Redis is back
 
 
 def _interrupted(
@@ -166,18 +175,6 @@ def _interrupted(
             return []
         unwatch()  # it sent something instead (pipelined): stop looking
     return None
-
-
-def _newer(waiter: Waiter, current: Snapshot, read: Callable[[], Snapshot]) -> Published | None:
-    """What the hub brought ``waiter``; the store's state instead when the hub asks for a
-    re-read or the deadline passed (``NotFound``, ``Forbidden``: it is gone)."""
-    newer, resync = waiter.take()
-    if resync or time.time() >= current.expire:
-        try:
-            return Published(read())
-        except UNAVAILABLE_ERRORS:
-            return None  # the hub wakes us again once Redis is back
-    return newer
 
 
 @contextmanager

@@ -10,21 +10,24 @@ import pytest
 import redis
 from flask import Flask
 from flask.testing import FlaskClient, FlaskCliRunner
+from playwright.sync_api import Browser as Chromium
+from playwright.sync_api import Page, sync_playwright
 
-from qrlogin import create_app
+from qrlogin import create_app, lua
 from qrlogin import store as store_module
 from qrlogin.models import Snapshot, bind_digest
 from qrlogin.services import Services
-from qrlogin.testing import (
-    LocalCluster,
-    RedisServer,
-    Service,
-    TLSFiles,
-    find_or_start,
-    stop_all,
-)
+from servers.cluster import LocalCluster
+from servers.process import stop_all
+from servers.redis_server import RedisServer, TLSFiles, find_or_start
+from servers.service import Service
+from tests.live import CHROMIUM, CHROMIUM_ARGS, SECRET, demo_service
 
-SECRET = "tests-only-Zq8Vn3Kp7Wd2Rx6Hb4Tf9Lm5"
+
+def _gevent_patched() -> bool:
+    from gevent import monkey
+
+    return bool(monkey.is_module_patched("socket"))
 
 
 StartService = Callable[..., Service]
@@ -86,12 +89,17 @@ def engine() -> str:
 
 
 @pytest.fixture
-def env(redis_url: str, engine: str) -> dict[str, str]:
-    """The environment the app is built from; tests may change it before using ``app``."""
+def env(redis_url: str, engine: str, request: pytest.FixtureRequest) -> dict[str, str]:
+    """The environment the app is built from; tests may change it before using ``app``.
+    ``engine`` "cluster" puts the app on the local Redis Cluster."""
     # Contract tests create many QRs from one test browser: limits have tests of their own.
     base = {"SECRET_KEY": SECRET, "QRLOGIN_RATE_LIMITS": "off"}
     if engine == "embedded":
         return base
+    if engine == "cluster":
+        cluster: LocalCluster = request.getfixturevalue("redis_cluster")
+        cluster.flush()
+        return {**base, "REDIS_URL": cluster.url, "QRLOGIN_REDIS_MODE": "cluster"}
     return {**base, "REDIS_URL": redis_url}
 
 
@@ -160,8 +168,8 @@ def shift_clock(app: Flask, seconds: float) -> None:
         old.redis,
         old.qr_ttl_s,
         old.max_live_qrs,
-        source=shifted(store_module.SOURCE),
-        live_source=shifted(store_module.LIVE_SOURCE),
+        source=shifted(lua.SOURCE),
+        live_source=shifted(lua.LIVE_SOURCE),
         reveal_on_confirm=old.reveal_on_confirm,
     )
 
@@ -178,12 +186,6 @@ def snapshot_of(app: Flask, browser: FlaskClient, qr_id: str) -> Snapshot:
     cookie = browser.get_cookie("qrlogin_bind")
     assert cookie is not None
     return svc(app).store.read(qr_id, bind_digest(cookie.value))
-
-
-def user_token(
-    app: Flask, user_id: str = "u-alice", name: str = "Alice", avatar: str | None = None
-) -> str:
-    return svc(app).tokens.mint_user(user_id, name, avatar)
 
 
 def bearer(token: str) -> dict[str, str]:
@@ -232,7 +234,7 @@ def other_ca(tmp_path_factory: pytest.TempPathFactory) -> TLSFiles:
 def tls_files(folder: Path, name: str) -> TLSFiles:
     import trustme
 
-    from tests.lab import SERVER_NAMES
+    from servers.lab import SERVER_NAMES
 
     ca = trustme.CA(organization_name=f"qrlogin tests {name}")
     server = ca.issue_cert("localhost", "127.0.0.1", "::1", *SERVER_NAMES)
@@ -243,3 +245,36 @@ def tls_files(folder: Path, name: str) -> TLSFiles:
     server.private_key_pem.write_to_path(files.key)
     ca.cert_pem.write_to_path(files.ca)
     return files
+
+
+#: The tests under gevent run in a process of their own (tests/test_ingevent.py).
+collect_ignore = [] if _gevent_patched() else ["ingevent"]
+
+
+# Chromium, and the demo service its pages load.
+
+
+@pytest.fixture(scope="module")
+def chromium() -> Iterator[Chromium]:
+    if CHROMIUM is None:
+        pytest.fail("Chromium is needed for the browser tests: apt-get install chromium")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
+        )
+        yield browser
+        browser.close()
+
+
+@pytest.fixture(scope="module")
+def service(redis_url: str, server_logs: Path) -> Iterator[Service]:
+    started = demo_service(redis_url, server_logs)
+    yield started
+    started.stop()
+
+
+@pytest.fixture
+def page(chromium: Chromium) -> Iterator[Page]:
+    context = chromium.new_context(viewport={"width": 900, "height": 760})
+    yield context.new_page()
+    context.close()

@@ -1,18 +1,53 @@
-"""Real HTTP and SSE clients of a running service, for the streaming tests."""
+"""The tests' helpers: their timing margins, and real HTTP and SSE clients of a running
+service.
+
+Every timing margin of the suite comes from here, so one setting widens them all. The
+suite checks behaviour, not speed (the benchmark measures speed). Where a test must
+bound a time (an event arrives "promptly", a stopping worker exits "quickly"), it asks
+``margin()`` for the bound. ``QRLOGIN_TEST_PATIENCE`` (default 1) multiplies every
+margin, and the waits for servers to start (``servers``), on a slow machine.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import os
 import re
+import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+import redis
 import requests
+import zxingcpp
+from itsdangerous import URLSafeTimedSerializer
+from PIL import Image
+from playwright.sync_api import Browser as Chromium
+from playwright.sync_api import BrowserContext, Page, expect
 
-from tests.timing import margin
+from servers.process import PATIENCE, ROOT
+from servers.service import Service
+
+#: Something the service pushes "at once" arrives within this, on a busy 2-core box (s).
+PROMPT_S = 2.0
+
+
+def margin(seconds: float) -> float:
+    """A time bound of ``seconds`` on an idle machine, widened by the patience setting."""
+    return seconds * PATIENCE
+
+
+def wait_until(check: Callable[[], bool], seconds: float, what: str) -> None:
+    """Poll ``check`` until it holds; fail after ``margin(seconds)``."""
+    deadline = time.monotonic() + margin(seconds)
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what}: not after {margin(seconds):.0f} s")
+        time.sleep(0.1)
 
 
 class Browser:
@@ -180,3 +215,114 @@ def login_with_a_stream(base_url: str, token: str) -> None:
         assert next(events).json["status"] == status
     assert browser.guest(qr["id"]).json()["data"]["token"]
     stream.close()
+
+
+#: The key every service and app of the tests signs with.
+SECRET = "tests-only-Zq8Vn3Kp7Wd2Rx6Hb4Tf9Lm5"
+#: Settings of a service whose limits would get in a test's way.
+NO_LIMITS = {"QRLOGIN_RATE_LIMITS": "off"}
+#: The demo's Alice, as the stand-in signs her in: user id, name, avatar.
+DEMO_ALICE = ("u-alice", "Alice Example", "/static/avatars/alice.svg")
+
+
+def user_token(user_id: str = "u-alice", name: str = "Alice", avatar: str | None = None) -> str:
+    """A user token for the phone, signed as the main application signs it."""
+    payload = {"sub": user_id, "name": name, **({"avatar": avatar} if avatar else {})}
+    return str(URLSafeTimedSerializer(SECRET, salt="qrlogin.user").dumps(payload))
+
+
+def log_in(service: Service, user: str = "u-alice") -> Browser:
+    """A browser that logged in (it holds the session cookie)."""
+    browser = Browser(service.url)
+    qr_id = browser.create()["id"]
+    token = user_token(user)
+    phone_step(service.url, token, qr_id, "SCAN")
+    phone_step(service.url, token, qr_id, "VERIFY")
+    assert "token" in browser.guest(qr_id).json()["data"]
+    return browser
+
+
+def session_events(browser: Browser) -> requests.Response:
+    return browser.session.get(
+        browser.base_url + "/v1/passport/session/events",
+        headers={"Accept": "text/event-stream"},
+        stream=True,
+        timeout=(margin(30), margin(30)),
+    )
+
+
+# Pages in Chromium.
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+ARTIFACTS = ROOT / "tests" / "artifacts"
+SCREENSHOTS = ROOT / "docs" / "screenshots"
+CHROMIUM_ARGS = [
+    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]  # fmt: skip
+
+
+def demo_service(redis_url: str, logs: Path, **settings: str) -> Service:
+    redis.Redis.from_url(redis_url).flushdb()
+    return Service(
+        {"SECRET_KEY": SECRET, "REDIS_URL": redis_url, "QRLOGIN_DEMO": "1", **settings}, logs
+    ).start()
+
+
+def shot(page: Page, name: str) -> None:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+    assert (ARTIFACTS / f"{name}.png").stat().st_size > 1000
+    if os.environ.get("QRLOGIN_SCREENSHOTS") == "1":
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
+
+
+def read_qr(page: Page) -> dict[str, Any]:
+    """Decode the QR from pixels on the screen, as a phone camera would."""
+    path = ARTIFACTS / "qr-element.png"
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.locator(".qrlogin-qr").screenshot(path=str(path))
+    found = zxingcpp.read_barcodes(
+        Image.open(path), formats=zxingcpp.BarcodeFormats(zxingcpp.BarcodeFormat.QRCode)
+    )
+    assert len(found) == 1
+    decoded: dict[str, Any] = json.loads(found[0].text)
+    return decoded
+
+
+def open_login(page: Page, service: Service, query: str = "") -> dict[str, Any]:
+    page.goto(service.url + "/" + query)
+    expect(page.locator("#qrlogin")).to_have_attribute("data-status", "QRCODE_WAIT")
+    qr = read_qr(page)
+    assert qr["id"] == page.locator("#qrlogin").get_attribute("data-qr-id")
+    return qr
+
+
+def confirm_and_land(page: Page, service: Service, qr_id: str, screenshots: bool = False) -> None:
+    token = user_token(*DEMO_ALICE)
+    assert phone_step(service.url, token, qr_id, "SCAN").status_code == 200
+    expect(page.locator("#qrlogin")).to_have_attribute("data-status", "QRCODE_SCANNED")
+    expect(page.locator(".qrlogin-name")).to_have_text("Alice Example")
+    expect(page.locator(".qrlogin-status")).to_contain_text("Confirm the login on your phone")
+    if screenshots:
+        shot(page, "login-scanned")
+    assert phone_step(service.url, token, qr_id, "VERIFY").status_code == 200
+    page.wait_for_url("**/app")
+    expect(page.locator("#user-name")).to_have_text("Alice Example")
+    expect(page.locator("#platform")).to_have_text("Rxx_PC")
+
+
+def phone_signed_in(chromium: Chromium, service: Service) -> tuple[BrowserContext, Page]:
+    """The stand-in on a phone-sized screen, signed in as the demo user Alice."""
+    phone = chromium.new_context(viewport={"width": 390, "height": 844}, is_mobile=True)
+    mobile = phone.new_page()
+    mobile.goto(service.url + "/m")
+    mobile.get_by_role("button", name="Alice Example").click()
+    expect(mobile.locator("#announce")).to_contain_text("Signed in as Alice Example")
+    return phone, mobile
+
+
+def paste_qr(mobile: Page, qr: dict[str, Any]) -> None:
+    mobile.locator("#qr-text").fill(json.dumps(qr, separators=(",", ":")))
+    mobile.get_by_role("button", name="Use this QR").click()

@@ -9,14 +9,15 @@ from flask import Flask
 from flask.testing import FlaskClient, FlaskCliRunner
 
 from qrlogin import create_app
-from qrlogin.store import Keys
-from tests.conftest import create_qr, fill, guest, svc, user_token
+from qrlogin.keys import Keys
+from tests.conftest import create_qr, fill, guest, svc
+from tests.live import user_token
 
 PHONE = {"User-Agent": "QRLoginApp/2.1 (iPhone)"}
 
 
 def test_every_transition_is_recorded(app: Flask, client: FlaskClient) -> None:
-    token = user_token(app)
+    token = user_token()
     qr_id = create_qr(client)["id"]
     phone = app.test_client()
     phone.post(
@@ -50,7 +51,7 @@ def test_expiry_and_failed_verification_are_recorded(env: dict[str, str]) -> Non
     app = create_app(env)
     svc(app).redis.flushdb()
     client = app.test_client()
-    token = user_token(app)
+    token = user_token()
     expiring = create_qr(client)
     wrong = create_qr(client)["id"]
     fill(client, token, wrong, "SCAN")
@@ -80,7 +81,7 @@ def test_audit_command_prints_the_trail(
     app: Flask, client: FlaskClient, runner: FlaskCliRunner
 ) -> None:
     qr_id = create_qr(client)["id"]
-    fill(client, user_token(app), qr_id, "SCAN")
+    fill(client, user_token(), qr_id, "SCAN")
     result = runner.invoke(args=["audit", "--qr", qr_id])
     assert result.exit_code == 0, result.output
     lines = result.output.strip().splitlines()

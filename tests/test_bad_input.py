@@ -11,7 +11,8 @@ from flask import Flask
 from flask.testing import FlaskClient
 from itsdangerous import TimestampSigner, URLSafeTimedSerializer
 
-from tests.conftest import SECRET, bearer, create_qr, fill, snapshot_of, user_token
+from tests.conftest import bearer, create_qr, fill, snapshot_of
+from tests.live import SECRET, user_token
 
 UNKNOWN_ID = "A" * 32
 ID = "<id>"  # replaced by a live QR id
@@ -152,7 +153,7 @@ def test_bad_input(
     else:
         raw = json.dumps(_substitute(body, qr_id)).encode()
     response = client.post(
-        path, data=raw, headers={**bearer(user_token(app)), "Content-Type": "application/json"}
+        path, data=raw, headers={**bearer(user_token()), "Content-Type": "application/json"}
     )
     assert_envelope(response, status, code)
     assert snapshot_of(app, client, qr_id) == before
@@ -228,7 +229,7 @@ def test_me_rejects_bad_login_tokens(app: Flask, token: str) -> None:
     if token:
         client.set_cookie("qrlogin_session", token)
     assert_envelope(client.get("/v1/passport/me"), 401, "UNAUTHORIZED")
-    user_token_as_login = user_token(app)
+    user_token_as_login = user_token()
     response = app.test_client().get("/v1/passport/me", headers=bearer(user_token_as_login))
     assert_envelope(response, 401, "UNAUTHORIZED")
 

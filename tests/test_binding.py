@@ -12,16 +12,16 @@ from tests.conftest import (
     fill,
     guest,
     snapshot_of,
-    user_token,
     with_cookie,
 )
+from tests.live import user_token
 
 pytestmark = BOTH_ENGINES
 
 
 def confirm(app: Flask, qr_id: str) -> None:
     phone = app.test_client()
-    token = user_token(app)
+    token = user_token()
     assert fill(phone, token, qr_id, "SCAN").status_code == 200
     assert fill(phone, token, qr_id, "VERIFY").status_code == 200
 
@@ -187,7 +187,7 @@ def test_regenerate_replaces_the_old_qr(app: Flask, client: FlaskClient) -> None
     data = guest(client, old).json["data"]
     assert data["status"] == "QRCODE_ERROR" and data["reason"] == "replaced"
     assert guest(client, new).json["data"]["status"] == "QRCODE_WAIT"
-    scan = fill(app.test_client(), user_token(app), old, "SCAN")
+    scan = fill(app.test_client(), user_token(), old, "SCAN")
     assert scan.status_code == 409 and scan.json["data"]["status"] == "QRCODE_ERROR"
 
 

@@ -2,135 +2,32 @@
 
 from __future__ import annotations
 
-import json
-import os
 import re
-import shutil
 import time
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
-import redis
-import zxingcpp
-from itsdangerous import URLSafeTimedSerializer
-from PIL import Image
-from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Page, expect
 
-from qrlogin.testing import ROOT, Service
-from tests.conftest import SECRET
-from tests.live import end_session_on_phone, phone_step
-from tests.timing import margin
+from servers.service import Service
+from tests.live import (
+    ARTIFACTS,
+    DEMO_ALICE,
+    SECRET,
+    confirm_and_land,
+    demo_service,
+    end_session_on_phone,
+    margin,
+    open_login,
+    paste_qr,
+    phone_signed_in,
+    phone_step,
+    read_qr,
+    shot,
+    user_token,
+)
 
 pytestmark = pytest.mark.slow
-
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-ARTIFACTS = ROOT / "tests" / "artifacts"
-SCREENSHOTS = ROOT / "docs" / "screenshots"
-CHROMIUM_ARGS = [
-    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-]  # fmt: skip
-
-
-@pytest.fixture(scope="module")
-def chromium() -> Iterator[Browser]:
-    if CHROMIUM is None:
-        pytest.fail("Chromium is needed for the browser tests: apt-get install chromium")
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
-        )
-        yield browser
-        browser.close()
-
-
-def _service(redis_url: str, logs: Path, **settings: str) -> Service:
-    redis.Redis.from_url(redis_url).flushdb()
-    return Service(
-        {"SECRET_KEY": SECRET, "REDIS_URL": redis_url, "QRLOGIN_DEMO": "1", **settings}, logs
-    ).start()
-
-
-@pytest.fixture(scope="module")
-def service(redis_url: str, server_logs: Path) -> Iterator[Service]:
-    started = _service(redis_url, server_logs)
-    yield started
-    started.stop()
-
-
-@pytest.fixture
-def page(chromium: Browser) -> Iterator[Page]:
-    context = chromium.new_context(viewport={"width": 900, "height": 760})
-    yield context.new_page()
-    context.close()
-
-
-def shot(page: Page, name: str) -> None:
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
-    assert (ARTIFACTS / f"{name}.png").stat().st_size > 1000
-    if os.environ.get("QRLOGIN_SCREENSHOTS") == "1":
-        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-        page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
-
-
-def read_qr(page: Page) -> dict[str, Any]:
-    """Decode the QR from pixels on the screen, as a phone camera would."""
-    path = ARTIFACTS / "qr-element.png"
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    page.locator(".qrlogin-qr").screenshot(path=str(path))
-    found = zxingcpp.read_barcodes(
-        Image.open(path), formats=zxingcpp.BarcodeFormats(zxingcpp.BarcodeFormat.QRCode)
-    )
-    assert len(found) == 1
-    decoded: dict[str, Any] = json.loads(found[0].text)
-    return decoded
-
-
-def user_token(user_id: str = "u-alice", name: str = "Alice Example") -> str:
-    serializer = URLSafeTimedSerializer(SECRET, salt="qrlogin.user")
-    return str(
-        serializer.dumps({"sub": user_id, "name": name, "avatar": "/static/avatars/alice.svg"})
-    )
-
-
-def open_login(page: Page, service: Service, query: str = "") -> dict[str, Any]:
-    page.goto(service.url + "/" + query)
-    expect(page.locator("#qrlogin")).to_have_attribute("data-status", "QRCODE_WAIT")
-    qr = read_qr(page)
-    assert qr["id"] == page.locator("#qrlogin").get_attribute("data-qr-id")
-    return qr
-
-
-def confirm_and_land(page: Page, service: Service, qr_id: str, screenshots: bool = False) -> None:
-    token = user_token()
-    assert phone_step(service.url, token, qr_id, "SCAN").status_code == 200
-    expect(page.locator("#qrlogin")).to_have_attribute("data-status", "QRCODE_SCANNED")
-    expect(page.locator(".qrlogin-name")).to_have_text("Alice Example")
-    expect(page.locator(".qrlogin-status")).to_contain_text("Confirm the login on your phone")
-    if screenshots:
-        shot(page, "login-scanned")
-    assert phone_step(service.url, token, qr_id, "VERIFY").status_code == 200
-    page.wait_for_url("**/app")
-    expect(page.locator("#user-name")).to_have_text("Alice Example")
-    expect(page.locator("#platform")).to_have_text("Rxx_PC")
-
-
-def phone_signed_in(chromium: Browser, service: Service) -> tuple[BrowserContext, Page]:
-    """The stand-in on a phone-sized screen, signed in as the demo user Alice."""
-    phone = chromium.new_context(viewport={"width": 390, "height": 844}, is_mobile=True)
-    mobile = phone.new_page()
-    mobile.goto(service.url + "/m")
-    mobile.get_by_role("button", name="Alice Example").click()
-    expect(mobile.locator("#announce")).to_contain_text("Signed in as Alice Example")
-    return phone, mobile
-
-
-def paste_qr(mobile: Page, qr: dict[str, Any]) -> None:
-    mobile.locator("#qr-text").fill(json.dumps(qr, separators=(",", ":")))
-    mobile.get_by_role("button", name="Use this QR").click()
 
 
 @pytest.mark.parametrize(("query", "transport"), [("", "shared"), ("?share=off", "sse")])
@@ -189,7 +86,7 @@ def test_the_stand_in_warns_of_a_request_from_another_network(
 ) -> None:
     """A relayed QR: the browser in Germany, the phone in Britain (their addresses as a
     trusted proxy reports them)."""
-    relayed = _service(redis_url, server_logs, QRLOGIN_TRUSTED_PROXIES="1")
+    relayed = demo_service(redis_url, server_logs, QRLOGIN_TRUSTED_PROXIES="1")
     try:
         desktop = chromium.new_context(extra_http_headers={"X-Forwarded-For": "195.201.0.1"})
         login = desktop.new_page()
@@ -229,7 +126,7 @@ def test_ending_the_session_on_the_phone_takes_the_page_back_to_login(
     assert sid
     page.wait_for_timeout(300)  # the page's session stream is open
     sent = time.monotonic()
-    assert end_session_on_phone(service.url, user_token(), sid).status_code == 200
+    assert end_session_on_phone(service.url, user_token(*DEMO_ALICE), sid).status_code == 200
     page.wait_for_url(service.url + "/", timeout=margin(10) * 1000)
     took = time.monotonic() - sent
     print(f"revocation to the login page: {took * 1000:.0f} ms")
@@ -272,7 +169,7 @@ def test_logout_on_the_page(page: Page, service: Service) -> None:
 
 def test_cancel_on_the_phone_shows_the_cancel_state(page: Page, service: Service) -> None:
     qr = open_login(page, service)
-    token = user_token()
+    token = user_token(*DEMO_ALICE)
     phone_step(service.url, token, qr["id"], "SCAN")
     phone_step(service.url, token, qr["id"], "CANCEL")
     expect(page.locator("#qrlogin")).to_have_attribute("data-status", "QRCODE_CANCEL")
@@ -294,7 +191,7 @@ def test_refreshing_a_live_qr_replaces_it(page: Page, service: Service) -> None:
 def test_expiry_offers_refresh_and_the_new_qr_works(
     chromium: Browser, redis_url: str, server_logs: Path
 ) -> None:
-    short = _service(redis_url, server_logs, QRLOGIN_QR_TTL="3")
+    short = demo_service(redis_url, server_logs, QRLOGIN_QR_TTL="3")
     try:
         context = chromium.new_context(viewport={"width": 900, "height": 760})
         page = context.new_page()
@@ -313,7 +210,7 @@ def test_expiry_offers_refresh_and_the_new_qr_works(
         # An expired QR stays expired (the contract ignores an expired code on regeneration).
         answer = page.request.post(short.url + "/v1/passport/guest", data={"code": old["id"]})
         assert answer.json()["data"]["status"] == "QRCODE_EXPIRE"
-        token = user_token()
+        token = user_token(*DEMO_ALICE)
         assert phone_step(short.url, token, new["id"], "SCAN").status_code == 200
         assert phone_step(short.url, token, new["id"], "VERIFY").status_code == 200
         page.wait_for_url("**/app")
@@ -394,7 +291,7 @@ def test_stand_in_reads_a_photo_of_the_qr(chromium: Browser, service: Service) -
 def test_number_matching_in_the_sdk_and_the_stand_in(
     chromium: Browser, redis_url: str, server_logs: Path
 ) -> None:
-    matching = _service(redis_url, server_logs, QRLOGIN_NUMBER_MATCHING="1")
+    matching = demo_service(redis_url, server_logs, QRLOGIN_NUMBER_MATCHING="1")
     try:
         desktop = chromium.new_context(viewport={"width": 900, "height": 760})
         login = desktop.new_page()

@@ -11,10 +11,8 @@ import pytest
 import requests
 from playwright.sync_api import Browser, BrowserContext, Page, expect
 
-from qrlogin.testing import Service
-from tests.live import metric, phone_step
-from tests.test_browser import _service, chromium, user_token  # noqa: F401 (the fixture)
-from tests.timing import margin, wait_until
+from servers.service import Service
+from tests.live import DEMO_ALICE, demo_service, margin, metric, phone_step, user_token, wait_until
 
 pytestmark = pytest.mark.slow
 TABS = 8
@@ -30,7 +28,7 @@ PHONE = {
 @pytest.fixture
 def service(redis_url: str, server_logs: Path) -> Iterator[Service]:
     """A service of this test's own, so that its counts are this browser's alone."""
-    started = _service(redis_url, server_logs)
+    started = demo_service(redis_url, server_logs)
     yield started
     started.stop()
 
@@ -55,12 +53,12 @@ def qr_ids(pages: list[Page]) -> list[str]:
 
 
 def confirm(service: Service, qr_id: str) -> None:
-    token = user_token()
+    token = user_token(*DEMO_ALICE)
     assert phone_step(service.url, token, qr_id, "SCAN").status_code == 200
     assert phone_step(service.url, token, qr_id, "VERIFY").status_code == 200
 
 
-def test_eight_tabs_hold_one_stream_and_each_logs_in(chromium: Browser, service: Service) -> None:  # noqa: F811
+def test_eight_tabs_hold_one_stream_and_each_logs_in(chromium: Browser, service: Service) -> None:
     context = chromium.new_context()
     pages = open_tabs(context, service, TABS)
     ids = qr_ids(pages)
@@ -94,14 +92,14 @@ def test_eight_tabs_hold_one_stream_and_each_logs_in(chromium: Browser, service:
 
 
 def test_closing_the_tab_that_holds_the_stream_loses_no_event(
-    chromium: Browser,  # noqa: F811
+    chromium: Browser,
     service: Service,
 ) -> None:
     context = chromium.new_context()
     pages = open_tabs(context, service, 3)
     holder = next(page for page in pages if page.evaluate("QRLogin.sharing()") == ["qr"])
     others = [page for page in pages if page is not holder]
-    token = user_token()
+    token = user_token(*DEMO_ALICE)
     first, second = (str(p.locator("#qrlogin").get_attribute("data-qr-id")) for p in others)
     # A scan lands while the stream changes hands: the new holder's stream starts with it.
     holder.close()
@@ -116,7 +114,7 @@ def test_closing_the_tab_that_holds_the_stream_loses_no_event(
 
 
 def test_the_same_device_logs_in_through_open_in_the_app(
-    chromium: Browser,  # noqa: F811
+    chromium: Browser,
     service: Service,
 ) -> None:
     context = chromium.new_context(**PHONE)  # type: ignore[arg-type]
@@ -149,7 +147,7 @@ def test_the_same_device_logs_in_through_open_in_the_app(
 
 
 def test_without_locks_or_broadcast_each_tab_streams_its_own_code(
-    chromium: Browser,  # noqa: F811
+    chromium: Browser,
     service: Service,
 ) -> None:
     """Where the browser lacks the APIs to share, each tab has its own stream (and the
@@ -169,7 +167,7 @@ def test_without_locks_or_broadcast_each_tab_streams_its_own_code(
 
 
 def test_a_tab_whose_code_is_no_longer_its_browsers_gets_a_new_one(
-    chromium: Browser,  # noqa: F811
+    chromium: Browser,
     service: Service,
 ) -> None:
     """The browser's binding cookie changes under a waiting tab (cleared, or set by

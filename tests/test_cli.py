@@ -11,7 +11,8 @@ from flask import Flask
 from flask.testing import FlaskCliRunner
 from itsdangerous import URLSafeTimedSerializer
 
-from tests.conftest import SECRET, create_qr, fill
+from tests.conftest import create_qr, fill
+from tests.live import SECRET
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -9,11 +9,9 @@ import sys
 
 import pytest
 
-from qrlogin.testing import ROOT
+from servers.process import ROOT
 from tests.conftest import StartService
-from tests.live import phone_step
-from tests.test_stream import user_token
-from tests.timing import margin
+from tests.live import margin, phone_step, user_token
 
 pytestmark = pytest.mark.slow
 

@@ -14,32 +14,25 @@ import redis.crc
 import requests
 
 from qrlogin.config import Settings
+from qrlogin.keys import Keys
 from qrlogin.limits import storage_uri
-from qrlogin.store import Keys
-from qrlogin.testing import LocalCluster, Service
-from tests.conftest import SECRET, StartService
-from tests.live import Browser, SSEStream, metric, phone_step
-
-# The races of test_races.py, run as they are, on the cluster (see the ``env`` fixture).
-from tests.test_races import (
-    test_many_browsers_redeeming_at_once_get_one_token as test_one_redemption_on_the_cluster,  # noqa: F401
+from servers.cluster import LocalCluster
+from servers.service import Service
+from tests.conftest import StartService
+from tests.live import (
+    PROMPT_S,
+    SECRET,
+    Browser,
+    SSEStream,
+    margin,
+    metric,
+    phone_step,
+    user_token,
+    wait_until,
 )
-from tests.test_races import (
-    test_two_users_scanning_at_once_exactly_one_wins as test_scan_race_on_the_cluster,  # noqa: F401
-)
-from tests.test_stream import user_token
-from tests.timing import PROMPT_S, margin, wait_until
 
 pytestmark = pytest.mark.slow
 CLUSTER = {"QRLOGIN_REDIS_MODE": "cluster"}
-
-
-@pytest.fixture
-def env(redis_cluster: LocalCluster) -> dict[str, str]:
-    """The in-process app (the races) on the cluster."""
-    redis_cluster.flush()
-    return {"SECRET_KEY": SECRET, "QRLOGIN_RATE_LIMITS": "off", "REDIS_URL": redis_cluster.url,
-            **CLUSTER}  # fmt: skip
 
 
 def on_cluster(

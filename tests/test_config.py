@@ -2,37 +2,41 @@
 
 from __future__ import annotations
 
+import dataclasses
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from qrlogin.config import DEMO_SECRET_KEY, Settings
+from qrlogin import settings
+from qrlogin.config import ServerSettings, Settings
 from qrlogin.exceptions import ConfigError
+from qrlogin.keycheck import DEMO_SECRET_KEY
 
 ROOT = Path(__file__).resolve().parent.parent
 GOOD_KEY = "kq3V9xL2mP7rT4wZ8bN1cF6hJ5dS0gYe"
 
 
 def test_defaults() -> None:
-    settings = Settings.from_env({"SECRET_KEY": GOOD_KEY})
-    assert settings.qr_ttl_s == 120
-    assert settings.prefix == "rk://scanforpclogin/"
-    assert settings.platforms == frozenset()
-    assert settings.poll_interval_s == 2
-    assert settings.sse_heartbeat_s == 15
-    assert settings.number_matching is False
-    assert settings.demo is False
-    assert settings.user_token_max_age_s == 30 * 24 * 3600
-    assert settings.login_token_max_age_s == 24 * 3600
-    assert settings.rate_limits is True
-    assert settings.trusted_proxies == 0
-    assert settings.embedded is True
-    assert settings.redis_tls_verify == "required" and settings.redis_ca_file is None
-    assert settings.redis_max_connections == 20
-    assert settings.ipv6_prefix == 64
-    assert settings.log_format == "text"
+    found = Settings.from_env({"SECRET_KEY": GOOD_KEY})
+    assert found.qr_ttl_s == 120
+    assert found.prefix == "rk://scanforpclogin/"
+    assert found.platforms == frozenset()
+    assert found.poll_interval_s == 2
+    assert found.sse_heartbeat_s == 15
+    assert found.number_matching is False
+    assert found.demo is False
+    assert found.user_token_max_age_s == 30 * 24 * 3600
+    assert found.login_token_max_age_s == 24 * 3600
+    assert found.rate_limits is True
+    assert found.trusted_proxies == 0
+    assert found.embedded is True
+    assert found.redis_tls_verify == "required" and found.redis_ca_file is None
+    assert found.redis_max_connections == 20
+    assert found.ipv6_prefix == 64
+    assert found.log_format == "text"
 
 
 def test_demo_mode_needs_no_secret() -> None:
@@ -128,3 +132,41 @@ def test_heroku_files_agree_with_the_project() -> None:
     env = {name: spec["value"] for name, spec in app["env"].items() if "value" in spec}
     settings = Settings.from_env({**env, "SECRET_KEY": GOOD_KEY, "REDIS_URL": "rediss://h:1"})
     assert settings.trusted_proxies == 1 and settings.redis_tls_verify == "none"
+
+
+def test_the_readme_table_is_the_settings_table() -> None:
+    """README.md shows every setting as ``qrlogin.settings`` defines it: the table there is
+    the output of ``python -m qrlogin.settings``."""
+    readme = (ROOT / "README.md").read_text()
+    assert settings.markdown() in readme
+
+
+#: Where code reads a variable of the service from the environment by its name.
+READ_BY_NAME = r"environ(?:\.get\(|\[)\"((?:QRLOGIN_|SECRET|REDIS|PORT|WEB|HOST)[A-Z_]*)"
+
+
+def test_every_setting_is_read_by_the_table() -> None:
+    """Each field of Settings and ServerSettings has a row, and each row a field; no
+    module reads one of the service's variables from the environment itself."""
+    app_fields = {f.name for f in dataclasses.fields(Settings)}
+    server_fields = {f.name for f in dataclasses.fields(ServerSettings)}
+    assert {s.field for s in settings.TABLE if not s.server} == app_fields
+    assert {s.field for s in settings.TABLE if s.server} == server_fields
+    read_raw = set()
+    for path in [*(ROOT / "qrlogin").glob("*.py"), ROOT / "app.py", ROOT / "gunicorn.conf.py"]:
+        read_raw |= set(
+            re.findall(
+                r"environ(?:\.get\(|\[)\"((?:QRLOGIN_|SECRET|REDIS|PORT|WEB)[A-Z_]*)",
+                path.read_text(),
+            )
+        )
+    assert not read_raw
+
+
+def test_server_settings_are_checked_as_the_app_settings_are() -> None:
+    assert ServerSettings.from_env({}).port == 8000
+    assert ServerSettings.from_env({"PORT": "5000", "QRLOGIN_GC_FREEZE": "0"}).gc_freeze is False
+    with pytest.raises(ConfigError, match="QRLOGIN_WORKER_CONNECTIONS must be a whole number"):
+        ServerSettings.from_env({"QRLOGIN_WORKER_CONNECTIONS": "lots"})
+    with pytest.raises(ConfigError, match="WEB_CONCURRENCY must be between 1 and 256"):
+        ServerSettings.from_env({"WEB_CONCURRENCY": "0"})

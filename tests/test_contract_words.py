@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import re
 
-from qrlogin import config, models, store
-from qrlogin.testing import ROOT
+from qrlogin import config, lua, models
+from servers.process import ROOT
 
-LUA = store.SOURCE
+LUA = lua.SOURCE
 SDK = (ROOT / "static" / "qrlogin.js").read_text()
 STAND_IN = (ROOT / "static" / "mobile.js").read_text()
 

@@ -19,15 +19,12 @@ import requests
 from playwright.sync_api import Browser as Chromium
 from playwright.sync_api import expect
 
-from qrlogin.testing import Service, TLSFiles
+from servers.redis_server import TLSFiles
+from servers.service import Service
 from tests.conftest import StartService
-from tests.live import Browser, phone_step
-from tests.test_browser import chromium
-from tests.test_stream import user_token
-from tests.timing import margin, wait_until
+from tests.live import Browser, margin, phone_step, user_token, wait_until
 
 pytestmark = pytest.mark.slow
-__all__ = ["chromium"]
 
 NO_LIMITS = {"QRLOGIN_RATE_LIMITS": "off"}
 
@@ -112,7 +109,7 @@ def generate_client(service: Service, folder: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def generated(tmp_path_factory: pytest.TempPathFactory, redis_url: str) -> Iterator[Path]:
-    from tests.conftest import SECRET
+    from tests.live import SECRET
 
     logs = tmp_path_factory.mktemp("generator")
     env = {"SECRET_KEY": SECRET, "REDIS_URL": redis_url}

@@ -10,8 +10,9 @@ from flask.testing import FlaskClient
 
 from qrlogin import create_app
 from qrlogin.config import RETENTION_S
-from qrlogin.store import Keys
-from tests.conftest import create_qr, fill, guest, svc, user_token
+from qrlogin.keys import Keys
+from tests.conftest import create_qr, fill, guest, svc
+from tests.live import user_token
 
 pytestmark = pytest.mark.slow
 
@@ -35,14 +36,14 @@ def test_guest_reports_expire_and_scan_gets_410(short_app: Flask) -> None:
     wait_past(qr["expire"])
     data = guest(client, qr["id"]).json["data"]
     assert data["status"] == "QRCODE_EXPIRE"
-    scan = fill(client, user_token(short_app), qr["id"], "SCAN")
+    scan = fill(client, user_token(), qr["id"], "SCAN")
     assert scan.status_code == 410 and scan.json["code"] == "QRCODE_EXPIRE"
 
 
 def test_scanned_then_expired_cannot_be_verified_or_redeemed(short_app: Flask) -> None:
     client = short_app.test_client()
     qr = create_qr(client)
-    token = user_token(short_app)
+    token = user_token()
     assert fill(client, token, qr["id"], "SCAN").status_code == 200
     wait_past(qr["expire"])
     assert fill(client, token, qr["id"], "VERIFY").status_code == 410
@@ -53,7 +54,7 @@ def test_scanned_then_expired_cannot_be_verified_or_redeemed(short_app: Flask) -
 def test_confirmed_but_not_redeemed_in_time_expires(short_app: Flask) -> None:
     client = short_app.test_client()
     qr = create_qr(client)
-    token = user_token(short_app)
+    token = user_token()
     fill(client, token, qr["id"], "SCAN")
     fill(client, token, qr["id"], "VERIFY")
     wait_past(qr["expire"])

@@ -13,7 +13,8 @@ from flask.testing import FlaskClient
 from itsdangerous import URLSafeTimedSerializer
 from PIL import Image
 
-from tests.conftest import BOTH_ENGINES, SECRET, bearer, create_qr, fill, guest, user_token
+from tests.conftest import BOTH_ENGINES, bearer, create_qr, fill, guest
+from tests.live import SECRET, user_token
 
 CHROME_WIN = (
     "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 "
@@ -70,7 +71,7 @@ def test_trailing_slash_is_optional(client: FlaskClient) -> None:
 def test_full_login(app: Flask, client: FlaskClient) -> None:
     qr = create_qr(client, platform="Rxx_PC")
     qr_id = json.loads(decode_png(qr["png"]))["id"]  # the phone reads the id from the image
-    token = user_token(app, "u-alice", "Alice", "https://example.com/alice.png")
+    token = user_token("u-alice", "Alice", "https://example.com/alice.png")
 
     scan = fill(client, token, qr_id, "SCAN")
     assert scan.status_code == 200
@@ -127,7 +128,7 @@ def test_scan_answer_carries_requester_context(app: Flask) -> None:
         headers={"User-Agent": CHROME_WIN},
         environ_base={"REMOTE_ADDR": "203.0.113.5"},
     ).json["data"]
-    client = fill(app.test_client(), user_token(app), qr["id"], "SCAN").json["data"]["client"]
+    client = fill(app.test_client(), user_token(), qr["id"], "SCAN").json["data"]["client"]
     assert client["platform"] == "Rxx_PC"
     assert client["ip"] == "203.0.113.5"
     assert client["user_agent"] == CHROME_WIN
@@ -160,7 +161,7 @@ def test_ip_behind_trusted_proxies(
     )
     if hops != "0":
         assert "Secure" in qr.headers["Set-Cookie"]  # served over HTTPS behind the router
-    scan = fill(app.test_client(), user_token(app), qr.json["data"]["id"], "SCAN")
+    scan = fill(app.test_client(), user_token(), qr.json["data"]["id"], "SCAN")
     assert scan.json["data"]["client"]["ip"] == expected
 
 

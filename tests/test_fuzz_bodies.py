@@ -11,7 +11,8 @@ from flask import Flask
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.conftest import bearer, create_qr, user_token
+from tests.conftest import bearer, create_qr
+from tests.live import user_token
 
 #: Any text, lone surrogates included (Hypothesis's text leaves them out).
 SURROGATES = st.integers(0xD800, 0xDFFF).map(chr)
@@ -60,7 +61,7 @@ def test_generated_json_bodies_get_4xx_or_2xx(app: Flask, request: tuple[str, An
     qr_id = create_qr(client)["id"]
     if isinstance(body, dict):
         body = {k: (qr_id if v == "<id>" else v) for k, v in {**VALID[path], **body}.items()}
-    check(client.post(path, data=json.dumps(body), headers=bearer(user_token(app))))
+    check(client.post(path, data=json.dumps(body), headers=bearer(user_token())))
 
 
 @settings(max_examples=100, deadline=None, suppress_health_check=list(HealthCheck))
@@ -71,6 +72,6 @@ def test_generated_raw_bodies_get_4xx_or_2xx(app: Flask, request: tuple[str, str
     answer = client.post(
         path,
         data=raw.encode("utf-8", "surrogatepass"),
-        headers={**bearer(user_token(app)), "Content-Type": "application/json"},
+        headers={**bearer(user_token()), "Content-Type": "application/json"},
     )
     check(answer)

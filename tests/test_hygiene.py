@@ -7,7 +7,8 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from qrlogin import create_app
-from tests.conftest import create_qr, fill, guest, user_token
+from tests.conftest import create_qr, fill, guest
+from tests.live import user_token
 
 
 @pytest.mark.parametrize(
@@ -44,7 +45,7 @@ def test_cookies_are_http_only_lax_and_secure_over_https(app: Flask) -> None:
     ).json["data"]["id"]
     bind = browser.get_cookie("__Host-qrlogin_bind", domain="login.example.com")
     assert bind is not None and bind.http_only and bind.secure and bind.same_site == "Lax"
-    token = user_token(app)
+    token = user_token()
     fill(app.test_client(), token, qr_id, "SCAN")
     fill(app.test_client(), token, qr_id, "VERIFY")
     browser.post("/v1/passport/guest", json={"code": qr_id}, base_url="https://login.example.com")

@@ -1,5 +1,5 @@
 """The service where users run it: browsers and phones on networks of their own, a proxy
-host, dual-stack sockets, Redis over TLS (tests/lab.py builds the hosts)."""
+host, dual-stack sockets, Redis over TLS (servers/lab.py builds the hosts)."""
 
 from __future__ import annotations
 
@@ -14,10 +14,11 @@ from typing import Any
 import pytest
 from itsdangerous import URLSafeTimedSerializer
 
-from qrlogin.testing import ROOT, TLSFiles
-from tests.conftest import SECRET
-from tests.lab import Answer, Host, Lab, LabNginx, LabRedis, LabService, stream_from, unavailable
-from tests.nginx import BARE, DOCUMENTED
+from servers.lab import Answer, Host, Lab, LabNginx, LabRedis, LabService, stream_from, unavailable
+from servers.nginx import BARE, DOCUMENTED
+from servers.process import ROOT
+from servers.redis_server import TLSFiles
+from tests.live import SECRET
 
 pytestmark = pytest.mark.slow
 

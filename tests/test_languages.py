@@ -11,13 +11,10 @@ import pytest
 from playwright.sync_api import Browser, expect
 
 from qrlogin import i18n
-from qrlogin.testing import Service
-from tests.live import phone_step
-from tests.test_browser import chromium
-from tests.test_stream import user_token
+from servers.service import Service
+from tests.live import phone_step, user_token
 
 pytestmark = pytest.mark.slow
-__all__ = ["chromium"]
 
 #: What each page says first, and the widget while it waits, by Chromium's locale.
 WORDS = {
@@ -32,7 +29,7 @@ WORDS = {
 
 @pytest.fixture(scope="module")
 def service(redis_url: str, server_logs: Path) -> Iterator[Service]:
-    from tests.conftest import SECRET
+    from tests.live import SECRET
 
     env = {"SECRET_KEY": SECRET, "REDIS_URL": redis_url, "QRLOGIN_DEMO": "1"}
     with Service(env, server_logs).start() as started:

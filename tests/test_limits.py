@@ -8,7 +8,8 @@ import pytest
 from flask import Flask
 
 from qrlogin import create_app
-from tests.conftest import fill, guest, svc, user_token
+from tests.conftest import fill, guest, svc
+from tests.live import user_token
 
 
 def limited_app(env: dict[str, str], **settings: str) -> Flask:
@@ -44,7 +45,7 @@ def test_qr_creation_per_ip(env: dict[str, str]) -> None:
 def test_mobile_steps_per_user(env: dict[str, str]) -> None:
     app = limited_app(env, QRLOGIN_LIMIT_STEPS="2 per minute")
     browser = app.test_client()
-    alice, bob = user_token(app, "u-alice"), user_token(app, "u-bob")
+    alice, bob = user_token("u-alice"), user_token("u-bob")
     qr_ids = [create(browser).json["data"]["id"] for _ in range(3)]
     assert fill(browser, alice, qr_ids[0], "SCAN").status_code == 200
     assert fill(browser, alice, qr_ids[0], "VERIFY").status_code == 200
@@ -135,7 +136,7 @@ def test_limits_off_turns_every_limit_off(env: dict[str, str]) -> None:
 def test_defaults_leave_a_busy_login_page_alone(env: dict[str, str]) -> None:
     app = limited_app(env)
     browser = app.test_client()
-    token = user_token(app)
+    token = user_token()
     previous = ""
     for _ in range(15):  # half an hour of a page refreshing its QR every 2 minutes
         response = create(browser, **({"code": previous} if previous else {}))

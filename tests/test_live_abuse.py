@@ -11,11 +11,9 @@ from typing import Any
 import pytest
 import requests
 
-from qrlogin.testing import Service
+from servers.service import Service
 from tests.conftest import StartService
-from tests.live import Browser, phone_step
-from tests.test_stream import user_token
-from tests.timing import margin
+from tests.live import Browser, margin, phone_step, user_token
 
 pytestmark = pytest.mark.slow
 
@@ -209,7 +207,7 @@ def open_stream(session: requests.Session, url: str, **headers: str) -> requests
 def test_one_login_cannot_fill_a_worker_with_streams(start_service: StartService) -> None:
     """A login token's session streams stop at the session's cap (8), a user's notice
     streams at the user's (40), each with 429; another client's requests still answer."""
-    from tests.test_live_sessions import log_in
+    from tests.live import log_in
 
     service = start_service(QRLOGIN_MAX_HELD_PER_USER="12")
     browser = log_in(service)

@@ -10,13 +10,11 @@ import pytest
 import requests
 from playwright.sync_api import Browser, BrowserContext, Page, sync_playwright
 
-from qrlogin.testing import Service, TLSFiles
+from servers.redis_server import TLSFiles
+from servers.service import Service
 from tests.conftest import StartService
+from tests.live import CHROMIUM, CHROMIUM_ARGS, margin, phone_step, user_token
 from tests.live import Browser as Client
-from tests.live import phone_step
-from tests.test_browser import CHROMIUM, CHROMIUM_ARGS
-from tests.test_stream import user_token
-from tests.timing import margin
 
 pytestmark = pytest.mark.slow
 

@@ -10,10 +10,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from qrlogin.testing import Service
+from servers.service import Service
 from tests.conftest import StartService
-from tests.live import Browser, metric
-from tests.timing import PROMPT_S, margin, wait_until
+from tests.live import PROMPT_S, Browser, margin, metric, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -200,7 +199,7 @@ def test_held_long_polls_count_too(start_service: StartService) -> None:
 
 def test_session_streams_count_against_their_address(start_service: StartService) -> None:
     service = start_service(QRLOGIN_MAX_HELD_PER_IP="3", QRLOGIN_RATE_LIMITS="on", **ROOMY)
-    from tests.test_live_sessions import log_in, session_events
+    from tests.live import log_in, session_events
 
     browser = log_in(service)
     streams = [session_events(browser) for _ in range(4)]

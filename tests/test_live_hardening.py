@@ -14,11 +14,9 @@ from functools import partial
 import pytest
 import requests
 
-from qrlogin.testing import ESTABLISHED, LISTENING, http_answers, tcp_sockets
+from servers.process import ESTABLISHED, LISTENING, http_answers, tcp_sockets
 from tests.conftest import StartService
-from tests.live import Browser, phone_step
-from tests.test_stream import user_token
-from tests.timing import margin, wait_until
+from tests.live import Browser, margin, phone_step, user_token, wait_until
 
 pytestmark = pytest.mark.slow
 

@@ -8,7 +8,7 @@ import socket
 import pytest
 
 from tests.conftest import StartService
-from tests.timing import margin
+from tests.live import margin
 
 pytestmark = pytest.mark.slow
 

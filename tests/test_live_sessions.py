@@ -15,36 +15,23 @@ import redis
 import requests
 from httpx_sse import connect_sse
 
-from qrlogin.testing import RedisServer, Service
+from servers.redis_server import RedisServer
+from servers.service import Service
 from tests.conftest import StartService
-from tests.live import Browser, SSEStream, end_session_on_phone, phone_step
-from tests.test_browser import chromium
-from tests.test_stream import user_token
-from tests.timing import PROMPT_S, margin, wait_until
+from tests.live import (
+    PROMPT_S,
+    Browser,
+    SSEStream,
+    end_session_on_phone,
+    log_in,
+    margin,
+    session_events,
+    user_token,
+    wait_until,
+)
 
 pytestmark = pytest.mark.slow
-__all__ = ["chromium"]  # the browser tests' fixture, used here too
 SERVICE_KEY = "introspect-key-0123456789abcdef"
-
-
-def log_in(service: Service, user: str = "u-alice") -> Browser:
-    """A browser that logged in (it holds the session cookie)."""
-    browser = Browser(service.url)
-    qr_id = browser.create()["id"]
-    token = user_token(user)
-    phone_step(service.url, token, qr_id, "SCAN")
-    phone_step(service.url, token, qr_id, "VERIFY")
-    assert "token" in browser.guest(qr_id).json()["data"]
-    return browser
-
-
-def session_events(browser: Browser) -> requests.Response:
-    return browser.session.get(
-        browser.base_url + "/v1/passport/session/events",
-        headers={"Accept": "text/event-stream"},
-        stream=True,
-        timeout=(margin(30), margin(30)),
-    )
 
 
 def introspect(service: Service, browser: Browser) -> dict[str, Any]:
@@ -219,7 +206,7 @@ def test_a_page_whose_session_redis_lost_goes_back_to_login(
     start_service: StartService, own_redis: RedisServer, chromium: Any
 ) -> None:
     """QRLogin.watchSession on /app: Redis restarts empty, and the page leaves."""
-    from tests.test_browser import confirm_and_land, open_login
+    from tests.live import confirm_and_land, open_login
 
     service = start_service(redis_url=own_redis.url, QRLOGIN_DEMO="1")
     context = chromium.new_context()

@@ -11,12 +11,10 @@ import pytest
 from itsdangerous import URLSafeTimedSerializer
 
 from qrlogin import create_app
-from qrlogin.config import DEMO_SECRET_KEY
 from qrlogin.exceptions import HubError
-from qrlogin.testing import ROOT, free_port, http_answers
-from tests.conftest import SECRET
-from tests.live import Browser, phone_step
-from tests.timing import margin, wait_until
+from qrlogin.keycheck import DEMO_SECRET_KEY
+from servers.process import ROOT, free_port, http_answers
+from tests.live import SECRET, Browser, margin, phone_step, wait_until
 
 
 def test_hub_refuses_to_start_without_gevent(redis_url: str) -> None:

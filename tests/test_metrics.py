@@ -5,11 +5,9 @@ from __future__ import annotations
 import pytest
 import requests
 
-from qrlogin.testing import Service
+from servers.service import Service
 from tests.conftest import StartService
-from tests.live import Browser, phone_step, sample
-from tests.test_stream import user_token
-from tests.timing import PROMPT_S, margin, wait_until
+from tests.live import PROMPT_S, Browser, margin, phone_step, sample, user_token, wait_until
 
 pytestmark = pytest.mark.slow
 

@@ -12,7 +12,8 @@ from flask.testing import FlaskClient
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
-from tests.conftest import create_qr, fill, guest, user_token
+from tests.conftest import create_qr, fill, guest
+from tests.live import user_token
 
 PAGE_ENDPOINTS = {"static"}
 
@@ -115,7 +116,7 @@ def _rebase(schema: Any) -> Any:
 @pytest.mark.parametrize("engine", ["redis"])
 def test_live_answers_match_the_schemas(app: Flask, client: FlaskClient, engine: str) -> None:
     document = spec(client)
-    token = user_token(app, avatar="https://example.com/a.png")
+    token = user_token(avatar="https://example.com/a.png")
 
     def check(path: str, method: str, response: Any) -> None:
         validator_for(document, path, method, response.status_code).validate(response.json)

@@ -12,11 +12,9 @@ import pytest
 import requests
 import yaml
 
-from qrlogin.testing import ROOT
+from servers.process import ROOT
 from tests.conftest import StartService
-from tests.live import login_with_a_stream
-from tests.test_stream import user_token
-from tests.timing import margin
+from tests.live import login_with_a_stream, margin, user_token
 
 OPERATIONS = ROOT / "docs" / "operations"
 RULES = OPERATIONS / "alerts.yml"

@@ -8,9 +8,9 @@ import pytest
 import redis
 
 from qrlogin import create_app
-from qrlogin.testing import RedisServer
-from tests.conftest import SECRET, create_qr, fill, guest, user_token
-from tests.timing import margin
+from servers.redis_server import RedisServer
+from tests.conftest import create_qr, fill, guest
+from tests.live import SECRET, margin, user_token
 
 pytestmark = pytest.mark.slow
 
@@ -19,7 +19,7 @@ def test_redis_down_gives_503_and_recovers(own_redis: RedisServer) -> None:
     app = create_app({"SECRET_KEY": SECRET, "REDIS_URL": own_redis.url})
     client = app.test_client()
     qr_id = create_qr(client)["id"]
-    token = user_token(app)
+    token = user_token()
 
     own_redis.stop()
     started = time.monotonic()
@@ -50,7 +50,7 @@ def test_redis_full_gives_503_and_writes_nothing(own_redis: RedisServer) -> None
     )
     client = app.test_client()
     qr_id = create_qr(client)["id"]
-    token = user_token(app)
+    token = user_token()
     admin = redis.Redis.from_url(own_redis.url)
     admin.config_set("maxmemory-policy", "noeviction")
     admin.config_set("maxmemory", "1")  # any use at all is over the limit

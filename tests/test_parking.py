@@ -6,23 +6,25 @@ what is particular to parking."""
 from __future__ import annotations
 
 import asyncio
-import itertools
-import json
-import os
 import socket
-import subprocess
-import sys
 import time
-from typing import Any
 
 import pytest
 
 from qrlogin.sse import reconnect_hint
-from qrlogin.testing import Service
-from tests.conftest import SECRET, StartService
-from tests.live import Browser, metric, open_streams, phone_step
-from tests.test_stream import NO_LIMITS, user_token
-from tests.timing import PROMPT_S, margin, wait_until
+from servers.service import Service
+from tests.conftest import StartService
+from tests.live import (
+    NO_LIMITS,
+    PROMPT_S,
+    Browser,
+    margin,
+    metric,
+    open_streams,
+    phone_step,
+    user_token,
+    wait_until,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -152,120 +154,3 @@ def test_reconnect_hints_spread_with_the_streams_a_worker_ends() -> None:
     # None before the worker has told them all (about 10,000 a second), then ~1,000 a second.
     assert 1200 <= min(many) < 1400 and 12_000 < max(many) <= 13_200
     assert min(huge) >= 5000 and 15_000 < max(huge) <= 20_000
-
-
-def run_under_gevent(script: str, redis_url: str) -> dict[str, Any]:
-    """Run ``script`` (it patches the standard library for gevent first) in a process of
-    its own on the test's Redis; the JSON object it prints last."""
-    env = {**os.environ, "REDIS_URL": redis_url, "SECRET_KEY": SECRET}
-    done = subprocess.run(
-        [sys.executable, "-c", script], env=env, capture_output=True,
-        text=True, timeout=margin(60), check=False,
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr
-    found: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
-    return found
-
-
-#: Run under gevent: parks streams on socket pairs in a real lot (on the test's Redis)
-#: and watches, from another greenlet, how many have had their heartbeat when it runs.
-BEAT_GROUPS_SCRIPT = """
-from gevent import monkey
-
-monkey.patch_all()
-
-import json, os, socket, time
-
-import gevent
-
-from qrlogin import parking
-from qrlogin.factory import create_app
-from qrlogin.models import Requester
-from qrlogin.services import services
-
-env = {**os.environ, "QRLOGIN_SSE_HEARTBEAT": "1", "QRLOGIN_RATE_LIMITS": "off"}
-svc = services(create_app(env))
-count = 8 * parking.BEAT_GROUP
-asking = Requester("127.0.0.1", "test", "Chrome", "Linux")
-qrs = [svc.store.create("web", "binding", asking) for _ in range(count)]
-browsers = []
-for first in qrs:  # parked in one go: their heartbeats fall due together
-    qr_id = first.view["id"]
-    server, browser = socket.socketpair()
-    os.set_blocking(browser.fileno(), False)
-    browsers.append(browser)
-    held = svc.holds.take(qr_id, "binding", "127.0.0.1")
-    parkable = parking.Parkable(": hi\\n\\n", first, qr_id, "binding", "", held)
-    svc.lot.park(server, b"", parkable, chunked=True)
-
-beaten = [False] * count
-seen = []
-deadline = time.monotonic() + 30
-while not all(beaten) and time.monotonic() < deadline:
-    for n, browser in enumerate(browsers):
-        try:
-            beaten[n] = beaten[n] or b"ping" in os.read(browser.fileno(), 65536)
-        except BlockingIOError:
-            pass
-    seen.append(sum(beaten))
-    gevent.sleep(0.0001)
-print(json.dumps({"count": count, "group": parking.BEAT_GROUP, "seen": seen}))
-"""
-
-
-def test_heartbeats_due_together_go_out_in_groups(redis_url: str) -> None:
-    """Heartbeats that fall due together are written a group at a time, and the worker's
-    other greenlets run between groups: a request or an event arriving then waits for a
-    group, not for all of them. Another greenlet, looking again each time it runs, never
-    finds more than two groups sent since its last look (in one run it would find them
-    all at once)."""
-    found = run_under_gevent(BEAT_GROUPS_SCRIPT, redis_url)
-    seen = found["seen"]
-    assert seen[-1] == found["count"], found  # every stream had its heartbeat
-    jumps = [after - before for before, after in itertools.pairwise(seen)]
-    assert max(jumps) <= 2 * found["group"], sorted(set(seen))
-
-
-#: Run under gevent: a parked stream whose browser stopped reading gets its last words
-#: while bytes are still unsent, and is ended once FINISHING_S has passed.
-FINISHING_SCRIPT = """
-from gevent import monkey
-
-monkey.patch_all()
-
-import json, os, socket, time
-
-import gevent
-
-from qrlogin import parking
-from qrlogin.factory import create_app
-from qrlogin.models import Requester
-from qrlogin.services import services
-
-parking.FINISHING_S = 0.5
-env = {**os.environ, "QRLOGIN_RATE_LIMITS": "off"}
-svc = services(create_app(env))
-first = svc.store.create("web", "binding", Requester("127.0.0.1", "test", "Chrome", "Linux"))
-qr_id = first.view["id"]
-server, browser = socket.socketpair()
-server.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
-browser.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-held = svc.holds.take(qr_id, "binding", "127.0.0.1")
-svc.lot.park(server, b"", parking.Parkable(": hi\\n\\n", first, qr_id, "binding", "", held), True)
-stream = next(iter(svc.lot._by_fd.values()))
-while not stream.pending:  # the browser reads nothing: the buffers fill
-    svc.lot.send(stream, ": " + "x" * 500 + "\\n\\n")
-svc.lot.finish(stream, ": bye\\n\\n")
-finishing = stream.finishing and not stream.ended
-started = time.monotonic()
-while not stream.ended and time.monotonic() - started < 10:
-    gevent.sleep(0.05)
-print(json.dumps({"finishing": finishing, "ended": stream.ended,
-                  "after": time.monotonic() - started, "held": svc.holds.total}))
-"""
-
-
-def test_a_finishing_stream_that_is_not_read_is_ended(redis_url: str) -> None:
-    found = run_under_gevent(FINISHING_SCRIPT, redis_url)
-    assert found["finishing"] and found["ended"], found
-    assert found["after"] >= 0.4 and found["held"] == 0, found  # its hold given back

@@ -14,7 +14,8 @@ from netaddr import IPSet
 
 from qrlogin import create_app
 from qrlogin.exceptions import ConfigError
-from tests.conftest import bearer, guest, user_token
+from tests.conftest import bearer, guest
+from tests.live import user_token
 
 GERMANY, BRITAIN = "195.201.0.1", "81.2.69.160"
 CHROME_WIN = (
@@ -39,7 +40,7 @@ def scan_from(app: Flask, browser_ip: str, phone_ip: str) -> dict[str, Any]:
     answer = app.test_client().post(
         "/v1/accounts/qrcode_fill",
         json={"id": qr_id, "step": "SCAN"},
-        headers={**bearer(user_token(app)), "X-Forwarded-For": phone_ip},
+        headers={**bearer(user_token()), "X-Forwarded-For": phone_ip},
     )
     assert answer.status_code == 200, answer.json
     data: dict[str, Any] = answer.json["data"]
@@ -123,7 +124,7 @@ def test_when_the_browser_learns_who_scanned(
     app = create_app({**env, "QRLOGIN_REVEAL_SCANNER": reveal})
     browser = app.test_client()
     qr_id = browser.post("/v1/accounts/qrcode/", json={"platform": "web"}).json["data"]["id"]
-    token = user_token(app, "u-alice", "Alice")
+    token = user_token("u-alice", "Alice")
     phone = app.test_client()
     phone.post(
         "/v1/accounts/qrcode_fill", json={"id": qr_id, "step": "SCAN"}, headers=bearer(token)

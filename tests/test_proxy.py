@@ -13,16 +13,12 @@ import requests
 from playwright.sync_api import Browser as Chromium
 from playwright.sync_api import expect
 
-from qrlogin.testing import Service
+from servers.nginx import BARE, DOCUMENTED, ProxyNginx
+from servers.service import Service
 from tests.conftest import StartService
-from tests.live import Browser, phone_step
-from tests.nginx import BARE, DOCUMENTED, ProxyNginx
-from tests.test_browser import chromium
-from tests.test_stream import user_token
-from tests.timing import PROMPT_S, margin
+from tests.live import PROMPT_S, Browser, margin, phone_step, user_token
 
 pytestmark = pytest.mark.slow
-__all__ = ["chromium"]  # the browser tests' fixture, used here too
 
 
 class PageBrowser(Browser):

@@ -13,7 +13,8 @@ import pytest
 from flask import Flask
 
 from qrlogin import create_app
-from tests.conftest import create_qr, fill, guest, snapshot_of, svc, user_token, with_cookie
+from tests.conftest import create_qr, fill, guest, snapshot_of, svc, with_cookie
+from tests.live import user_token
 
 ROUNDS = 60
 
@@ -29,9 +30,14 @@ def run_together(*calls: Callable[[], Any]) -> list[Any]:
         return list(pool.map(go, calls))
 
 
+#: The races run on one Redis and on a Redis Cluster.
+ENGINES = pytest.mark.parametrize("engine", ["redis", "cluster"])
+
+
+@ENGINES
 def test_two_users_scanning_at_once_exactly_one_wins(app: Flask) -> None:
     browser = app.test_client()
-    tokens = [user_token(app, f"u-{n}", f"User {n}") for n in range(2)]
+    tokens = [user_token(f"u-{n}", f"User {n}") for n in range(2)]
     phones = [app.test_client() for _ in tokens]
     winners = []
     for _ in range(ROUNDS):
@@ -50,9 +56,10 @@ def test_two_users_scanning_at_once_exactly_one_wins(app: Flask) -> None:
     assert len(winners) == ROUNDS
 
 
+@ENGINES
 def test_many_browsers_redeeming_at_once_get_one_token(app: Flask) -> None:
     browser = app.test_client()
-    token = user_token(app)
+    token = user_token()
     for _ in range(20):
         qr_id = create_qr(browser)["id"]
         fill(browser, token, qr_id, "SCAN")
@@ -71,7 +78,7 @@ def test_verify_racing_expiry_succeeds_before_or_fails_after_never_both(
     app = create_app(env)
     svc(app).redis.flushdb()
     browser = app.test_client()
-    token = user_token(app)
+    token = user_token()
     time.sleep(1 - time.time() % 1)  # start at a second boundary: deadlines are whole seconds
     qrs = []
     for _ in range(24):

@@ -15,14 +15,11 @@ import requests
 from playwright.sync_api import Browser as Chromium
 from playwright.sync_api import expect
 
-from qrlogin.testing import RedisServer
+from servers.redis_server import RedisServer
 from tests.conftest import StartService
-from tests.test_browser import chromium, paste_qr, phone_signed_in
-from tests.test_stream import user_token
-from tests.timing import margin, wait_until
+from tests.live import margin, paste_qr, phone_signed_in, user_token, wait_until
 
 pytestmark = pytest.mark.slow
-__all__ = ["chromium"]
 
 #: Clients the small Redis accepts: this test's own, each worker's subscriber, and a few
 #: pooled connections, where the service's defaults would open up to 2 x 20.
@@ -173,7 +170,7 @@ def test_a_bursts_spare_connections_go_back_without_more_requests(
     """After a burst the worker's pool closes its spare connections by itself (a timer),
     keeping two, though no request comes to look: an idle worker must not keep a small
     plan's connections from another."""
-    from qrlogin.engine import CORE_CONNECTIONS, SPARE_IDLE_S
+    from qrlogin.pool import CORE_CONNECTIONS, SPARE_IDLE_S
 
     service = start_service(redis_url=own_redis.url, QRLOGIN_RATE_LIMITS="off")
     watcher = own_redis.client()

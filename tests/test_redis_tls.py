@@ -10,12 +10,11 @@ from pathlib import Path
 import pytest
 import requests
 
-from qrlogin.store import Keys
-from qrlogin.testing import LocalCluster, RedisServer, SentinelServer, TLSFiles
+from qrlogin.keys import Keys
+from servers.cluster import LocalCluster
+from servers.redis_server import RedisServer, SentinelServer, TLSFiles
 from tests.conftest import StartService
-from tests.live import login_with_a_stream
-from tests.test_stream import user_token
-from tests.timing import margin
+from tests.live import login_with_a_stream, margin, user_token
 
 pytestmark = pytest.mark.slow
 

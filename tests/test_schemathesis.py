@@ -17,7 +17,8 @@ from schemathesis.checks import (
 
 from qrlogin import create_app
 from qrlogin.openapi import PATHS
-from tests.conftest import SECRET, svc
+from tests.conftest import svc
+from tests.live import SECRET
 
 #: Examples per operation: enough to find a 500, few enough for CI (seconds, not minutes).
 EXAMPLES = 60

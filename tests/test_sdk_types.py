@@ -8,11 +8,10 @@ import subprocess
 import pytest
 from playwright.sync_api import Page, expect
 
-from qrlogin.testing import ROOT, Service
-from tests.test_browser import chromium, page, service
-from tests.timing import margin
+from servers.process import ROOT
+from servers.service import Service
+from tests.live import margin
 
-__all__ = ["chromium", "page", "service"]  # the browser tests' fixtures, used here too
 EXAMPLES = ROOT / "docs" / "examples"
 TSC = EXAMPLES / "node_modules" / ".bin" / "tsc"
 

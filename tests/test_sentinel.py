@@ -13,13 +13,11 @@ import requests
 
 from qrlogin.config import Settings
 from qrlogin.exceptions import ConfigError
+from qrlogin.keys import Keys
 from qrlogin.limits import storage_uri
-from qrlogin.store import Keys
-from qrlogin.testing import RedisServer, SentinelServer
-from tests.conftest import SECRET, StartService
-from tests.live import Browser, phone_step
-from tests.test_stream import user_token
-from tests.timing import margin, wait_until
+from servers.redis_server import RedisServer, SentinelServer
+from tests.conftest import StartService
+from tests.live import SECRET, Browser, margin, phone_step, user_token, wait_until
 
 pytestmark = pytest.mark.slow
 

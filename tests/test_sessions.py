@@ -10,7 +10,8 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from qrlogin import create_app
-from tests.conftest import bearer, create_qr, fill, guest, svc, user_token
+from tests.conftest import bearer, create_qr, fill, guest, svc
+from tests.live import user_token
 
 SERVICE_KEY = "introspect-key-0123456789abcdef"
 CHROME_WIN = (
@@ -30,7 +31,7 @@ def log_in(app: Flask, user: str = "u-alice", name: str = "Alice", **headers: st
     qr_id = browser.post("/v1/accounts/qrcode/", json={"platform": "Rxx_PC"}, headers=headers).json[
         "data"
     ]["id"]
-    token = user_token(app, user, name)
+    token = user_token(user, name)
     fill(app.test_client(), token, qr_id, "SCAN")
     fill(app.test_client(), token, qr_id, "VERIFY")
     data = browser.post("/v1/passport/guest", json={"code": qr_id}, headers=headers).json["data"]
@@ -79,7 +80,7 @@ def test_logout_ends_the_session_everywhere_and_is_safe_to_repeat(app: Flask) ->
 def test_logout_with_the_session_cookie(app: Flask) -> None:
     browser = app.test_client()
     qr_id = create_qr(browser)["id"]
-    token = user_token(app)
+    token = user_token()
     fill(app.test_client(), token, qr_id, "SCAN")
     fill(app.test_client(), token, qr_id, "VERIFY")
     assert "token" in guest(browser, qr_id).json["data"]
@@ -118,7 +119,7 @@ def test_the_phone_lists_sessions_with_their_context(env: dict[str, str]) -> Non
     token = log_in(app, **{"X-Forwarded-For": "195.201.0.1", "User-Agent": CHROME_WIN})
     other = log_in(app)
     phone = app.test_client()
-    listed = phone.get("/v1/accounts/sessions", headers=bearer(user_token(app))).json["data"]
+    listed = phone.get("/v1/accounts/sessions", headers=bearer(user_token())).json["data"]
     sessions = listed["sessions"]
     assert len(sessions) == 2
     assert sessions[0]["created_at"] >= sessions[1]["created_at"]  # newest first
@@ -136,7 +137,7 @@ def test_the_phone_lists_sessions_with_their_context(env: dict[str, str]) -> Non
 def test_another_user_can_neither_see_nor_end_a_session(app: Flask) -> None:
     token = log_in(app)
     sid = introspect(app, token)["sid"]
-    mallory = bearer(user_token(app, "u-mallory", "Mallory"))
+    mallory = bearer(user_token("u-mallory", "Mallory"))
     phone = app.test_client()
     assert phone.get("/v1/accounts/sessions", headers=mallory).json["data"]["sessions"] == []
     for target in (sid, "A" * 22, "not a session id!"):
@@ -147,7 +148,7 @@ def test_another_user_can_neither_see_nor_end_a_session(app: Flask) -> None:
 
 def test_the_phone_ends_one_session_or_all(app: Flask) -> None:
     tokens = [log_in(app) for _ in range(3)]
-    alice = bearer(user_token(app))
+    alice = bearer(user_token())
     phone = app.test_client()
     sid = introspect(app, tokens[0])["sid"]
     ended = phone.delete(f"/v1/accounts/sessions/{sid}", headers=alice).json["data"]["session"]
@@ -198,7 +199,7 @@ def test_introspection_is_off_without_a_key(env: dict[str, str]) -> None:
 def test_a_token_from_before_sessions_is_refused(app: Flask, client: FlaskClient) -> None:
     from itsdangerous import URLSafeTimedSerializer
 
-    from tests.conftest import SECRET
+    from tests.live import SECRET
 
     old = URLSafeTimedSerializer(SECRET, salt="qrlogin.login").dumps(
         {"sub": "u", "name": "U", "avatar": None, "qr": "q" * 22, "platform": "web"}

@@ -16,7 +16,8 @@ from hypothesis.stateful import Bundle, RuleBasedStateMachine, invariant, rule
 
 from qrlogin import create_app
 from qrlogin.models import TERMINAL, bind_digest
-from tests.conftest import SECRET, shift_clock, svc
+from tests.conftest import shift_clock, svc
+from tests.live import SECRET
 
 USERS = ("u-ann", "u-ben", "u-cat")
 TTL_S = 120

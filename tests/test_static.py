@@ -15,13 +15,12 @@ import requests
 from playwright.sync_api import Browser
 
 from qrlogin.static_files import MAX_AGE_S, STATIC
-from qrlogin.testing import ROOT, Service
+from servers.process import ROOT
+from servers.service import Service
 from tests.conftest import StartService
-from tests.test_browser import CHROMIUM, CHROMIUM_ARGS, chromium
-from tests.timing import margin
+from tests.live import CHROMIUM, CHROMIUM_ARGS, margin
 
 pytestmark = pytest.mark.slow
-__all__ = ["chromium"]
 
 
 @pytest.fixture
@@ -80,7 +79,7 @@ LIGHTHOUSE = ROOT / "tests" / "lighthouse" / "node_modules" / ".bin" / "lighthou
 def test_lighthouse_scores_best_practices_100(service: Service, path: str, tmp_path: Path) -> None:
     """Lighthouse (tests/lighthouse, pinned) in Debian's Chromium: every best practice met
     on the login page, the phone stand-in and, logged in, /app."""
-    from tests.test_live_sessions import log_in
+    from tests.live import log_in
 
     if not LIGHTHOUSE.exists() or CHROMIUM is None:
         pytest.fail("Lighthouse runs from tests/lighthouse (./dev test installs it) in chromium")

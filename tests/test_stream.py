@@ -13,25 +13,29 @@ from pathlib import Path
 
 import pytest
 import redis
-from itsdangerous import URLSafeTimedSerializer
 
-from qrlogin.config import Settings
-from qrlogin.hub import LEAVE_AFTER_S
-from qrlogin.store import Keys
-from qrlogin.testing import RedisServer, Service
-from tests.conftest import SECRET, StartService
-from tests.live import Browser, SSEStream, metric, open_streams, phone_step
-from tests.timing import PROMPT_S, margin, wait_until
+from qrlogin.keys import Keys
+from qrlogin.settings import DEFAULTS
+from qrlogin.subscriber import LEAVE_AFTER_S
+from servers.redis_server import RedisServer
+from servers.service import Service
+from tests.conftest import StartService
+from tests.live import (
+    NO_LIMITS,
+    PROMPT_S,
+    SECRET,
+    Browser,
+    SSEStream,
+    margin,
+    metric,
+    open_streams,
+    phone_step,
+    user_token,
+    wait_until,
+)
 
 pytestmark = pytest.mark.slow
 #: These tests create many QRs from one browser: the limits have tests of their own.
-NO_LIMITS = {"QRLOGIN_RATE_LIMITS": "off"}
-
-
-def user_token(user_id: str = "u-alice", name: str = "Alice") -> str:
-    return str(
-        URLSafeTimedSerializer(SECRET, salt="qrlogin.user").dumps({"sub": user_id, "name": name})
-    )
 
 
 @pytest.fixture
@@ -224,7 +228,7 @@ def test_connections_do_not_grow_with_waiting_browsers(
     # browsers: hub + 4 + this test's own client, with 3 streams and with 300.
     bound = 1 + 4 + 1
     assert with_3["total"] <= bound and with_300["total"] <= bound
-    pool = Settings.redis_max_connections
+    pool = int(DEFAULTS["redis_max_connections"] or 0)
     assert burst["total"] <= 1 + pool + 1  # hub + pool + this test's client
 
 

@@ -15,9 +15,9 @@ from tests.conftest import (
     fill,
     guest,
     snapshot_of,
-    user_token,
     with_cookie,
 )
+from tests.live import user_token
 
 A, B = "u-alice", "u-bob"
 
@@ -29,17 +29,17 @@ def _wait(app: Flask, client: FlaskClient, qr_id: str) -> None:
 
 
 def _scanned(app: Flask, client: FlaskClient, qr_id: str) -> None:
-    assert fill(client, user_token(app, A), qr_id, "SCAN").status_code == 200
+    assert fill(client, user_token(A), qr_id, "SCAN").status_code == 200
 
 
 def _success(app: Flask, client: FlaskClient, qr_id: str) -> None:
     _scanned(app, client, qr_id)
-    assert fill(client, user_token(app, A), qr_id, "VERIFY").status_code == 200
+    assert fill(client, user_token(A), qr_id, "VERIFY").status_code == 200
 
 
 def _cancelled(app: Flask, client: FlaskClient, qr_id: str) -> None:
     _scanned(app, client, qr_id)
-    assert fill(client, user_token(app, A), qr_id, "CANCEL").status_code == 200
+    assert fill(client, user_token(A), qr_id, "CANCEL").status_code == 200
 
 
 def _redeem(app: Flask, client: FlaskClient, qr_id: str) -> dict[str, Any]:
@@ -119,7 +119,7 @@ def test_transition_table(
     status_before, version_before = version_of(app, client, qr_id)
     assert status_before == expected_status
 
-    response = fill(client, user_token(app, user), qr_id, step)
+    response = fill(client, user_token(user), qr_id, step)
 
     status_after, version_after = version_of(app, client, qr_id)
     assert status_after == after
@@ -147,7 +147,7 @@ def test_versions_grow_one_per_transition(app: Flask, client: FlaskClient) -> No
 def test_scanned_status_shows_the_scanner(app: Flask, client: FlaskClient) -> None:
     qr_id = create_qr(client)["id"]
     assert "user" not in guest(client, qr_id).json["data"]
-    fill(client, user_token(app, B, "Bob"), qr_id, "SCAN")
+    fill(client, user_token(B, "Bob"), qr_id, "SCAN")
     assert guest(client, qr_id).json["data"]["user"] == {"id": B, "name": "Bob", "avatar": None}
 
 
@@ -169,7 +169,7 @@ def matching_app(env: dict[str, str]) -> Flask:
 def test_number_matching_right_code(matching_app: Flask) -> None:
     client = matching_app.test_client()
     qr_id = create_qr(client)["id"]
-    token = user_token(matching_app)
+    token = user_token()
     fill(client, token, qr_id, "SCAN")
     code = guest(client, qr_id).json["data"]["verify_code"]
     assert len(code) == 2 and code.isdigit()
@@ -182,7 +182,7 @@ def test_number_matching_right_code(matching_app: Flask) -> None:
 def test_number_matching_wrong_code_ends_the_qr(matching_app: Flask) -> None:
     client = matching_app.test_client()
     qr_id = create_qr(client)["id"]
-    token = user_token(matching_app)
+    token = user_token()
     fill(client, token, qr_id, "SCAN")
     code = guest(client, qr_id).json["data"]["verify_code"]
     wrong = f"{(int(code) + 1) % 100:02d}"
@@ -200,7 +200,7 @@ def test_the_code_as_people_and_apps_send_it(matching_app: Flask, typed: str) ->
     a code of the wrong form is 400 and leaves the QR as it was."""
     client = matching_app.test_client()
     qr_id = create_qr(client)["id"]
-    token = user_token(matching_app)
+    token = user_token()
     scanned = fill(client, token, qr_id, "SCAN").json["data"]
     assert scanned["matching"] == {"required": True, "length": 2}
     code = guest(client, qr_id).json["data"]["verify_code"]
@@ -214,7 +214,7 @@ def test_the_code_as_people_and_apps_send_it(matching_app: Flask, typed: str) ->
 
 def test_without_matching_a_code_is_refused(client: FlaskClient, app: Flask) -> None:
     qr_id = create_qr(client)["id"]
-    token = user_token(app)
+    token = user_token()
     scanned = fill(client, token, qr_id, "SCAN").json["data"]
     assert scanned["matching"] == {"required": False, "length": 2}
     made_up = fill(client, token, qr_id, "VERIFY", verify_code="42")

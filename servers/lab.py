@@ -29,8 +29,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Self
 
-from qrlogin.testing import PATIENCE, Process, TLSFiles, nginx_binary, nginx_config
-from tests.nginx import PROXY
+from servers.nginx import PROXY, nginx_binary, nginx_config
+from servers.process import PATIENCE, Process
+from servers.redis_server import TLSFiles
 
 #: The networks, by the third part of their IPv4 prefix (and the second group of IPv6).
 NETWORKS = {"home": 1, "away": 2, "edge": 3, "app": 4, "data": 5}
