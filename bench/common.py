@@ -1,24 +1,29 @@
-"""What the benchmark's measurements share: sizes, load processes, /proc readings, the run."""
+"""What the runs share: sizes, the run's Redis and services, /proc readings, latency."""
 
 from __future__ import annotations
 
-import multiprocessing
+import contextlib
+import math
 import os
+import platform
+import re
+import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import redis
+import requests
 from itsdangerous import URLSafeTimedSerializer
-
-from bench import load
-from servers.process import ROOT, Process
+from qrlogin.models import SUCCESS
+from servers.process import Process
 from servers.redis_server import RedisServer
 from servers.service import Service
 
 SECRET = "bench-only-Jc4Ys8Qe2Nu6Gw3Pa7Xk5Dv9"  # noqa: S105 (a throwaway service)
-DOCS = ROOT / "docs"
-CTX = multiprocessing.get_context("spawn")
+#: QRs outlive the whole run (it holds browsers for minutes before confirming them).
+BENCH_ENV = {"SECRET_KEY": SECRET, "QRLOGIN_RATE_LIMITS": "off", "QRLOGIN_QR_TTL": "1800"}
+TICK = os.sysconf("SC_CLK_TCK")
 
 
 @dataclass(frozen=True)
@@ -38,135 +43,13 @@ class Sizes:
     failover_waiting: int
 
 
-QUICK = Sizes(
-    waiting=1500, hold_s=3, confirm_s=2, create_s=3, login_s=3, restart=500, pollers=60,
-    flask_sse_hold_s=2, restart_wait_s=4, restart_alternative=False, sessions=1500,
-    cluster_waiting=300, failover_waiting=100,
-)  # fmt: skip
-FULL = Sizes(
-    waiting=10000, hold_s=60, confirm_s=10, create_s=15, login_s=15, restart=5000, pollers=300,
-    flask_sse_hold_s=20, restart_wait_s=12, restart_alternative=True, sessions=10000,
-    cluster_waiting=1000, failover_waiting=300,
-)  # fmt: skip
-
-
-# ---- processes and /proc -------------------------------------------------------------
-
-
-def run(target: Any, *args: Any) -> Any:
-    """Run a load function in its own process; return what it reports."""
-    results = CTX.Queue()
-    process = CTX.Process(target=target, args=(*args, results), daemon=True)
-    process.start()
-    answer = results.get(timeout=900)
-    process.join(30)
-    return answer
-
-
-class Holders:
-    """Load processes each holding a share of the streams."""
-
-    def __init__(
-        self,
-        port: int,
-        cookie: str,
-        paths: list[str],
-        processes: int = 2,
-        sources: list[str] | None = None,
-        **kw: Any,
-    ) -> None:
-        """``sources``: the addresses the processes connect from, in turn."""
-        self.results = CTX.Queue()
-        self.commands = [CTX.Queue() for _ in range(processes)]
-        shares = [paths[i::processes] for i in range(processes)]
-        target = load.blind_holder if kw.pop("blind", False) else load.holder
-        self.processes = []
-        for n, (share, commands) in enumerate(zip(shares, self.commands, strict=True)):
-            if sources:
-                kw["source"] = sources[n % len(sources)]
-            args = (
-                (port, share, commands, self.results)
-                if target is load.blind_holder
-                else (port, cookie, share, commands, self.results)
-            )
-            process = CTX.Process(target=target, args=args, kwargs=kw, daemon=True)
-            process.start()
-            self.processes.append(process)
-
-    def opened(self) -> tuple[int, int, float]:
-        reports = [self.results.get(timeout=600) for _ in self.processes]
-        return (
-            sum(r[1] for r in reports),
-            sum(r[2] for r in reports),
-            max(r[3] for r in reports),
-        )
-
-    def ask(self, command: str) -> list[Any]:
-        """Send ``command`` to every process; their answers."""
-        for commands in self.commands:
-            commands.put(command)
-        return [self.results.get(timeout=600) for _ in self.processes]
-
-    def finish(self, command: str = "stop") -> list[Any]:
-        reports = self.ask(command)
-        for process in self.processes:
-            process.join(30)
-        return reports
-
-
-def worker_pid(server: Process) -> int:
-    """The first worker of a started server (gunicorn's, nginx's)."""
-    return server.workers()[0]
-
-
-def rss_kb(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    return 0
-
-
-def proc_stat(pid: int) -> tuple[str, int, int]:
-    """A process's name, parent pid, and user + system CPU so far in clock ticks, from
-    /proc/<pid>/stat (its name is in parentheses and may hold anything)."""
-    text = Path(f"/proc/{pid}/stat").read_text()
-    name, rest = text[text.index("(") + 1 :].rsplit(") ", 1)
-    fields = rest.split()
-    return name, int(fields[1]), int(fields[11]) + int(fields[12])
-
-
-def cpu_ticks(pid: int) -> int:
-    """The user + system CPU a process used so far, in clock ticks."""
-    return proc_stat(pid)[2]
-
-
-def cpu_s(pid: int) -> float:
-    return cpu_ticks(pid) / os.sysconf("SC_CLK_TCK")
-
-
-def redis_clients(url: str) -> int:
-    return int(redis.Redis.from_url(url).info("clients")["connected_clients"])
-
-
-def percentile(values: list[float], q: float) -> float:
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
-
-
-def ms(seconds: float) -> str:
-    return f"{seconds * 1000:.1f} ms"
+QUICK = Sizes(1500, 3, 2, 3, 3, 500, 60, 2, 4, False, 1500, 300, 100)
+FULL = Sizes(10000, 60, 10, 15, 15, 5000, 300, 20, 12, True, 10000, 1000, 300)
 
 
 def user_token() -> str:
-    return str(
-        URLSafeTimedSerializer(SECRET, salt="qrlogin.user").dumps({"sub": "bench", "name": "Bench"})
-    )
-
-
-#: QRs outlive the whole run (it holds browsers for minutes before confirming them).
-BENCH_ENV = {"SECRET_KEY": SECRET, "QRLOGIN_RATE_LIMITS": "off", "QRLOGIN_QR_TTL": "1800"}
+    signer = URLSafeTimedSerializer(SECRET, salt="qrlogin.user")
+    return str(signer.dumps({"sub": "bench", "name": "Bench"}))
 
 
 @dataclass
@@ -191,19 +74,129 @@ class Bench:
             service.stop()
 
 
-@dataclass(frozen=True)
-class Worker:
-    """A one-worker service, its worker's pid, and the browser cookie its QRs are bound to."""
-
-    service: Service
-    pid: int
-    cookie: str
-
-
 def bind_cookie(port: int) -> str:
-    import requests
+    answer = requests.post(f"http://127.0.0.1:{port}/v1/accounts/qrcode/", json={"platform": "bench"}, timeout=10)
+    return str(answer.cookies["qrlogin_bind"])
 
-    response = requests.post(
-        f"http://127.0.0.1:{port}/v1/accounts/qrcode/", json={"platform": "bench"}, timeout=10
-    )
-    return str(response.cookies["qrlogin_bind"])
+
+def qr_paths(ids: list[str]) -> list[str]:
+    return [f"/v1/accounts/qrcode/{q}/events" for q in ids]
+
+
+# ---- /proc, Redis and /metrics readings ---------------------------------------------
+
+
+def worker_pid(server: Process) -> int:
+    """The first worker of a started server (gunicorn's, nginx's)."""
+    return server.workers()[0]
+
+
+def rss_kb(*pids: int) -> int:
+    total = 0
+    for pid in pids:
+        status = Path(f"/proc/{pid}/status").read_text()
+        total += int(re.search(r"^VmRSS:\s+(\d+)", status, re.M)[1])
+    return total
+
+
+def proc_stat(pid: int) -> tuple[str, int, int]:
+    """A process's name, parent pid, and user + system CPU so far (clock ticks)."""
+    text = Path(f"/proc/{pid}/stat").read_text()
+    name, rest = text[text.index("(") + 1 :].rsplit(") ", 1)
+    fields = rest.split()
+    return name, int(fields[1]), int(fields[11]) + int(fields[12])
+
+
+def cpu_s(pid: int) -> float:
+    return proc_stat(pid)[2] / TICK
+
+
+def all_ticks() -> dict[int, tuple[str, int, int]]:
+    """Every process's ``proc_stat``."""
+    found = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):  # gone meanwhile
+                found[int(entry.name)] = proc_stat(int(entry.name))
+    return found
+
+
+def cores() -> tuple[int, int]:
+    """The box's CPU time so far, in ticks: (all, idle), from /proc/stat."""
+    ticks = [int(n) for n in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+    return sum(ticks), ticks[3] + ticks[4]  # idle and iowait
+
+
+def redis_clients(*clients: redis.Redis) -> dict[str, int]:
+    """The connections of the Redis servers, by client name ("total": all of them)."""
+    counts: dict[str, int] = {"total": 0}
+    for client in clients:
+        for found in client.client_list():
+            name = found.get("name") or "other"
+            counts[name] = counts.get(name, 0) + 1
+            counts["total"] += 1
+    return counts
+
+
+def histogram(text: str, name: str, since: str = "", labels: str = "") -> dict[str, float]:
+    """A histogram of a /metrics reading (less the reading ``since``, when given): its
+    count, mean and the bucket bounds of p50 and p99; ``labels`` picks a series."""
+    inner = re.escape(labels + ",") if labels else ""
+    series = rf"{{{re.escape(labels)}}}" if labels else ""
+
+    def read(source: str) -> tuple[dict[float, float], float, float]:
+        found = re.findall(rf'^{name}_bucket{{{inner}le="([0-9.e+inf-]+)"}} ([0-9.e+-]+)$', source, re.M)
+        count = re.search(rf"^{name}_count{series} ([0-9.e+-]+)$", source, re.M)
+        total = re.search(rf"^{name}_sum{series} ([0-9.e+-]+)$", source, re.M)
+        return ({float(le): float(v) for le, v in found},
+                float(count[1]) if count else 0.0, float(total[1]) if total else 0.0)  # fmt: skip
+
+    now, earlier = read(text), read(since)
+    count, total = now[1] - earlier[1], now[2] - earlier[2]
+    buckets = sorted((le, v - earlier[0].get(le, 0.0)) for le, v in now[0].items())
+
+    def upper(q: float) -> float:
+        return next((le for le, cumulative in buckets if cumulative >= q * count), float("inf"))
+
+    return {"count": count, "mean": total / count if count else 0.0, "p50_le": upper(0.5),
+            "p99_le": upper(0.99)}  # fmt: skip
+
+
+def metrics(url: str) -> str:
+    return str(requests.get(url + "/metrics", timeout=30).text)
+
+
+def percentile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
+
+
+def latency(
+    chosen: list[str], sent: dict[str, tuple[float, int]], seen: dict[str, list[tuple[float, str]]],
+    path: str = "/v1/accounts/qrcode/{}/events", final: str = SUCCESS,
+) -> dict[str, Any]:  # fmt: skip
+    """From each send (accepted) to the ``final`` event on its stream: n, missing, p50,
+    p99, max, and the values."""
+    values = []
+    for key in chosen:
+        arrived = [t for t, status in seen.get(path.format(key), []) if status == final]
+        if key in sent and sent[key][1] == 200 and arrived:
+            values.append(arrived[0] - sent[key][0])
+    return {"n": len(values), "missing": len(chosen) - len(values), "p50": percentile(values, 50),
+            "p99": percentile(values, 99), "max": max(values, default=float("nan"))}  # fmt: skip
+
+
+def ms(seconds: float) -> str:
+    return "n/a" if math.isnan(seconds) else f"{seconds * 1000:.1f} ms"
+
+
+def machine() -> str:
+    cpu = re.search(r"^model name\s*:\s*(.+)$", Path("/proc/cpuinfo").read_text(), re.M)
+    mem_kb = int(Path("/proc/meminfo").read_text().split()[1])
+    version = subprocess.run(["redis-server", "--version"], capture_output=True, text=True,
+                             check=False).stdout.split()[2].removeprefix("v=")  # fmt: skip
+    return (f"{os.cpu_count()} cores ({cpu[1] if cpu else 'unknown CPU'}), {mem_kb / 2**20:.0f} GiB, "
+            f"Python {platform.python_version()}, Redis {version}, {platform.system()} "
+            f"{platform.release()}")  # fmt: skip

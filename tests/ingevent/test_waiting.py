@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import time
+from collections.abc import Generator
 
 import gevent
 
@@ -19,13 +20,21 @@ from tests.live import PROMPT_S, margin
 ALICE = User("u-1", "Alice", None)
 
 
-def test_follow_yields_each_newer_state_heartbeats_and_ends_after_the_final(
-    svc: Services,
-) -> None:
+def following(
+    svc: Services, tick_s: float | None = None, wait_s: float | None = None
+) -> tuple[str, Generator[Published | Signal, None, None]]:
+    """A new QR's id, and ``follow`` on it."""
     first = new_qr(svc)
     qr_id = first.view["id"]
     read = functools.partial(svc.store.read, qr_id, BIND)
-    updates = follow(svc.hub, Keys.channel(qr_id), first, read, tick_s=0.2)
+    updates = follow(svc.hub, Keys.channel(qr_id), first, read, tick_s=tick_s, wait_s=wait_s)
+    return qr_id, updates
+
+
+def test_follow_yields_each_newer_state_heartbeats_and_ends_after_the_final(
+    svc: Services,
+) -> None:
+    qr_id, updates = following(svc, tick_s=0.2)
     got: list[Published | Signal] = []
     steps = iter(["SCAN", "VERIFY"])
 
@@ -47,14 +56,12 @@ def test_follow_yields_each_newer_state_heartbeats_and_ends_after_the_final(
 def test_a_long_poll_ends_after_its_wait_and_a_gone_state_ends_it_at_once(
     svc: Services,
 ) -> None:
-    first = new_qr(svc)
-    qr_id = first.view["id"]
-    read = functools.partial(svc.store.read, qr_id, BIND)
     started = time.monotonic()
-    assert list(follow(svc.hub, Keys.channel(qr_id), first, read, wait_s=0.5)) == []
+    qr_id, updates = following(svc, wait_s=0.5)
+    assert list(updates) == []
     assert time.monotonic() - started >= 0.5
+    qr_id, gone = following(svc, wait_s=30)
     svc.redis.delete(Keys.qr(qr_id))
-    gone = follow(svc.hub, Keys.channel(qr_id), first, read, wait_s=30)
     gevent.spawn_later(0.3, svc.redis.spublish, Keys.channel(qr_id), "re-read")
     with gevent.Timeout(margin(PROMPT_S)):
         assert list(gone) == []
