@@ -13,6 +13,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 from qrlogin.exceptions import ConfigError
 from qrlogin.keycheck import DEMO_SECRET_KEY, MAKE_A_KEY, check_secret, credential
@@ -150,6 +151,25 @@ def _redis_url(raw: str | None) -> str | None:
     return url
 
 
+def _secrets(raw: str | None) -> tuple[str, ...]:
+    keys = tuple(k.strip() for k in (raw or "").split(",") if k.strip())
+    for key in keys:
+        check_secret(key, "SECRET_KEY_FALLBACKS")
+    return keys
+
+
+def _jwks_url(raw: str | None, name: str) -> str | None:
+    """An https URL, or http to a loopback address (a main application on this machine)."""
+    url = (raw or "").strip() or None
+    if url is None:
+        return None
+    parts = urlsplit(url)
+    loopback = parts.hostname in ("127.0.0.1", "::1", "localhost")
+    if not parts.hostname or not (parts.scheme == "https" or (parts.scheme == "http" and loopback)):
+        raise ConfigError(f"{name} must be an https:// URL (http:// only to a loopback address)")
+    return url
+
+
 def read(setting: Setting, env: Mapping[str, str]) -> Any:
     """``setting``'s value in ``env``: its default when unset, ``ConfigError`` when invalid."""
     raw, name, default, kind = env.get(setting.name), setting.name, setting.default, setting.kind
@@ -166,17 +186,22 @@ def read(setting: Setting, env: Mapping[str, str]) -> Any:
         return _limit(raw, name, str(default))
     if kind is Kind.CREDENTIAL:
         return credential(env, name)
-    if kind is Kind.REDIS_URL:
-        return _redis_url(raw)
-    if kind is Kind.FILE:
-        return _readable_file(raw, name)
-    if kind is Kind.PLATFORMS:
-        return _platforms(raw)
-    if kind is Kind.ORIGINS:
-        return _origins(raw, name)
     if kind is Kind.ORIGIN:
         return next(iter(_origins(raw, name)), None)
+    if kind in _BY_RAW:
+        return _BY_RAW[kind](raw, name)
     return raw or None  # PATH, and SECRET (checked by Settings.from_env)
+
+
+#: The kinds read from the variable's text and name alone.
+_BY_RAW: dict[Kind, Any] = {
+    Kind.SECRETS: lambda raw, name: _secrets(raw),
+    Kind.JWKS_URL: _jwks_url,
+    Kind.REDIS_URL: lambda raw, name: _redis_url(raw),
+    Kind.FILE: _readable_file,
+    Kind.PLATFORMS: lambda raw, name: _platforms(raw),
+    Kind.ORIGINS: _origins,
+}
 
 
 def value_of(name: str, env: Mapping[str, str]) -> Any:
@@ -190,6 +215,7 @@ class Settings:
     ``_s`` seconds."""
 
     secret_key: str
+    secret_key_fallbacks: tuple[str, ...]
     redis_url: str | None
     demo: bool
     redis_mode: str
@@ -221,6 +247,10 @@ class Settings:
     session_idle_s: int
     session_max_age_s: int
     introspect_key: str | None
+    user_jwt_key: str | None
+    user_jwks_url: str | None
+    user_jwt_issuer: str
+    user_jwt_audience: str
     redis_tls_verify: str
     redis_ca_file: str | None
     redis_max_connections: int
@@ -250,6 +280,8 @@ class Settings:
             values["secret_key"] = DEMO_SECRET_KEY
         else:
             check_secret(values["secret_key"])  # in demo mode too: a key given is a key used
+        if values["user_jwt_key"]:
+            check_secret(values["user_jwt_key"], "QRLOGIN_USER_JWT_KEY")
         mode, url = values["redis_mode"], values["redis_url"]
         if mode != "single" and url is None:
             raise ConfigError(

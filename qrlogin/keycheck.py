@@ -27,28 +27,28 @@ PLACEHOLDERS = (
 MAKE_A_KEY = "`python -c 'import secrets; print(secrets.token_urlsafe(48))'`"
 
 
-def check_secret(key: str) -> None:
+def check_secret(key: str, name: str = "SECRET_KEY") -> None:
     """Refuse keys an attacker could guess: short ones, ones of few different characters,
     sample placeholders and anything holding the public demo key."""
     if DEMO_SECRET_KEY in key:
         raise ConfigError(
-            "SECRET_KEY holds the public demo key: anyone can sign tokens with it. Set a long "
+            f"{name} holds the public demo key: anyone can sign tokens with it. Set a long "
             f"random one ({MAKE_A_KEY}), or unset it with QRLOGIN_DEMO=1 to try the service"
         )
     if len(key) < MIN_SECRET_KEY_CHARS:
         raise ConfigError(
-            f"SECRET_KEY must be at least {MIN_SECRET_KEY_CHARS} characters long: {MAKE_A_KEY}"
+            f"{name} must be at least {MIN_SECRET_KEY_CHARS} characters long: {MAKE_A_KEY}"
         )
     if len(set(key)) < MIN_SECRET_DISTINCT:
         raise ConfigError(
-            f"SECRET_KEY is too weak (fewer than {MIN_SECRET_DISTINCT} different characters): "
+            f"{name} is too weak (fewer than {MIN_SECRET_DISTINCT} different characters): "
             f"set a long random string, e.g. {MAKE_A_KEY}"
         )
     letters = re.sub(r"[^a-z0-9]", "", key.lower())
     found = next((p for p in PLACEHOLDERS if p in letters), None)
     if found is not None:
         raise ConfigError(
-            f"SECRET_KEY looks like a placeholder or a typed phrase ({found!r} in it): "
+            f"{name} looks like a placeholder or a typed phrase ({found!r} in it): "
             f"generate one, e.g. {MAKE_A_KEY}"
         )
 

@@ -775,7 +775,13 @@ def document() -> dict[str, Any]:
                 f"Error{status}": _json(_ref("Error"), text) for status, text in _ERROR_TEXT.items()
             },
             "securitySchemes": {
-                "userToken": {"type": "http", "scheme": "bearer", "description": "user token"},
+                "userToken": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "user token: an itsdangerous token signed with SECRET_KEY, "
+                    "or a JWT the main application signs (HS256 with QRLOGIN_USER_JWT_KEY, or "
+                    "RS256, ES256, EdDSA with a key of QRLOGIN_USER_JWKS_URL)",
+                },
                 "loginToken": {"type": "http", "scheme": "bearer", "description": "login token"},
                 "sessionCookie": {"type": "apiKey", "in": "cookie", "name": "qrlogin_session"},
                 "sessionCookieHttps": {

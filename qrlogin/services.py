@@ -19,6 +19,7 @@ from qrlogin.lua import LIVE_SOURCE, SOURCE
 from qrlogin.sessions import Sessions
 from qrlogin.store import Store
 from qrlogin.tokens import Tokens
+from qrlogin.userjwt import UserJwt
 
 EXTENSION = "qrlogin"
 
@@ -53,7 +54,16 @@ def init_app(app: Flask, settings: Settings) -> Services:
         redis=client,
         store=store,
         tokens=Tokens(
-            settings.secret_key, settings.user_token_max_age_s, settings.login_token_max_age_s
+            settings.secret_key,
+            settings.user_token_max_age_s,
+            settings.login_token_max_age_s,
+            fallbacks=settings.secret_key_fallbacks,
+            user_jwt=UserJwt(
+                settings.user_jwt_key,
+                settings.user_jwks_url,
+                settings.user_jwt_issuer,
+                settings.user_jwt_audience,
+            ),
         ),
         hub=hub,
         lot=Lot(hub, holds, store.read, settings.sse_heartbeat_s),

@@ -21,8 +21,10 @@ class Kind(enum.Enum):
     CHOICE = "one of"
     RATE = "rate limit"
     SECRET = "secret"  # noqa: S105 (the name of a kind)
+    SECRETS = "comma list of secrets"
     CREDENTIAL = "credential"
     REDIS_URL = "URL"
+    JWKS_URL = "HTTPS URL"
     FILE = "readable file"
     PATH = "file path"
     PLATFORMS = "comma list of names"
@@ -31,9 +33,10 @@ class Kind(enum.Enum):
 
 
 INT, BOOL, TEXT, CHOICE, RATE = Kind.INT, Kind.BOOL, Kind.TEXT, Kind.CHOICE, Kind.RATE
-SECRET, CREDENTIAL, REDIS_URL, FILE, PATH = (
-    Kind.SECRET, Kind.CREDENTIAL, Kind.REDIS_URL, Kind.FILE, Kind.PATH,
+SECRET, SECRETS, CREDENTIAL, REDIS_URL, FILE, PATH = (
+    Kind.SECRET, Kind.SECRETS, Kind.CREDENTIAL, Kind.REDIS_URL, Kind.FILE, Kind.PATH,
 )  # fmt: skip
+JWKS_URL = Kind.JWKS_URL
 PLATFORMS, ORIGINS, ORIGIN = Kind.PLATFORMS, Kind.ORIGINS, Kind.ORIGIN
 
 
@@ -55,7 +58,7 @@ class Setting:
     meaning: str = ""
 
     def default_text(self) -> str:
-        if self.default is None:
+        if self.default is None or self.default == "":
             return self.shown
         if isinstance(self.default, bool):
             return "on" if self.default else "off"
@@ -82,6 +85,11 @@ TABLE: tuple[Setting, ...] = (
                     "10 different ones, a sample placeholder (`your-secret-key-here`, "
                     "`changeme`, a "
                     "run of digits ...) or anything holding the public demo key"),
+    Setting("SECRET_KEY_FALLBACKS", "secret_key_fallbacks", SECRETS, None, shown="unset: none",
+            meaning="comma-separated older keys, still accepted while what they signed ages out "
+                    "(user and login tokens, binding cookies); everything new is signed with "
+                    "`SECRET_KEY`. To rotate: the old key here, a new `SECRET_KEY`; drop the old "
+                    "one after the longest token lifetime. Each is checked as `SECRET_KEY` is"),
     Setting("REDIS_URL", "redis_url", REDIS_URL, None, shown="unset: the embedded engine",
             meaning="`redis://`, `rediss://` or `unix://` URL (Redis 7 or later)"),
     Setting("QRLOGIN_REDIS_TLS_VERIFY", "redis_tls_verify", CHOICE, "required",
@@ -177,6 +185,17 @@ TABLE: tuple[Setting, ...] = (
     Setting("QRLOGIN_INTROSPECT_KEY", "introspect_key", CREDENTIAL, None,
             shown="unset: introspection off",
             meaning="the main application's credential for `/v1/passport/introspect`"),
+    Setting("QRLOGIN_USER_JWT_KEY", "user_jwt_key", SECRET, None, shown="unset: off",
+            meaning="the main application's HS256 key for user tokens that are JWTs, checked as "
+                    "`SECRET_KEY` is: such tokens are accepted besides `SECRET_KEY`'s"),
+    Setting("QRLOGIN_USER_JWKS_URL", "user_jwks_url", JWKS_URL, None, shown="unset: off",
+            meaning="the main application's JWKS: user tokens that are JWTs signed RS256, ES256 "
+                    "or EdDSA with one of its keys are accepted. Kept, and fetched again for a "
+                    "key it does not have (`https://`; `http://` only to a loopback address)"),
+    Setting("QRLOGIN_USER_JWT_ISSUER", "user_jwt_issuer", TEXT, "", limits=(0, 500),
+            shown="unset: any", meaning="when set, a JWT user token's `iss` must be this"),
+    Setting("QRLOGIN_USER_JWT_AUDIENCE", "user_jwt_audience", TEXT, "", limits=(0, 500),
+            shown="unset: any", meaning="when set, a JWT user token's `aud` must hold this"),
     Setting("QRLOGIN_REVEAL_SCANNER", "reveal_scanner", CHOICE, "scan", limits=("scan", "confirm"),
             meaning="`confirm`: the browser sees the scanner's name and avatar only once the login "
                     "is confirmed"),

@@ -1,7 +1,10 @@
 """User tokens (mobile sign-in) and login tokens (what the browser receives).
 
 Both are ``itsdangerous.URLSafeTimedSerializer(SECRET_KEY, salt=...)`` tokens, so
-the main application can mint and check them with the same library and secret.
+the main application can mint and check them with the same library and secret; older
+keys (``SECRET_KEY_FALLBACKS``) still verify, and everything new is signed with the
+current one. A user token may also be a JWT the main application signs
+(``qrlogin.userjwt``).
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from itsdangerous import BadSignature, SignatureExpired, Signer, URLSafeTimedSer
 
 from qrlogin.exceptions import Unauthorized
 from qrlogin.models import User
+from qrlogin.userjwt import UserJwt, is_jwt
 
 USER_SALT = "qrlogin.user"
 LOGIN_SALT = "qrlogin.login"
@@ -37,10 +41,19 @@ class Login:
 
 
 class Tokens:
-    def __init__(self, secret_key: str, user_max_age_s: int, login_max_age_s: int) -> None:
-        self._user = URLSafeTimedSerializer(secret_key, salt=USER_SALT)
-        self._login = URLSafeTimedSerializer(secret_key, salt=LOGIN_SALT)
-        self._bind = Signer(secret_key, salt=BIND_SALT)
+    def __init__(
+        self,
+        secret_key: str,
+        user_max_age_s: int,
+        login_max_age_s: int,
+        fallbacks: tuple[str, ...] = (),
+        user_jwt: UserJwt | None = None,
+    ) -> None:
+        keys = [*fallbacks, secret_key]  # itsdangerous signs with the last, checks with all
+        self._user = URLSafeTimedSerializer(keys, salt=USER_SALT)
+        self._login = URLSafeTimedSerializer(keys, salt=LOGIN_SALT)
+        self._bind = Signer(keys, salt=BIND_SALT)
+        self._user_jwt = user_jwt
         # A browser sends the same binding cookie with each of its requests; its signature
         # is checked once and the answer kept, as it cannot change while the
         # process's SECRET_KEY does not.
@@ -72,6 +85,8 @@ class Tokens:
         return self._bind.unsign(value).decode()
 
     def check_user(self, token: str) -> User:
+        if 0 < len(token) <= MAX_TOKEN_CHARS and is_jwt(token):  # a longer one: refused below
+            return (self._user_jwt or UserJwt(None, None)).check(token)
         payload, _ = self._load(self._user, token, self.user_max_age_s)
         return _user_of(payload)
 
@@ -88,8 +103,10 @@ class Tokens:
     def _load(
         serializer: URLSafeTimedSerializer, token: str, max_age_s: int
     ) -> tuple[dict[str, Any], int]:
-        if not token or len(token) > MAX_TOKEN_CHARS:
+        if not token:
             raise Unauthorized()
+        if len(token) > MAX_TOKEN_CHARS:
+            raise Unauthorized(f"token is longer than {MAX_TOKEN_CHARS} characters")
         try:
             payload, issued = serializer.loads(token, max_age=max_age_s, return_timestamp=True)
         except SignatureExpired:
