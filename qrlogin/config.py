@@ -234,6 +234,7 @@ class Settings:
     limit_poll: str
     limit_refused: str
     max_live_qrs: int
+    max_inflight: int
     max_held_per_qr: int
     max_held_per_binding: int
     max_held_per_ip: int

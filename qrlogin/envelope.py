@@ -13,7 +13,7 @@ from flask import Flask, Response, jsonify
 from werkzeug.exceptions import HTTPException
 
 from qrlogin.engine import UNAVAILABLE_ERRORS, cause_of
-from qrlogin.exceptions import PayloadTooLarge, QRLoginError, SlowDown, Unavailable
+from qrlogin.exceptions import Overloaded, PayloadTooLarge, QRLoginError, SlowDown, Unavailable
 from qrlogin.metrics import REDIS_ERRORS
 
 log = logging.getLogger(__name__)
@@ -33,7 +33,7 @@ def ok(data: dict[str, Any] | None, status: int = 200) -> Response:
 def error_response(error: QRLoginError) -> Response:
     response = jsonify({"code": error.code, "msg": error.msg, "data": error.data})
     response.status_code = error.status
-    if isinstance(error, SlowDown | Unavailable):
+    if isinstance(error, SlowDown | Unavailable | Overloaded):
         response.headers["Retry-After"] = str(error.retry_after_s)
     return response
 

@@ -92,6 +92,16 @@ class SlowDown(QRLoginError):
         self.retry_after_s = retry_after_s
 
 
+class Overloaded(QRLoginError):
+    status, code, default_msg = (
+        503,
+        "OVERLOADED",
+        "the service is busy: try again after Retry-After",
+    )
+    #: When to try again (seconds); clients add jitter of their own.
+    retry_after_s = 1
+
+
 class Unavailable(QRLoginError):
     status, code, default_msg = 503, "UNAVAILABLE", "the state store is unavailable, try again"
     #: When to try again (seconds): the Retry-After of every 503.

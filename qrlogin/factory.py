@@ -11,6 +11,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from qrlogin import (
     accounts,
+    admission,
     cli,
     devices,
     envelope,
@@ -71,6 +72,7 @@ def create_app(env: Mapping[str, str] | None = None) -> Flask:
     # Static files and the favicon, compressed and with validators, before Flask.
     app.wsgi_app = static_files.wsgi(app.wsgi_app)  # type: ignore[method-assign]
     logs.init_app(app)
+    admission.init_app(app, settings.max_inflight)
     metrics.init_app(app)
     i18n.init_app(app)
     envelope.init_app(app)

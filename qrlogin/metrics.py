@@ -48,6 +48,16 @@ STREAMS_REFUSED = Counter(
     "ip, session, user) or past the process's descriptor budget (503; descriptors)",
     ["cap"],
 )
+INFLIGHT = Gauge(
+    "qrlogin_requests_in_progress",
+    "Requests a worker is working on, as admission control counts them (streams and held "
+    "long polls not counted)",
+    multiprocess_mode="livesum",
+)
+SHED = Counter(
+    "qrlogin_requests_shed_total",
+    "Requests answered 503 OVERLOADED at once: the worker had QRLOGIN_MAX_INFLIGHT in progress",
+)
 PARKED_STREAMS = Gauge(
     "qrlogin_parked_streams",
     "QR streams served by the process's lot, with no greenlet of their own",

@@ -18,6 +18,7 @@ from qrlogin.exceptions import (
     Forbidden,
     NotFound,
     OriginForbidden,
+    Overloaded,
     PayloadTooLarge,
     QRLoginError,
     RequestTimeout,
@@ -111,7 +112,8 @@ _ERROR_TEXT = {
     413: f"Request body larger than {MAX_BODY_TEXT} ({PayloadTooLarge.code})",
     429: f"Too many requests, or too many live QR codes in one browser ({SlowDown.code}); "
     "see Retry-After",
-    503: f"Redis is unreachable ({Unavailable.code})",
+    503: f"Redis is unreachable ({Unavailable.code}), or the worker has as many requests in "
+    f"progress as it takes ({Overloaded.code}); see Retry-After",
 }
 
 _QR_ID = {"type": "string", "pattern": QR_ID_PATTERN}

@@ -10,6 +10,7 @@ from typing import Any
 
 from flask import Blueprint, Response, g, request
 
+from qrlogin import admission
 from qrlogin.auth import SESSION_COOKIE, bearer_token, logged_in, login_token
 from qrlogin.browser import (
     actor,
@@ -69,6 +70,7 @@ def guest() -> Response:
     baseline = since or result.snapshot.status
     if wait_s and _unchanged(result, baseline):
         g.long_poll_held = True
+        admission.waiting()
         read = functools.partial(svc.store.read, qr_id, bind, prev=prev)
         updates = follow(
             svc.hub,

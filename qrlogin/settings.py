@@ -154,6 +154,11 @@ TABLE: tuple[Setting, ...] = (
                     "binding) neither spends nor meets it"),
     Setting("QRLOGIN_MAX_LIVE_QRS", "max_live_qrs", INT, 20, unit="QR codes", limits=(1, 10000),
             meaning="live QR codes one browser may hold (regenerate with `code` instead)"),
+    Setting("QRLOGIN_MAX_INFLIGHT", "max_inflight", INT, 64, unit="requests", limits=(0, 100000),
+            meaning="requests one worker works on at once; past it a request gets 503 "
+                    "`OVERLOADED` with `Retry-After` at once, instead of a late answer. Streams, "
+                    "a long poll's waiting and `/healthz`, `/readyz`, `/metrics` are not counted; "
+                    "0 turns the bound off"),
     Setting("QRLOGIN_MAX_HELD_PER_QR", "max_held_per_qr", INT, 4,
             unit="connections", limits=(1, 1000),
             meaning="open connections (SSE streams and held long polls) on one QR, per worker "

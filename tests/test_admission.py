@@ -1,0 +1,86 @@
+"""Admission control under gunicorn: past QRLOGIN_MAX_INFLIGHT requests in progress, a
+worker answers 503 OVERLOADED with Retry-After at once, never 500, and the streams that
+were open before the burst still get their events."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+import redis
+import requests
+
+from servers.redis_server import RedisServer
+from tests.conftest import StartService
+from tests.live import NO_LIMITS, Browser, margin, metric, phone_step, user_token, wait_until
+
+pytestmark = pytest.mark.slow
+
+BURST = 24
+
+
+@pytest.fixture
+def slow_redis(server_logs: Path) -> Iterator[RedisServer]:
+    """A Redis of this test's own that it may hold busy (DEBUG SLEEP)."""
+    with RedisServer(server_logs, extra=("--enable-debug-command", "local")).start() as server:
+        yield server
+
+
+def hold_busy(url: str, seconds: int) -> None:
+    """Keep the Redis at ``url`` busy for ``seconds``."""
+    redis.Redis.from_url(url).execute_command("DEBUG", "SLEEP", seconds)  # type: ignore[no-untyped-call]
+
+
+def test_a_burst_past_the_bound_is_shed_and_streams_still_get_their_events(
+    start_service: StartService, slow_redis: RedisServer
+) -> None:
+    service = start_service(redis_url=slow_redis.url, QRLOGIN_MAX_INFLIGHT="2", **NO_LIMITS)
+    browser = Browser(service.url)
+    qr = browser.create()
+    events = browser.stream(qr["id"]).events()
+    assert next(events).json["status"] == "QRCODE_WAIT"
+
+    # Redis busy for a second: the requests admitted wait on it, the rest are shed.
+    sleeper = threading.Thread(target=hold_busy, args=(slow_redis.url, 1))
+    sleeper.start()
+
+    def create(_: int) -> requests.Response:
+        return requests.post(service.url + "/v1/accounts/qrcode/", json={"platform": "web"},
+                             timeout=margin(30))  # fmt: skip
+
+    with ThreadPoolExecutor(BURST) as pool:
+        health = pool.submit(requests.get, service.url + "/healthz", timeout=margin(30))
+        answers = list(pool.map(create, range(BURST)))
+        assert health.result().status_code == 200  # the probes are never shed
+    sleeper.join()
+
+    statuses = sorted({a.status_code for a in answers})
+    assert statuses == [201, 503], statuses
+    shed = [a for a in answers if a.status_code == 503]
+    for answer in shed:
+        assert answer.json()["code"] == "OVERLOADED" and answer.headers["Retry-After"] == "1"
+    assert metric(service.url, "qrlogin_requests_shed_total") == len(shed)
+
+    # The stream opened before the burst still hears of its QR.
+    assert phone_step(service.url, user_token(), qr["id"], "SCAN").status_code == 200
+    assert next(events).json["status"] == "QRCODE_SCANNED"
+    # And once the burst is over, requests are admitted again.
+    assert browser.create()["id"]
+    assert metric(service.url, "qrlogin_requests_in_progress") == 0
+
+
+def test_a_held_long_poll_does_not_count(start_service: StartService) -> None:
+    """With room for one request, a long poll that waits leaves it to the next request."""
+    service = start_service(QRLOGIN_MAX_INFLIGHT="1", **NO_LIMITS)
+    browser = Browser(service.url)
+    qr_id = browser.create()["id"]
+    with ThreadPoolExecutor(1) as pool:
+        held = pool.submit(browser.guest, qr_id, wait=3)
+        wait_until(lambda: metric(service.url, "qrlogin_held_connections") == 1, 10, "held")
+        other = requests.post(service.url + "/v1/accounts/qrcode/", json={"platform": "web"},
+                              timeout=margin(30))  # fmt: skip
+        assert other.status_code == 201, other.text
+        assert held.result().status_code == 200
