@@ -1,10 +1,12 @@
-"""Admission control under gunicorn: past QRLOGIN_MAX_INFLIGHT requests in progress, a
-worker answers 503 OVERLOADED with Retry-After at once, never 500, and the streams that
-were open before the burst still get their events."""
+"""Overload under gunicorn. Past QRLOGIN_MAX_INFLIGHT requests in progress, a worker
+answers 503 OVERLOADED with Retry-After at once, never 500, and the streams that were
+open before the burst still get their events. A saturated Redis gives 503 within a
+stated bound, and the streams survive it."""
 
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -13,6 +15,7 @@ import pytest
 import redis
 import requests
 
+from qrlogin.engine import SOCKET_TIMEOUT_S
 from servers.redis_server import RedisServer
 from tests.conftest import StartService
 from tests.live import NO_LIMITS, Browser, margin, metric, phone_step, user_token, wait_until
@@ -31,7 +34,8 @@ def slow_redis(server_logs: Path) -> Iterator[RedisServer]:
 
 def hold_busy(url: str, seconds: int) -> None:
     """Keep the Redis at ``url`` busy for ``seconds``."""
-    redis.Redis.from_url(url).execute_command("DEBUG", "SLEEP", seconds)  # type: ignore[no-untyped-call]
+    client = redis.Redis.from_url(url, socket_timeout=seconds + 30)
+    client.execute_command("DEBUG", "SLEEP", seconds)  # type: ignore[no-untyped-call]
 
 
 def test_a_burst_past_the_bound_is_shed_and_streams_still_get_their_events(
@@ -84,3 +88,36 @@ def test_a_held_long_poll_does_not_count(start_service: StartService) -> None:
                               timeout=margin(30))  # fmt: skip
         assert other.status_code == 201, other.text
         assert held.result().status_code == 200
+
+
+#: The bound a request waiting on a saturated Redis gets its 503 within: the command's
+#: timeout (qrlogin.engine.SOCKET_TIMEOUT_S) on the first try and on its one retry, with
+#: a second to spare; and how long Redis stays busy here, past it.
+ANSWER_WITHIN_S = 2 * SOCKET_TIMEOUT_S + 1
+BUSY_S = int(ANSWER_WITHIN_S) + 3
+
+
+def test_a_saturated_redis_gives_503_within_the_bound_and_streams_survive(
+    start_service: StartService, slow_redis: RedisServer
+) -> None:
+    service = start_service(redis_url=slow_redis.url, **NO_LIMITS)
+    browser = Browser(service.url)
+    qr = browser.create()
+    events = browser.stream(qr["id"]).events()
+    assert next(events).json["status"] == "QRCODE_WAIT"
+
+    sleeper = threading.Thread(target=hold_busy, args=(slow_redis.url, BUSY_S))
+    sleeper.start()
+    time.sleep(0.2)
+    started = time.monotonic()
+    answer = requests.post(service.url + "/v1/accounts/qrcode/", json={"platform": "web"},
+                           timeout=margin(30))  # fmt: skip
+    took = time.monotonic() - started
+    assert answer.status_code == 503 and answer.json()["code"] == "UNAVAILABLE", answer.text
+    assert answer.headers["Retry-After"]
+    assert took <= margin(ANSWER_WITHIN_S), took
+    sleeper.join()
+
+    # Redis answers again: the same stream hears of its QR.
+    assert phone_step(service.url, user_token(), qr["id"], "SCAN").status_code == 200
+    assert next(events).json["status"] == "QRCODE_SCANNED"
