@@ -379,7 +379,7 @@ def repeat(
     connections, as fast as answered (or at ``rate`` per second): "create" QR codes bound
     to the cookie ``arg`` (reports their ids), "get" the path ``arg`` (reports how many
     answered 200), or "login" whole logins with the user token ``arg`` (reports their
-    login tokens, and how many failed)."""
+    login tokens, and how many failed; "login+stream": each QR's stream opened too)."""
 
     async def run() -> tuple[list[str], int, int, float]:
         ids: list[str] = []
@@ -404,7 +404,7 @@ def repeat(
                 elif kind == "get":
                     answer = await conn.request("GET", arg)  # awaited before ``done`` is read
                     done += answer.status == 200
-                elif token := (await log_in(conn, phone, headers)).get("token"):
+                elif token := (await log_in(conn, phone, headers, kind == "login+stream")).get("token"):
                     ids.append(token)
                     done += 1
                 else:
@@ -418,10 +418,17 @@ def repeat(
     results.put(_run(run()))
 
 
-async def log_in(browser: Connection, phone: Connection, headers: dict[str, str]) -> Any:
-    """One whole login: create, scan, confirm, redeem; the redemption's data."""
+async def log_in(browser: Connection, phone: Connection, headers: dict[str, str], stream: bool = False) -> Any:
+    """One whole login: create, (``stream``: the QR's stream opened, its first event read,
+    closed,) scan, confirm, redeem; the redemption's data."""
     created = await browser.request("POST", "/v1/accounts/qrcode/", {"platform": "b"})
     qr_id = created.json()["data"]["id"]
+    if stream:
+        reader, writer = await asyncio.open_connection(browser.host, browser.port)
+        writer.write(f"GET /v1/accounts/qrcode/{qr_id}/events HTTP/1.1\r\nHost: {HOST}\r\n"
+                     f"Accept: text/event-stream\r\nCookie: qrlogin_bind={browser.cookie}\r\n\r\n".encode())  # fmt: skip
+        await reader.readuntil(b"data:")
+        writer.close()
     for step in ("SCAN", "VERIFY"):
         body = {"id": qr_id, "step": step}
         await phone.request("POST", "/v1/accounts/qrcode_fill", body, headers)

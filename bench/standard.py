@@ -220,6 +220,44 @@ def logins(b: common.Bench, rows: list[Row], results: dict[str, Any]) -> None:
     service.stop()
 
 
+def login_cost(b: common.Bench, rows: list[Row], results: dict[str, Any]) -> None:
+    """What one whole login costs on one worker: create with its PNG, the stream opened,
+    SCAN, VERIFY, the redemption with its session. The worker's CPU in alternating rounds
+    of logins and of /healthz (both meet the machine as it is in the same proportions);
+    Redis's commands and reads (about one a round trip: a pipeline's commands arrive in
+    one read) over the logins; Redis's memory per live QR and per session."""
+    service = b.start()
+    pid, admin, port = common.worker_pid(service), redis.Redis.from_url(b.server.url), service.port
+    login_cpu = healthz_cpu = commands = reads = 0.0
+    done = answered = 0
+    seconds = b.sizes.login_s / 5
+    for _ in range(5):
+        stats, cpu0 = admin.info("stats"), common.cpu_s(pid)
+        done += run(repeat, port, "login+stream", b.token, seconds, 8, 0.0)[1]
+        cpu1, after = common.cpu_s(pid), admin.info("stats")
+        commands += after["total_commands_processed"] - stats["total_commands_processed"]
+        reads += after["total_reads_processed"] - stats["total_reads_processed"]
+        answered += run(repeat, port, "get", "/healthz", seconds, 8, 0.0)[1]
+        login_cpu, healthz_cpu = login_cpu + cpu1 - cpu0, healthz_cpu + common.cpu_s(pid) - cpu1
+    login_ms, healthz_ms = login_cpu / max(1, done) * 1000, healthz_cpu / max(1, answered) * 1000
+    admin.flushdb()
+    used0 = admin.info("memory")["used_memory"]
+    cookie = common.bind_cookie(port)
+    qrs = len(qrs_for(port, cookie, 2000))
+    used1 = admin.info("memory")["used_memory"]
+    logged = len(run(repeat, port, "login", b.token, 600, 8, 0.0, until=2000)[0])
+    used2 = admin.info("memory")["used_memory"]
+    per_qr, per_login = (used1 - used0) / max(1, qrs), (used2 - used1) / max(1, logged)
+    rows += [("Worker CPU per whole login (create with its PNG, the stream, SCAN, VERIFY, redemption)",
+              f"{login_ms:.2f} ms, {login_ms / healthz_ms:.1f} × a /healthz ({healthz_ms:.2f} ms), same worker", "", ""),
+             ("Redis per whole login", f"{commands / max(1, done):.1f} commands in {reads / max(1, done):.1f} reads "
+              "(round trips)", "", ""),
+             ("Redis memory", f"{per_qr:.0f} B per live QR; {per_login:.0f} B per login (its session, and its QR kept "
+              "10 min past its deadline for late callers)", "", "")]  # fmt: skip
+    print(f"login cost: {rows[-3:]}", flush=True)
+    service.stop()
+
+
 def restart(b: common.Bench, rows: list[Row], results: dict[str, Any]) -> None:
     """SIGTERM to the worker with streams open: ours, and gunicorn's default shutdown."""
     found = {}
@@ -323,5 +361,5 @@ def measure_failover(b: common.Bench, local: Any, keys: Any) -> str:
 
 
 #: The standard run's measurements, in order, and the table each adds rows to.
-MEASUREMENTS = ((waiting, "main"), (sessions, "main"), (logins, "main"), (restart, "main"),
+MEASUREMENTS = ((waiting, "main"), (sessions, "main"), (logins, "main"), (login_cost, "main"), (restart, "main"),
                 (cluster, "cluster"))  # fmt: skip
