@@ -17,7 +17,8 @@ import gevent  # noqa: E402
 from gevent.pywsgi import WSGIServer  # noqa: E402
 
 from qrlogin import create_app  # noqa: E402
-from qrlogin.config import DEMO_WARNING, ServerSettings  # noqa: E402
+from qrlogin.config import ServerSettings  # noqa: E402
+from qrlogin.keycheck import DEMO_WARNING  # noqa: E402
 from qrlogin.services import services  # noqa: E402
 
 log = logging.getLogger("qrlogin.app")

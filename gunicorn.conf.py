@@ -70,7 +70,7 @@ def post_worker_init(worker: Any) -> None:
 
     found = services(worker.wsgi)
     if found.settings.demo:
-        from qrlogin.config import DEMO_WARNING
+        from qrlogin.keycheck import DEMO_WARNING
 
         worker.log.warning(DEMO_WARNING)
     hub = found.hub

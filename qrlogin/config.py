@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+from qrlogin import keycheck
 from qrlogin.exceptions import ConfigError
-from qrlogin.keycheck import DEMO_SECRET_KEY, MAKE_A_KEY, check_secret, credential
 from qrlogin.models import PLATFORM_RE
 from qrlogin.settings import BY_NAME, TABLE, Kind, Setting
 
@@ -35,14 +35,6 @@ MAX_WAIT_S = 25
 RECHECK_S = 0.25
 #: The SSE ``retry:`` hint sent to browsers (milliseconds).
 SSE_RETRY_MS = 3000
-
-#: Said at every start of a process in demo mode.
-DEMO_WARNING = (
-    "\n" + "!" * 78 + "\n"
-    "!! QRLOGIN_DEMO is on: the phone stand-in /m hands out user tokens to anyone, and\n"
-    "!! without SECRET_KEY every token is signed with the PUBLIC demo key.\n"
-    "!! NOT FOR PRODUCTION: unset QRLOGIN_DEMO and set a random SECRET_KEY.\n" + "!" * 78
-)
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
@@ -151,13 +143,6 @@ def _redis_url(raw: str | None) -> str | None:
     return url
 
 
-def _secrets(raw: str | None) -> tuple[str, ...]:
-    keys = tuple(k.strip() for k in (raw or "").split(",") if k.strip())
-    for key in keys:
-        check_secret(key, "SECRET_KEY_FALLBACKS")
-    return keys
-
-
 def _jwks_url(raw: str | None, name: str) -> str | None:
     """An https URL, or http to a loopback address (a main application on this machine)."""
     url = (raw or "").strip() or None
@@ -185,7 +170,7 @@ def read(setting: Setting, env: Mapping[str, str]) -> Any:
     if kind is Kind.RATE:
         return _limit(raw, name, str(default))
     if kind is Kind.CREDENTIAL:
-        return credential(env, name)
+        return keycheck.credential(env, name)
     if kind is Kind.ORIGIN:
         return next(iter(_origins(raw, name)), None)
     if kind in _BY_RAW:
@@ -195,7 +180,7 @@ def read(setting: Setting, env: Mapping[str, str]) -> Any:
 
 #: The kinds read from the variable's text and name alone.
 _BY_RAW: dict[Kind, Any] = {
-    Kind.SECRETS: lambda raw, name: _secrets(raw),
+    Kind.SECRETS: lambda raw, name: keycheck.fallback_keys(raw),
     Kind.JWKS_URL: _jwks_url,
     Kind.REDIS_URL: lambda raw, name: _redis_url(raw),
     Kind.FILE: _readable_file,
@@ -275,14 +260,16 @@ class Settings:
         if not values["secret_key"]:
             if not values["demo"]:
                 raise ConfigError(
-                    f"SECRET_KEY is required (set it to a long random string, e.g. {MAKE_A_KEY}), "
-                    "or set QRLOGIN_DEMO=1 to try the service locally"
+                    "SECRET_KEY is required (set it to a long random string, e.g. "
+                    f"{keycheck.MAKE_A_KEY}), or set QRLOGIN_DEMO=1 to try the service locally"
                 )
-            values["secret_key"] = DEMO_SECRET_KEY
+            values["secret_key"] = keycheck.DEMO_SECRET_KEY
         else:
-            check_secret(values["secret_key"])  # in demo mode too: a key given is a key used
+            keycheck.check_secret(
+                values["secret_key"]
+            )  # in demo mode too: a key given is a key used
         if values["user_jwt_key"]:
-            check_secret(values["user_jwt_key"], "QRLOGIN_USER_JWT_KEY")
+            keycheck.check_secret(values["user_jwt_key"], "QRLOGIN_USER_JWT_KEY")
         mode, url = values["redis_mode"], values["redis_url"]
         if mode != "single" and url is None:
             raise ConfigError(

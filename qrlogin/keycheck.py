@@ -10,6 +10,13 @@ from qrlogin.exceptions import ConfigError
 
 #: Secret used only in demo mode when SECRET_KEY is unset. Never for production.
 DEMO_SECRET_KEY = "qrlogin-demo-secret-not-for-production"  # noqa: S105 (public on purpose)
+#: Said at every start of a process in demo mode.
+DEMO_WARNING = (
+    "\n" + "!" * 78 + "\n"
+    "!! QRLOGIN_DEMO is on: the phone stand-in /m hands out user tokens to anyone, and\n"
+    "!! without SECRET_KEY every token is signed with the PUBLIC demo key.\n"
+    "!! NOT FOR PRODUCTION: unset QRLOGIN_DEMO and set a random SECRET_KEY.\n" + "!" * 78
+)
 #: Shortest accepted SECRET_KEY (``secrets.token_urlsafe(24)`` writes 32 characters), and
 #: the fewest different characters in it (a random hex key of 32 has about 15).
 MIN_SECRET_KEY_CHARS = 32
@@ -62,3 +69,11 @@ def credential(env: Mapping[str, str], name: str) -> str | None:
             f"{MIN_SECRET_DISTINCT} of them different"
         )
     return key
+
+
+def fallback_keys(raw: str | None) -> tuple[str, ...]:
+    """SECRET_KEY_FALLBACKS: comma-separated keys, each checked as SECRET_KEY is."""
+    keys = tuple(k.strip() for k in (raw or "").split(",") if k.strip())
+    for key in keys:
+        check_secret(key, "SECRET_KEY_FALLBACKS")
+    return keys
