@@ -38,6 +38,22 @@ def hold_busy(url: str, seconds: int) -> None:
     client.execute_command("DEBUG", "SLEEP", seconds)  # type: ignore[no-untyped-call]
 
 
+def busy_from_now(url: str, seconds: int) -> threading.Thread:
+    """Start holding the Redis at ``url`` busy, and return once it no longer answers."""
+    sleeper = threading.Thread(target=hold_busy, args=(url, seconds))
+    sleeper.start()
+    probe = redis.Redis.from_url(url, socket_timeout=0.2, socket_connect_timeout=0.2)
+
+    def answers() -> bool:
+        try:
+            return bool(probe.ping())
+        except redis.exceptions.TimeoutError:
+            return False
+
+    wait_until(lambda: not answers(), 10, "Redis busy")
+    return sleeper
+
+
 def test_a_burst_past_the_bound_is_shed_and_streams_still_get_their_events(
     start_service: StartService, slow_redis: RedisServer
 ) -> None:
@@ -48,8 +64,7 @@ def test_a_burst_past_the_bound_is_shed_and_streams_still_get_their_events(
     assert next(events).json["status"] == "QRCODE_WAIT"
 
     # Redis busy for a second: the requests admitted wait on it, the rest are shed.
-    sleeper = threading.Thread(target=hold_busy, args=(slow_redis.url, 1))
-    sleeper.start()
+    sleeper = busy_from_now(slow_redis.url, 2)
 
     def create(_: int) -> requests.Response:
         return requests.post(service.url + "/v1/accounts/qrcode/", json={"platform": "web"},
@@ -106,9 +121,7 @@ def test_a_saturated_redis_gives_503_within_the_bound_and_streams_survive(
     events = browser.stream(qr["id"]).events()
     assert next(events).json["status"] == "QRCODE_WAIT"
 
-    sleeper = threading.Thread(target=hold_busy, args=(slow_redis.url, BUSY_S))
-    sleeper.start()
-    time.sleep(0.2)
+    sleeper = busy_from_now(slow_redis.url, BUSY_S)
     started = time.monotonic()
     answer = requests.post(service.url + "/v1/accounts/qrcode/", json={"platform": "web"},
                            timeout=margin(30))  # fmt: skip
