@@ -17,7 +17,7 @@ from itsdangerous import BadSignature, SignatureExpired, Signer, URLSafeTimedSer
 
 from qrlogin.exceptions import Unauthorized
 from qrlogin.models import User
-from qrlogin.userjwt import UserJwt, is_jwt
+from qrlogin.userjwt import UserJwt, jose_header
 
 USER_SALT = "qrlogin.user"
 LOGIN_SALT = "qrlogin.login"
@@ -53,7 +53,7 @@ class Tokens:
         self._user = URLSafeTimedSerializer(keys, salt=USER_SALT)
         self._login = URLSafeTimedSerializer(keys, salt=LOGIN_SALT)
         self._bind = Signer(keys, salt=BIND_SALT)
-        self._user_jwt = user_jwt
+        self._user_jwt = user_jwt or UserJwt(None, None)
         # A browser sends the same binding cookie with each of its requests; its signature
         # is checked once and the answer kept, as it cannot change while the
         # process's SECRET_KEY does not.
@@ -85,8 +85,9 @@ class Tokens:
         return self._bind.unsign(value).decode()
 
     def check_user(self, token: str) -> User:
-        if 0 < len(token) <= MAX_TOKEN_CHARS and is_jwt(token):  # a longer one: refused below
-            return (self._user_jwt or UserJwt(None, None)).check(token)
+        header = jose_header(token) if 0 < len(token) <= MAX_TOKEN_CHARS else None
+        if header is not None:  # a JWT (a longer token is refused below, unparsed)
+            return self._user_jwt.check(token, header)
         payload, _ = self._load(self._user, token, self.user_max_age_s)
         return _user_of(payload)
 

@@ -57,15 +57,16 @@ JWKS_TIMEOUT_S = 5
 JWKS_MAX_BYTES = 256 * 1024
 
 
-def is_jwt(token: str) -> bool:
-    """Whether ``token`` is a JWT (its first part is a JOSE header naming an ``alg``), not
-    one of SECRET_KEY's itsdangerous tokens (whose first part is the payload)."""
+def jose_header(token: str) -> dict[str, Any] | None:
+    """The JOSE header of ``token`` when it is a JWT (its first part names an ``alg``);
+    None for anything else, such as SECRET_KEY's itsdangerous tokens (whose first part
+    is the payload)."""
     head = token.split(".", 1)[0]
     try:
         header = json.loads(base64.urlsafe_b64decode(head + "=" * (-len(head) % 4)))
     except (ValueError, TypeError):
-        return False
-    return isinstance(header, dict) and "alg" in header
+        return None
+    return header if isinstance(header, dict) and "alg" in header else None
 
 
 class Jwks:
@@ -84,7 +85,8 @@ class Jwks:
         unknown = self._keys is not None and kid is not None and not _holds(self._keys, kid)
         if (stale or unknown) and now - self._fetched > JWKS_REFETCH_S:
             with self._lock:
-                self._fetch()
+                if time.monotonic() - self._fetched > JWKS_REFETCH_S:  # none fetched meanwhile
+                    self._fetch()
         if self._keys is None:
             raise Unauthorized("the main application's keys (its JWKS) could not be fetched")
         return self._keys
@@ -126,13 +128,13 @@ class UserJwt:
     def enabled(self) -> bool:
         return self._oct is not None or self._jwks is not None
 
-    def check(self, token: str) -> User:
+    def check(self, token: str, header: dict[str, Any]) -> User:
+        """Check ``token``, whose JOSE header ``jose_header`` read."""
         if not self.enabled:
             raise Unauthorized(
                 "JWT user tokens are off: the service takes them with QRLOGIN_USER_JWT_KEY or "
                 "QRLOGIN_USER_JWKS_URL set"
             )
-        header = _header(token)
         alg = header.get("alg")
         try:
             if alg == "HS256" and self._oct is not None:
@@ -158,17 +160,6 @@ class UserJwt:
         except JoseError as error:
             raise Unauthorized(f"token is malformed ({error.error})") from None
         return _user_of(decoded.claims)
-
-
-def _header(token: str) -> dict[str, Any]:
-    head = token.split(".", 1)[0]
-    try:
-        header = json.loads(base64.urlsafe_b64decode(head + "=" * (-len(head) % 4)))
-    except (ValueError, TypeError):
-        raise Unauthorized("token is malformed") from None
-    if not isinstance(header, dict):
-        raise Unauthorized("token is malformed")
-    return header
 
 
 def _user_of(claims: dict[str, Any]) -> User:
