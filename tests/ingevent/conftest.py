@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import os
 import socket
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
+import gevent
 import pytest
 import redis
 
 from qrlogin.factory import create_app
 from qrlogin.models import Requester, Snapshot
 from qrlogin.services import Services, services
-from tests.live import SECRET
+from tests.live import PROMPT_S, SECRET, margin
 
 #: The browser every QR here is bound to.
 BIND = "binding"
@@ -28,6 +29,13 @@ def svc(redis_url: str) -> Iterator[Services]:
     found = services(create_app(env))
     yield found
     found.hub.shutdown()
+
+
+def until(check: Callable[[], bool], what: str, seconds: float = PROMPT_S) -> None:
+    """Wait (letting the other greenlets run) until ``check()``; fail after ``seconds``."""
+    with gevent.Timeout(margin(seconds), AssertionError(what)):
+        while not check():
+            gevent.sleep(0.01)
 
 
 def new_qr(svc: Services) -> Snapshot:

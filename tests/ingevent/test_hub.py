@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import gevent
 import pytest
@@ -14,14 +14,8 @@ from qrlogin import subscriber
 from qrlogin.hub import Hub
 from qrlogin.pool import Parser
 from qrlogin.topology import Single
+from tests.ingevent.conftest import until
 from tests.live import PROMPT_S, margin
-
-
-def until(check: Callable[[], bool], what: str, seconds: float = PROMPT_S) -> None:
-    """Wait (letting the other greenlets run) until ``check()``."""
-    with gevent.Timeout(margin(seconds), AssertionError(what)):
-        while not check():
-            gevent.sleep(0.01)
 
 
 @pytest.fixture

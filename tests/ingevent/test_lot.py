@@ -6,7 +6,6 @@ import itertools
 import os
 import socket
 import time
-from collections.abc import Callable
 
 import gevent
 import pytest
@@ -16,16 +15,10 @@ from qrlogin import parking
 from qrlogin.models import EXPIRE, NO_ACTOR, SCANNED, SUCCESS, User
 from qrlogin.parked import Parked
 from qrlogin.services import Services
-from tests.ingevent.conftest import BIND, new_qr
-from tests.live import PROMPT_S, margin
+from tests.ingevent.conftest import BIND, new_qr, until
+from tests.live import margin
 
 ALICE = User("u-1", "Alice", None)
-
-
-def until(check: Callable[[], bool], what: str, seconds: float = PROMPT_S) -> None:
-    with gevent.Timeout(margin(seconds), AssertionError(what)):
-        while not check():
-            gevent.sleep(0.01)
 
 
 def park(svc: Services, server: socket.socket, chunked: bool = True) -> tuple[str, Parked]:
