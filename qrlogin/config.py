@@ -1,11 +1,8 @@
 """Every setting of the service, read from the environment by the table in
-``qrlogin.settings`` (name, type, default, unit, meaning).
-
-``Settings.from_env`` reads the service's settings, ``ServerSettings.from_env``
-gunicorn's; an invalid value raises ``ConfigError`` with a message naming the variable,
-so the process refuses to start instead of running with a surprise. The constants below
-are the service's fixed figures, each with its unit.
-"""
+``qrlogin.settings``: ``Settings.from_env`` the service's, ``ServerSettings.from_env``
+gunicorn's. An invalid value raises ``ConfigError`` naming the variable, so the process
+refuses to start instead of running with a surprise. The constants below are the
+service's fixed figures, each with its unit."""
 
 from __future__ import annotations
 
@@ -18,6 +15,7 @@ from urllib.parse import urlsplit
 from qrlogin import keycheck
 from qrlogin.exceptions import ConfigError
 from qrlogin.models import PLATFORM_RE
+from qrlogin.oidc import clients
 from qrlogin.settings import BY_NAME, TABLE, Kind, Setting
 
 #: How long a QR record is kept past its deadline, so late calls get 410, not 404 (seconds).
@@ -186,6 +184,7 @@ _BY_RAW: dict[Kind, Any] = {
     Kind.FILE: _readable_file,
     Kind.PLATFORMS: lambda raw, name: _platforms(raw),
     Kind.ORIGINS: _origins,
+    Kind.CLIENTS: lambda raw, name: clients.parse(raw),
 }
 
 
@@ -237,6 +236,8 @@ class Settings:
     user_jwks_url: str | None
     user_jwt_issuer: str
     user_jwt_audience: str
+    oidc_clients: clients.Registry
+    oidc_key_rotation_s: int
     redis_tls_verify: str
     redis_ca_file: str | None
     redis_max_connections: int

@@ -31,6 +31,7 @@ from qrlogin import (
 from qrlogin import services as services_module
 from qrlogin.browser import describe_user_agent
 from qrlogin.config import MAX_BODY_BYTES, Settings
+from qrlogin.oidc import service as oidc
 
 
 class NoSession(SessionInterface):
@@ -80,6 +81,7 @@ def create_app(env: Mapping[str, str] | None = None) -> Flask:
     limits.init_app(app)
     for blueprint in (accounts.bp, devices.bp, passport.bp, events.bp, ops.bp, pages.bp):
         app.register_blueprint(blueprint)
+    oidc.init_app(app, services_module.services(app).oidc)
     limits.bypass_views(app)
     security.init_app(app, settings)
     proxies.init_app(app, settings)

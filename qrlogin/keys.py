@@ -80,6 +80,33 @@ class Keys:
     }
 
     @classmethod
+    def oidc_keys(cls) -> str:
+        """The provider's signing keys (a hash: kid to the key as kept)."""
+        return cls._tagged("oidc-keys", "oidc")
+
+    @classmethod
+    def oidc(cls, kind: str, token_hash: str) -> str:
+        """A provider record named by a secret's hash: a pending authorization, a code,
+        an access token."""
+        return cls._tagged(f"oidc-{kind}", token_hash)
+
+    @classmethod
+    def oidc_parties(cls, user_id: str, sid: str) -> str:
+        """The clients a session signed in to, with their issuer (a hash), on the
+        session's slot."""
+        return f"{cls._tagged('oidc-parties', user_id)}:{sid}"
+
+    @classmethod
+    def oidc_outbox(cls) -> str:
+        """Back-channel logouts to deliver (a sorted set by when, and a hash of jobs)."""
+        return cls._tagged("oidc-outbox", "oidc")
+
+    @classmethod
+    def oidc_watch(cls) -> str:
+        """Sessions a client signed in to, by their deadline (a sorted set)."""
+        return cls._tagged("oidc-watch", "oidc")
+
+    @classmethod
     def state_of_channel(cls, channel: str) -> str:
         """The key of the hash whose ``version`` a channel's events carry."""
         for prefix, key_prefix in cls.STATE_OF_CHANNEL.items():

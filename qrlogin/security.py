@@ -21,6 +21,14 @@ CONTENT_SECURITY_POLICY = (
     "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
 )
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+#: Endpoints other sites' pages may write to: they act on no cookie alone.
+_CROSS_SITE: set[str] = set()
+
+
+def allow_cross_site(endpoints: frozenset[str]) -> None:
+    """Let other origins' pages POST to these endpoints (OpenID Connect's, whose
+    requests carry their own credentials)."""
+    _CROSS_SITE.update(endpoints)
 
 
 def own_origins(settings: Settings) -> set[str]:
@@ -47,6 +55,8 @@ def init_app(app: Flask, settings: Settings) -> None:
     def _check_origin() -> Response | None:
         origin = request.headers.get("Origin")
         if request.method not in UNSAFE_METHODS or origin is None:
+            return None
+        if request.endpoint in _CROSS_SITE:
             return None  # not a browser's cross-site write (phones and servers send none)
         if origin.rstrip("/") in own_origins(settings) or origin.rstrip("/") in allowed:
             return None

@@ -16,6 +16,7 @@ from qrlogin.holds import Holds, descriptor_budget
 from qrlogin.hub import Hub
 from qrlogin.lot import Lot
 from qrlogin.lua import LIVE_SOURCE, SOURCE
+from qrlogin.oidc.service import Oidc, build
 from qrlogin.sessions import Sessions
 from qrlogin.store import Store
 from qrlogin.tokens import Tokens
@@ -35,6 +36,7 @@ class Services:
     locator: Locator
     holds: Holds
     sessions: Sessions
+    oidc: Oidc
 
 
 def init_app(app: Flask, settings: Settings) -> Services:
@@ -49,6 +51,12 @@ def init_app(app: Flask, settings: Settings) -> Services:
     )
     hub = Hub(engine.topology(settings, client), store.versions)
     holds = _holds(settings)
+    sessions = Sessions(
+        client,
+        settings.session_idle_s,
+        settings.session_max_age_s,
+        source=engine.script_source(settings, sessions_module.SOURCE),
+    )
     services = Services(
         settings=settings,
         redis=client,
@@ -69,12 +77,8 @@ def init_app(app: Flask, settings: Settings) -> Services:
         lot=Lot(hub, holds, store.read, settings.sse_heartbeat_s),
         locator=Locator(settings.geoip_db),
         holds=holds,
-        sessions=Sessions(
-            client,
-            settings.session_idle_s,
-            settings.session_max_age_s,
-            source=engine.script_source(settings, sessions_module.SOURCE),
-        ),
+        sessions=sessions,
+        oidc=build(client, sessions, settings.oidc_clients, settings.oidc_key_rotation_s),
     )
     app.extensions[EXTENSION] = services
     return services

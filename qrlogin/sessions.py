@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import secrets
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -50,6 +51,8 @@ class Sessions:
         self.idle_s = idle_s
         self.absolute_s = absolute_s
         self._script = client.register_script(source)
+        #: Told (user id, sid) of each session a call here ended (back-channel logout).
+        self.on_end: Callable[[str, str], None] | None = None
 
     def _run(self, sid: str, owner: str, action: str, **args: Any) -> tuple[str, Snapshot | None]:
         keys = [
@@ -116,6 +119,8 @@ class Sessions:
         result, snapshot = self._run(sid, user_id, "end", reason=reason)
         if snapshot is None:
             raise SessionNotFound()
+        if result == "OK" and self.on_end is not None:
+            self.on_end(user_id, sid)
         return result == "OK", snapshot
 
     def end_all(self, user_id: str, reason: str) -> list[Snapshot]:

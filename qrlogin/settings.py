@@ -30,6 +30,7 @@ class Kind(enum.Enum):
     PLATFORMS = "comma list of names"
     ORIGINS = "comma list of origins"
     ORIGIN = "origin"
+    CLIENTS = "JSON list, or a file of it"
 
 
 INT, BOOL, TEXT, CHOICE, RATE = Kind.INT, Kind.BOOL, Kind.TEXT, Kind.CHOICE, Kind.RATE
@@ -201,6 +202,16 @@ TABLE: tuple[Setting, ...] = (
             shown="unset: any", meaning="when set, a JWT user token's `iss` must be this"),
     Setting("QRLOGIN_USER_JWT_AUDIENCE", "user_jwt_audience", TEXT, "", limits=(0, 500),
             shown="unset: any", meaning="when set, a JWT user token's `aud` must hold this"),
+    Setting("QRLOGIN_OIDC_CLIENTS", "oidc_clients", Kind.CLIENTS, None, shown="unset: none",
+            meaning="the OpenID Connect relying parties: objects with `client_id`, `client_secret` "
+                    "(none for a public client), `redirect_uris`, and optionally "
+                    "`backchannel_logout_uri`, `post_logout_redirect_uris`, "
+                    "`id_token_signed_response_alg` (`RS256`, `ES256`) and `name`; `flask --app "
+                    "wsgi clients add` writes one"),
+    Setting("QRLOGIN_OIDC_KEY_ROTATION", "oidc_key_rotation_s", INT, 2592000, unit="s",
+            limits=(3600, 31536000),
+            meaning="the provider's signing keys are replaced this often (the old ones stay "
+                    "published until the ID tokens they signed expire)"),
     Setting("QRLOGIN_REVEAL_SCANNER", "reveal_scanner", CHOICE, "scan", limits=("scan", "confirm"),
             meaning="`confirm`: the browser sees the scanner's name and avatar only once the login "
                     "is confirmed"),
