@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -68,14 +67,20 @@ def clients_group() -> None:
 
 
 def _listed(path: str | None) -> list[dict[str, Any]]:
-    raw = path if path and Path(path).exists() else os.environ.get("QRLOGIN_OIDC_CLIENTS")
+    """The clients in the file at ``path``, or else the service's (QRLOGIN_OIDC_CLIENTS)."""
     try:
-        return [c.to_json() for c in clients.parse(raw)]
+        found = (
+            clients.parse(path)
+            if path and Path(path).exists()
+            else services().settings.oidc_clients
+        )
     except ConfigError as error:
         raise click.ClickException(str(error)) from None
+    return [c.to_json() for c in found]
 
 
 @clients_group.command("add")
+@with_appcontext
 @click.argument("name")
 @click.option(
     "--redirect-uri",
@@ -132,6 +137,7 @@ def add(  # noqa: PLR0917 (click passes each option as an argument)
 
 
 @clients_group.command("list")
+@with_appcontext
 @click.option("--file", "path", default=None, help="The JSON file (default: QRLOGIN_OIDC_CLIENTS).")
 def list_clients(path: str | None) -> None:
     """Each client's id, kind and redirect URIs (never its secret)."""

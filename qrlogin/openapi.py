@@ -42,6 +42,7 @@ from qrlogin.models import (
     VERIFY_CODE_PATTERN,
     WAIT,
 )
+from qrlogin.oidc import openapi as oidc_openapi
 
 
 def _error_codes() -> list[str]:
@@ -770,9 +771,9 @@ def document() -> dict[str, Any]:
             "event types and error codes may be added); clients ignore what they do not "
             "know. No field is removed or changes its meaning without a new version.",
         },
-        "paths": PATHS,
+        "paths": PATHS | oidc_openapi.PATHS,
         "components": {
-            "schemas": SCHEMAS,
+            "schemas": SCHEMAS | oidc_openapi.SCHEMAS,
             "responses": {
                 f"Error{status}": _json(_ref("Error"), text) for status, text in _ERROR_TEXT.items()
             },
@@ -804,6 +805,7 @@ def document() -> dict[str, Any]:
                     "scheme": "bearer",
                     "description": "the service credential, QRLOGIN_INTROSPECT_KEY",
                 },
+                **oidc_openapi.SECURITY_SCHEMES,
             },
         },
     }

@@ -62,18 +62,27 @@ def receiver() -> Iterator[Receiver]:
 
 def clients_json(backchannel: str | None = None, **extra: Any) -> str:
     """A confidential client ``web`` and a public one ``spa``, both with CALLBACK."""
-    web: dict[str, Any] = {"client_id": "web", "client_secret": SECRET_OF_RP, "name": "Web App",
-                           "redirect_uris": [CALLBACK], "post_logout_redirect_uris": [CALLBACK]}  # fmt: skip
-    spa: dict[str, Any] = {"client_id": "spa", "redirect_uris": [CALLBACK],
-                           "id_token_signed_response_alg": "ES256"}  # fmt: skip
+    web: dict[str, Any] = {
+        "client_id": "web",
+        "client_secret": SECRET_OF_RP,
+        "name": "Web App",
+        "redirect_uris": [CALLBACK],
+        "post_logout_redirect_uris": [CALLBACK],
+    }
+    spa: dict[str, Any] = {
+        "client_id": "spa",
+        "redirect_uris": [CALLBACK],
+        "id_token_signed_response_alg": "ES256",
+    }
     if backchannel:
         web["backchannel_logout_uri"] = backchannel
         spa["backchannel_logout_uri"] = backchannel
     return json.dumps([web | extra, spa])
 
 
-def sign_in(authorize_url: str, user: str = "u-alice", name: str = "Alice",
-            browser: Browser | None = None) -> tuple[Browser, requests.Response]:  # fmt: skip
+def sign_in(
+    authorize_url: str, user: str = "u-alice", name: str = "Alice", browser: Browser | None = None
+) -> tuple[Browser, requests.Response]:
     """What the authorization page does in a browser: shown, its QR created, scanned and
     confirmed on the phone, redeemed, and the page loaded again; that last answer (the
     redirect to the relying party, not followed)."""
