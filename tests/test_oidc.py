@@ -3,17 +3,25 @@ Authlib's client as the relying party (Node's openid-client: test_oidc_node.py).
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from typing import Any
 
+import jwt as pyjwt
 import pytest
+import redis
 import requests
 from authlib.integrations.requests_client import OAuth2Session
 from authlib.oauth2.rfc7636 import create_s256_code_challenge
 from joserfc import jwt
 from joserfc.jwk import KeySet
 
+from qrlogin.keys import Keys
+from qrlogin.oidc.provider import digest
+from qrlogin.oidc.signing import CACHE_S
+from servers.process import ROOT
 from servers.service import Service
 from tests.conftest import StartService
 from tests.live import NO_LIMITS, margin, user_token
@@ -238,3 +246,165 @@ def test_the_code_is_bound_to_the_browser_that_showed_the_qr(provider: Service) 
     assert back.status_code == 302
     other = requests.get(url, allow_redirects=False, timeout=margin(30))
     assert other.status_code == 200 and "qrlogin.js" in other.text
+
+
+def authorize_url(service: Service, **params: str) -> str:
+    base = {"response_type": "code", "client_id": "web", "redirect_uri": CALLBACK,
+            "scope": "openid", "state": "st"}  # fmt: skip
+    return str(requests.Request("GET", service.url + "/oidc/authorize",
+                                params=base | params).prepare().url)  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("params", "error"),
+    [
+        ({"client_id": "nobody"}, "invalid_client"),
+        ({"redirect_uri": CALLBACK + "/other"}, "invalid_request"),
+        ({"redirect_uri": "http://127.0.0.1:8765/callback?x=1"}, "invalid_request"),
+    ],
+)
+def test_an_unknown_client_or_redirect_is_refused_without_redirecting(
+    provider: Service, params: dict[str, str], error: str
+) -> None:
+    answer = requests.get(
+        authorize_url(provider, **params), allow_redirects=False, timeout=margin(30)
+    )
+    assert answer.status_code in (400, 401) and answer.json()["error"] == error, answer.text
+    assert "Location" not in answer.headers
+
+
+@pytest.mark.parametrize(
+    ("params", "error"),
+    [
+        ({"client_id": "spa"}, "invalid_request"),  # public without PKCE
+        ({"code_challenge": "a" * 43, "code_challenge_method": "plain"}, "invalid_request"),
+        ({"code_challenge": "a" * 43}, "invalid_request"),  # no method means plain
+        ({"response_type": "token"}, "unsupported_response_type"),
+        ({"prompt": "none"}, "login_required"),
+    ],
+)
+def test_a_bad_request_goes_back_to_the_client_with_its_error(
+    provider: Service, params: dict[str, str], error: str
+) -> None:
+    answer = requests.get(
+        authorize_url(provider, **params), allow_redirects=False, timeout=margin(30)
+    )
+    assert answer.status_code == 302, answer.text
+    assert answer.headers["Location"].startswith(CALLBACK)
+    assert query_of(answer)["error"] == error
+
+
+def test_codes_are_spent_once_and_a_replay_revokes_the_token(provider: Service) -> None:
+    code, verifier = code_for(provider)
+    first = exchange(provider, code, verifier)
+    assert first.status_code == 200
+    access = first.json()["access_token"]
+    bearer = {"Authorization": f"Bearer {access}"}
+    assert requests.get(provider.url + "/oidc/userinfo", headers=bearer, timeout=margin(30)).ok
+    replay = exchange(provider, code, verifier)
+    assert replay.status_code == 400 and replay.json()["error"] == "invalid_grant"
+    after = requests.get(provider.url + "/oidc/userinfo", headers=bearer, timeout=margin(30))
+    assert after.status_code == 401 and "invalid_token" in after.headers["WWW-Authenticate"]
+
+
+def test_pkce_the_client_and_the_code_must_all_match(provider: Service, redis_url: str) -> None:
+    code, verifier = code_for(provider)
+    wrong = exchange(provider, code, "y" * 50)
+    assert wrong.status_code == 400 and wrong.json()["error"] == "invalid_grant"
+    code, verifier = code_for(provider)
+    missing = exchange(provider, code, None)
+    assert missing.status_code == 400 and missing.json()["error"] == "invalid_request"
+    code, verifier = code_for(provider)
+    bad_secret = exchange(provider, code, verifier, auth=("web", "not-the-secret-0123456789"))
+    assert bad_secret.status_code == 401 and bad_secret.json()["error"] == "invalid_client"
+    other_client = exchange(provider, code, verifier, auth=None, client_id="spa")
+    assert other_client.status_code == 400 and other_client.json()["error"] == "invalid_grant"
+    code, verifier = code_for(provider)
+    redirect = exchange(provider, code, verifier, redirect_uri=CALLBACK + "/x")
+    assert redirect.status_code == 400 and redirect.json()["error"] == "invalid_grant"
+
+    # A code past its 60 s: Redis expired it.
+    code, verifier = code_for(provider)
+    key = Keys.oidc("code", digest(code))
+    assert redis.Redis.from_url(redis_url).pexpire(key, 1)
+    time.sleep(0.05)
+    expired = exchange(provider, code, verifier)
+    assert expired.status_code == 400 and expired.json()["error"] == "invalid_grant"
+
+
+@pytest.mark.parametrize(
+    "form",
+    [
+        {"grant_type": "password", "username": "a", "password": "b"},
+        {"grant_type": "authorization_code"},
+        {"grant_type": "authorization_code", "code": "x" * 100_000},
+        {},
+    ],
+)
+def test_malformed_token_requests_get_oauth_errors(provider: Service, form: dict[str, str]) -> None:
+    answer = requests.post(provider.url + "/oidc/token", data=form, auth=("web", SECRET_OF_RP),
+                           timeout=margin(30))  # fmt: skip
+    assert 400 <= answer.status_code < 500, answer.text
+    assert answer.json()["error"] in ("invalid_request", "unsupported_grant_type")
+
+
+@pytest.mark.parametrize(
+    "authorization",
+    ["", "Bearer", "Bearer nope", "Basic d2ViOng=", "Bearer " + "x" * 3000],
+)
+def test_userinfo_refuses_what_is_not_a_live_access_token(
+    provider: Service, authorization: str
+) -> None:
+    answer = requests.get(provider.url + "/oidc/userinfo", headers={"Authorization": authorization},
+                          timeout=margin(30))  # fmt: skip
+    assert answer.status_code == 401 and answer.json()["error"] == "invalid_token"
+
+
+def test_a_forged_or_foreign_id_token_hint_ends_nothing(provider: Service) -> None:
+    browser, _ = sign_in(authorize_url(provider))
+    forged = pyjwt.encode({"sub": "u-alice", "sid": "x", "aud": "web", "iss": provider.url},
+                          "k" * 32, algorithm="HS256")  # fmt: skip
+    for hint in (forged, "not.a.jwt", forged.split(".")[0] + ".e30."):
+        answer = requests.get(provider.url + "/oidc/logout", params={"id_token_hint": hint},
+                              allow_redirects=False, timeout=margin(30))  # fmt: skip
+        assert answer.status_code == 400 and answer.json()["error"] == "invalid_request"
+    me = browser.session.get(provider.url + "/v1/passport/me", timeout=margin(30))
+    assert me.status_code == 200  # still signed in
+
+
+def test_logout_without_a_hint_asks_the_browser_first(provider: Service) -> None:
+    browser, _ = sign_in(authorize_url(provider))
+    asked = browser.session.get(provider.url + "/oidc/logout", timeout=margin(30))
+    assert asked.status_code == 200 and 'name="confirm"' in asked.text
+    assert browser.session.get(provider.url + "/v1/passport/me", timeout=margin(30)).ok
+    done = browser.session.post(provider.url + "/oidc/logout", data={"confirm": "1"},
+                                headers={"Origin": provider.url}, timeout=margin(30))  # fmt: skip
+    assert done.status_code == 200
+    me = browser.session.get(provider.url + "/v1/passport/me", timeout=margin(30))
+    assert me.status_code == 401
+
+
+def test_keys_rotate_and_the_old_key_stays_published(provider: Service) -> None:
+    code, verifier = code_for(provider)
+    old_token = exchange(provider, code, verifier).json()["id_token"]
+    before = {
+        k["kid"]
+        for k in requests.get(provider.url + "/oidc/jwks", timeout=margin(30)).json()["keys"]
+    }
+    command = [sys.executable, "-m", "flask", "--app", "wsgi", "keys", "rotate"]
+    rotated = subprocess.run(command, capture_output=True, text=True, env=provider.env, cwd=ROOT,
+                             check=False)  # fmt: skip
+    assert rotated.returncode == 0, rotated.stderr
+    assert "new signing keys" in rotated.stdout
+    after = {
+        k["kid"]
+        for k in requests.get(provider.url + "/oidc/jwks", timeout=margin(30)).json()["keys"]
+    }
+    assert before < after
+    assert verified(provider, old_token)["sub"] == "u-alice"  # still checks
+    time.sleep(CACHE_S + 0.5)  # the worker reads the keys again
+    code, verifier = code_for(provider)
+    new_token = exchange(provider, code, verifier).json()["id_token"]
+    keys = requests.get(provider.url + "/oidc/jwks", timeout=margin(30)).json()
+    new_kid = jwt.decode(new_token, KeySet.import_key_set(keys)).header["kid"]
+    assert new_kid in after - before

@@ -18,7 +18,7 @@ from qrlogin.keys import Keys
 #: How long an ID token lives (seconds); a replaced key stays published this much longer.
 ID_TOKEN_TTL_S = 3600
 #: How long a worker keeps the key set before reading it again (seconds).
-CACHE_S = 30
+CACHE_S = 5
 #: A replaced key is published this long after its replacement (seconds): a worker may
 #: sign with it until its cache is read again, and the token then lives its hour.
 KEEP_S = ID_TOKEN_TTL_S + CACHE_S + 60
@@ -135,7 +135,7 @@ class SigningKeys:
         now = int(time.time())
         keys = [
             _import(s.jwk).as_dict(private=False) | {"kid": s.kid, "alg": s.alg, "use": "sig"}
-            for s in sorted(self._all(), key=lambda s: -s.created)
+            for s in sorted(self._all(fresh=True), key=lambda s: -s.created)
             if not s.retired or now - s.retired <= KEEP_S
         ]
         return {"keys": keys}

@@ -18,6 +18,7 @@ from typing import Any
 
 from authlib.oauth2 import OAuth2Error
 from flask import Blueprint, Response, current_app, jsonify, render_template, request, url_for
+from werkzeug.exceptions import HTTPException
 
 from qrlogin.auth import SESSION_COOKIE, login_token, session_cookie
 from qrlogin.browser import clear_cookie, cookie_name, set_cookie
@@ -37,6 +38,23 @@ PENDING_TTL_S = 600
 #: The endpoints a relying party's page or server calls from another origin.
 CROSS_SITE = frozenset({"oidc.token", "oidc.userinfo", "oidc.end_session", "oidc.discovery",
                         "oidc.jwks"})  # fmt: skip
+
+
+@bp.errorhandler(HTTPException)
+@bp.errorhandler(QRLoginError)
+def _oauth_error(error: HTTPException | QRLoginError) -> Response:
+    """The service's own refusals (a body too large, Redis unavailable) in OAuth's error
+    format, which these endpoints' clients read."""
+    if isinstance(error, HTTPException):
+        status, description = error.code or 400, error.description or "bad request"
+    else:
+        status, description = error.status, error.msg
+    name = "temporarily_unavailable" if status >= 500 else "invalid_request"
+    response = jsonify({"error": name, "error_description": description})
+    response.status_code = status
+    if status == 503:
+        response.headers["Retry-After"] = "1"
+    return _open(response)
 
 
 def server() -> Any:
