@@ -8,6 +8,7 @@ import sys
 import time
 from collections.abc import Iterator
 from typing import Any
+from urllib.parse import parse_qs
 
 import jwt as pyjwt
 import pytest
@@ -17,6 +18,7 @@ from authlib.integrations.requests_client import OAuth2Session
 from authlib.oauth2.rfc7636 import create_s256_code_challenge
 from joserfc import jwt
 from joserfc.jwk import KeySet
+from playwright.sync_api import Page, expect
 
 from qrlogin.keys import Keys
 from qrlogin.oidc.provider import digest
@@ -24,7 +26,7 @@ from qrlogin.oidc.signing import CACHE_S
 from servers.process import ROOT
 from servers.service import Service
 from tests.conftest import StartService
-from tests.live import NO_LIMITS, margin, user_token
+from tests.live import DEMO_ALICE, NO_LIMITS, margin, phone_step, read_qr, user_token
 from tests.oidc_rp import (
     CALLBACK,
     SECRET_OF_RP,
@@ -408,3 +410,24 @@ def test_keys_rotate_and_the_old_key_stays_published(provider: Service) -> None:
     keys = requests.get(provider.url + "/oidc/jwks", timeout=margin(30)).json()
     new_kid = jwt.decode(new_token, KeySet.import_key_set(keys)).header["kid"]
     assert new_kid in after - before
+
+
+def test_in_chromium_the_page_shows_the_qr_and_goes_back_with_a_code(
+    provider: Service, page: Page
+) -> None:
+    """The authorization page in a real browser: the SDK's QR, read off the screen and
+    confirmed by the phone; the page loads itself again and lands on the client."""
+    page.goto(authorize_url(provider, nonce="n-page"))
+    expect(page.locator("h1")).to_contain_text("Web App")
+    expect(page.locator("#qrlogin")).to_have_attribute("data-status", "QRCODE_WAIT")
+    qr = read_qr(page)
+    token = user_token(*DEMO_ALICE)
+    assert phone_step(provider.url, token, qr["id"], "SCAN").status_code == 200
+    with page.expect_request(lambda r: r.url.startswith(CALLBACK)) as landing:
+        assert phone_step(provider.url, token, qr["id"], "VERIFY").status_code == 200
+    query = parse_qs(landing.value.url.split("?", 1)[1])
+    assert query["state"] == ["st"]
+    answer = exchange(provider, query["code"][0], None)
+    assert answer.status_code == 200, answer.text
+    claims = verified(provider, answer.json()["id_token"])
+    assert claims["sub"] == DEMO_ALICE[0] and claims["nonce"] == "n-page"
