@@ -29,7 +29,7 @@ def test_a_list_or_a_file_of_it(tmp_path: Path) -> None:
         json.dumps([GOOD, {"client_id": "spa", "redirect_uris": ["com.example.app:/cb"]}])
     )
     registry = settings_with(str(listed)).oidc_clients
-    assert len(registry) == 2 and registry.get("spa").public  # type: ignore[union-attr]
+    assert len(registry) == 2 and registry.get("spa").public
     assert not settings_with("").oidc_clients.clients
 
 
