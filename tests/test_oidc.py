@@ -3,6 +3,8 @@ Authlib's client as the relying party (Node's openid-client: test_oidc_node.py).
 
 from __future__ import annotations
 
+import importlib.util
+import json
 import subprocess
 import sys
 import time
@@ -251,10 +253,16 @@ def test_the_code_is_bound_to_the_browser_that_showed_the_qr(provider: Service) 
 
 
 def authorize_url(service: Service, **params: str) -> str:
-    base = {"response_type": "code", "client_id": "web", "redirect_uri": CALLBACK,
-            "scope": "openid", "state": "st"}  # fmt: skip
-    return str(requests.Request("GET", service.url + "/oidc/authorize",
-                                params=base | params).prepare().url)  # fmt: skip
+    base = {
+        "response_type": "code",
+        "client_id": "web",
+        "redirect_uri": CALLBACK,
+        "scope": "openid",
+        "state": "st",
+    }
+    return str(
+        requests.Request("GET", service.url + "/oidc/authorize", params=base | params).prepare().url
+    )
 
 
 @pytest.mark.parametrize(
@@ -344,8 +352,9 @@ def test_pkce_the_client_and_the_code_must_all_match(provider: Service, redis_ur
     ],
 )
 def test_malformed_token_requests_get_oauth_errors(provider: Service, form: dict[str, str]) -> None:
-    answer = requests.post(provider.url + "/oidc/token", data=form, auth=("web", SECRET_OF_RP),
-                           timeout=margin(30))  # fmt: skip
+    answer = requests.post(
+        provider.url + "/oidc/token", data=form, auth=("web", SECRET_OF_RP), timeout=margin(30)
+    )
     assert 400 <= answer.status_code < 500, answer.text
     assert answer.json()["error"] in ("invalid_request", "unsupported_grant_type")
 
@@ -357,18 +366,28 @@ def test_malformed_token_requests_get_oauth_errors(provider: Service, form: dict
 def test_userinfo_refuses_what_is_not_a_live_access_token(
     provider: Service, authorization: str
 ) -> None:
-    answer = requests.get(provider.url + "/oidc/userinfo", headers={"Authorization": authorization},
-                          timeout=margin(30))  # fmt: skip
+    answer = requests.get(
+        provider.url + "/oidc/userinfo",
+        headers={"Authorization": authorization},
+        timeout=margin(30),
+    )
     assert answer.status_code == 401 and answer.json()["error"] == "invalid_token"
 
 
 def test_a_forged_or_foreign_id_token_hint_ends_nothing(provider: Service) -> None:
     browser, _ = sign_in(authorize_url(provider))
-    forged = pyjwt.encode({"sub": "u-alice", "sid": "x", "aud": "web", "iss": provider.url},
-                          "k" * 32, algorithm="HS256")  # fmt: skip
+    forged = pyjwt.encode(
+        {"sub": "u-alice", "sid": "x", "aud": "web", "iss": provider.url},
+        "k" * 32,
+        algorithm="HS256",
+    )
     for hint in (forged, "not.a.jwt", forged.split(".")[0] + ".e30."):
-        answer = requests.get(provider.url + "/oidc/logout", params={"id_token_hint": hint},
-                              allow_redirects=False, timeout=margin(30))  # fmt: skip
+        answer = requests.get(
+            provider.url + "/oidc/logout",
+            params={"id_token_hint": hint},
+            allow_redirects=False,
+            timeout=margin(30),
+        )
         assert answer.status_code == 400 and answer.json()["error"] == "invalid_request"
     me = browser.session.get(provider.url + "/v1/passport/me", timeout=margin(30))
     assert me.status_code == 200  # still signed in
@@ -379,8 +398,12 @@ def test_logout_without_a_hint_asks_the_browser_first(provider: Service) -> None
     asked = browser.session.get(provider.url + "/oidc/logout", timeout=margin(30))
     assert asked.status_code == 200 and 'name="confirm"' in asked.text
     assert browser.session.get(provider.url + "/v1/passport/me", timeout=margin(30)).ok
-    done = browser.session.post(provider.url + "/oidc/logout", data={"confirm": "1"},
-                                headers={"Origin": provider.url}, timeout=margin(30))  # fmt: skip
+    done = browser.session.post(
+        provider.url + "/oidc/logout",
+        data={"confirm": "1"},
+        headers={"Origin": provider.url},
+        timeout=margin(30),
+    )
     assert done.status_code == 200
     me = browser.session.get(provider.url + "/v1/passport/me", timeout=margin(30))
     assert me.status_code == 401
@@ -394,8 +417,9 @@ def test_keys_rotate_and_the_old_key_stays_published(provider: Service) -> None:
         for k in requests.get(provider.url + "/oidc/jwks", timeout=margin(30)).json()["keys"]
     }
     command = [sys.executable, "-m", "flask", "--app", "wsgi", "keys", "rotate"]
-    rotated = subprocess.run(command, capture_output=True, text=True, env=provider.env, cwd=ROOT,
-                             check=False)  # fmt: skip
+    rotated = subprocess.run(
+        command, capture_output=True, text=True, env=provider.env, cwd=ROOT, check=False
+    )
     assert rotated.returncode == 0, rotated.stderr
     assert "new signing keys" in rotated.stdout
     after = {
@@ -431,3 +455,36 @@ def test_in_chromium_the_page_shows_the_qr_and_goes_back_with_a_code(
     assert answer.status_code == 200, answer.text
     claims = verified(provider, answer.json()["id_token"])
     assert claims["sub"] == DEMO_ALICE[0] and claims["nonce"] == "n-page"
+
+
+def test_the_readmes_relying_party_signs_in(
+    start_service: StartService, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """docs/examples/relying_party.py (Authlib's Flask client), as the README shows it."""
+    web = {
+        "client_id": "example",
+        "client_secret": SECRET_OF_RP,
+        "redirect_uris": ["http://localhost/callback"],
+    }
+    service = start_service(QRLOGIN_OIDC_CLIENTS=json.dumps([web]), **NO_LIMITS)
+    for name, value in {
+        "APP_SECRET_KEY": "k" * 32,
+        "QRLOGIN_ISSUER": service.url,
+        "CLIENT_ID": "example",
+        "CLIENT_SECRET": SECRET_OF_RP,
+    }.items():
+        monkeypatch.setenv(name, value)
+    spec = importlib.util.spec_from_file_location(
+        "relying_party", ROOT / "docs" / "examples" / "relying_party.py"
+    )
+    assert spec is not None and spec.loader is not None
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    app = example.app.test_client()
+    assert "Sign in with qrlogin" in app.get("/").text
+    to_provider = app.get("/login")
+    assert to_provider.status_code == 302
+    _, back = sign_in(to_provider.headers["Location"], "u-dave", "Dave")
+    landed = app.get(back.headers["Location"].removeprefix("http://localhost"))
+    assert landed.status_code == 302, landed.text
+    assert app.get("/").text == "Hello, Dave"
