@@ -78,7 +78,13 @@ def init_app(app: Flask, settings: Settings) -> Services:
         locator=Locator(settings.geoip_db),
         holds=holds,
         sessions=sessions,
-        oidc=build(client, sessions, settings.oidc_clients, settings.oidc_key_rotation_s),
+        oidc=build(
+            client,
+            sessions,
+            settings.oidc_clients,
+            settings.oidc_key_rotation_s,
+            (settings.secret_key, *settings.secret_key_fallbacks),
+        ),
     )
     app.extensions[EXTENSION] = services
     return services

@@ -23,8 +23,14 @@ class Oidc:
     backchannel: Backchannel
 
 
-def build(client: redis.Redis, sessions: Sessions, registry: Registry, rotate_s: int) -> Oidc:
-    keys = SigningKeys(client, rotate_s)
+def build(
+    client: redis.Redis,
+    sessions: Sessions,
+    registry: Registry,
+    rotate_s: int,
+    secret_keys: tuple[str, ...],
+) -> Oidc:
+    keys = SigningKeys(client, rotate_s, secret_keys)
     backchannel = Backchannel(client, sessions, registry, keys)
     sessions.on_end = backchannel.session_ended
     return Oidc(registry, keys, Records(client), backchannel)

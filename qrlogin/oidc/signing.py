@@ -1,9 +1,15 @@
 """The provider's signing keys, kept in Redis so that every worker signs with the same
 ones: an ES256 and an RS256 key, replaced on a schedule (or by ``flask keys rotate``).
-A replaced key stays published in the JWKS until every token it signed has expired."""
+A replaced key stays published in the JWKS until every token it signed has expired.
+
+The private half is sealed (Fernet, from the cryptography package) with a key derived
+from ``SECRET_KEY``, so Redis still holds nothing that signs anyone in; its fallbacks
+unseal keys sealed before a rotation of ``SECRET_KEY``. A key none of them unseals is
+replaced at once."""
 
 from __future__ import annotations
 
+import base64
 import json
 import threading
 import time
@@ -11,6 +17,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import redis
+from cryptography.fernet import Fernet, InvalidToken, MultiFernet
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from joserfc.jwk import ECKey, KeySet, RSAKey
 
 from qrlogin.keys import Keys
@@ -29,27 +38,41 @@ LOCK_S = 30
 AnyKey = ECKey | RSAKey
 
 
+def sealer(secret_keys: tuple[str, ...]) -> MultiFernet:
+    """Fernet keys derived (HKDF-SHA256) from ``SECRET_KEY`` and its fallbacks, the first
+    sealing."""
+
+    def derived(secret: str) -> Fernet:
+        hkdf = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=b"qrlogin.oidc-keys")
+        return Fernet(base64.urlsafe_b64encode(hkdf.derive(secret.encode())))
+
+    return MultiFernet([derived(secret) for secret in secret_keys])
+
+
 @dataclass(frozen=True)
 class Stored:
-    """One key as kept: its private JWK, and when it was made and replaced (0: current)."""
+    """One key as kept: its public JWK, its sealed private JWK, and when it was made and
+    replaced (0: current)."""
 
     kid: str
     alg: str
-    jwk: dict[str, Any]
+    public: dict[str, Any]
+    sealed: str
     created: int
     retired: int
 
     def to_json(self) -> str:
-        return json.dumps({"alg": self.alg, "jwk": self.jwk, "created": self.created,
-                           "retired": self.retired})  # fmt: skip
+        return json.dumps(self.__dict__)
 
     @classmethod
-    def from_json(cls, kid: str, text: str) -> Stored:
-        data = json.loads(text)
-        return cls(kid, data["alg"], data["jwk"], int(data["created"]), int(data["retired"]))
+    def from_json(cls, text: str) -> Stored:
+        return cls(**json.loads(text))
+
+    def replaced(self, at: int) -> Stored:
+        return Stored(self.kid, self.alg, self.public, self.sealed, self.created, at)
 
 
-def generate(alg: str, now: int) -> Stored:
+def generate(alg: str, now: int, seal: MultiFernet) -> Stored:
     parameters: Any = {"alg": alg, "use": "sig"}
     key: AnyKey = (
         ECKey.generate_key("P-256", parameters=parameters)
@@ -57,8 +80,9 @@ def generate(alg: str, now: int) -> Stored:
         else RSAKey.generate_key(RSA_BITS, parameters=parameters)
     )
     kid = key.thumbprint()
-    jwk = {**key.as_dict(private=True), "kid": kid}
-    return Stored(kid, alg, jwk, now, 0)
+    public = key.as_dict(private=False) | {"kid": kid, "alg": alg, "use": "sig"}
+    sealed = seal.encrypt(json.dumps(key.as_dict(private=True)).encode()).decode()
+    return Stored(kid, alg, public, sealed, now, 0)
 
 
 class SigningKeys:
@@ -66,15 +90,16 @@ class SigningKeys:
 
     ALGORITHMS = ("RS256", "ES256")
 
-    def __init__(self, client: redis.Redis, rotate_s: int) -> None:
+    def __init__(self, client: redis.Redis, rotate_s: int, secret_keys: tuple[str, ...]) -> None:
         self.redis = client
         self.rotate_s = rotate_s
+        self.seal = sealer(secret_keys)
         self._lock = threading.Lock()
         self._cache: tuple[float, list[Stored]] = (0.0, [])
 
     def _read(self) -> list[Stored]:
         raw: dict[str, str] = self.redis.hgetall(Keys.oidc_keys())  # type: ignore[assignment]
-        return [Stored.from_json(kid, text) for kid, text in raw.items()]
+        return [Stored.from_json(text) for text in raw.values()]
 
     def _all(self, *, fresh: bool = False) -> list[Stored]:
         read_at, stored = self._cache
@@ -83,23 +108,30 @@ class SigningKeys:
             self._cache = (time.monotonic(), stored)
         return stored
 
+    def _usable(self, stored: list[Stored], alg: str) -> tuple[Stored, AnyKey] | None:
+        """The current key for ``alg``, unsealed, unless it is due for replacement."""
+        found = [s for s in stored if s.alg == alg and not s.retired]
+        if not found:
+            return None
+        current = max(found, key=lambda s: s.created)
+        if time.time() - current.created >= self.rotate_s:
+            return None
+        try:
+            private = json.loads(self.seal.decrypt(current.sealed.encode()))
+        except InvalidToken:
+            return None  # sealed under a SECRET_KEY no longer configured
+        return current, _import(private)
+
     def signing(self, alg: str) -> tuple[str, AnyKey]:
         """The kid and private key to sign with now, making or replacing keys when due."""
-        now = int(time.time())
-        current = self._current(self._all(), alg)
-        if current is None or now - current.created >= self.rotate_s:
+        usable = self._usable(self._all(), alg)
+        while usable is None:
             with self._lock:
-                current = self._current(self._all(fresh=True), alg)
-                if current is None or now - current.created >= self.rotate_s:
-                    self.rotate()
-                    current = self._current(self._all(fresh=True), alg)
-        assert current is not None  # noqa: S101 (rotate() stored one)
-        return current.kid, _import(current.jwk)
-
-    @staticmethod
-    def _current(stored: list[Stored], alg: str) -> Stored | None:
-        found = [s for s in stored if s.alg == alg and not s.retired]
-        return max(found, key=lambda s: s.created) if found else None
+                usable = self._usable(self._all(fresh=True), alg)
+                if usable is None and not self.rotate():
+                    time.sleep(0.1)  # another worker is rotating: read its keys
+        current, key = usable
+        return current.kid, key
 
     def rotate(self) -> list[str]:
         """Make a new key for each algorithm and retire the current ones; drop the keys
@@ -111,11 +143,9 @@ class SigningKeys:
         try:
             now = int(time.time())
             stored = self._read()
-            made = [generate(alg, now) for alg in self.ALGORITHMS]
+            made = [generate(alg, now, self.seal) for alg in self.ALGORITHMS]
             updates: dict[Any, Any] = {s.kid: s.to_json() for s in made}
-            for old in stored:
-                if not old.retired:
-                    updates[old.kid] = Stored(old.kid, old.alg, old.jwk, old.created, now).to_json()
+            updates |= {s.kid: s.replaced(now).to_json() for s in stored if not s.retired}
             gone = [s.kid for s in stored if s.retired and now - s.retired > KEEP_S]
             with self.redis.pipeline(transaction=True) as pipe:
                 pipe.hset(Keys.oidc_keys(), mapping=updates)
@@ -133,12 +163,8 @@ class SigningKeys:
         for alg in self.ALGORITHMS:
             self.signing(alg)
         now = int(time.time())
-        keys = [
-            _import(s.jwk).as_dict(private=False) | {"kid": s.kid, "alg": s.alg, "use": "sig"}
-            for s in sorted(self._all(fresh=True), key=lambda s: -s.created)
-            if not s.retired or now - s.retired <= KEEP_S
-        ]
-        return {"keys": keys}
+        live = [s for s in self._all(fresh=True) if not s.retired or now - s.retired <= KEEP_S]
+        return {"keys": [s.public for s in sorted(live, key=lambda s: -s.created)]}
 
     def verifying(self) -> KeySet:
         """The published keys, to check a token of ours (an ``id_token_hint``)."""
