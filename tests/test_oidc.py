@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -25,6 +26,7 @@ from playwright.sync_api import Page, expect
 from qrlogin.keys import Keys
 from qrlogin.oidc.provider import digest
 from qrlogin.oidc.signing import CACHE_S
+from servers.nginx import BARE, DOCUMENTED, ProxyNginx
 from servers.process import ROOT
 from servers.service import Service
 from tests.conftest import StartService
@@ -488,3 +490,45 @@ def test_the_readmes_relying_party_signs_in(
     landed = app.get(back.headers["Location"].removeprefix("http://localhost"))
     assert landed.status_code == 302, landed.text
     assert app.get("/").text == "Hello, Dave"
+
+
+@pytest.mark.parametrize("mode", ["documented", "bare + public origin"])
+def test_through_nginx_the_issuer_is_the_origin_browsers_see(
+    mode: str, start_service: StartService, server_logs: Path, backchannel: Receiver
+) -> None:
+    """Behind nginx (forwarded headers trusted, or a bare proxy with the public origin
+    set), every URL of the discovery and the ID token's iss are the proxy's."""
+    settings = {"QRLOGIN_OIDC_CLIENTS": clients_json(backchannel.url), **NO_LIMITS}
+    nginx = ProxyNginx(DOCUMENTED if mode == "documented" else BARE, server_logs)
+    if mode == "documented":
+        service = start_service(QRLOGIN_TRUSTED_PROXIES="1", **settings)
+    else:
+        service = start_service(QRLOGIN_PUBLIC_ORIGIN=nginx.url, **settings)
+    with nginx.proxy_to(service.port):
+        meta = requests.get(
+            nginx.url + "/.well-known/openid-configuration", timeout=margin(30)
+        ).json()
+        assert meta["issuer"] == nginx.url and meta["token_endpoint"] == nginx.url + "/oidc/token"
+        verifier = "z" * 60
+        rp = OAuth2Session(
+            "web", SECRET_OF_RP, scope="openid", redirect_uri=CALLBACK, code_challenge_method="S256"
+        )
+        url, _ = rp.create_authorization_url(meta["authorization_endpoint"], code_verifier=verifier)
+        _, back = sign_in(url)
+        assert back.status_code == 302, back.text
+        token = rp.fetch_token(
+            meta["token_endpoint"],
+            authorization_response=back.headers["Location"],
+            code_verifier=verifier,
+        )
+        keys = KeySet.import_key_set(requests.get(meta["jwks_uri"], timeout=margin(30)).json())
+        assert jwt.decode(token["id_token"], keys).claims["iss"] == nginx.url
+
+
+def test_a_nonce_the_client_used_before_is_refused(provider: Service) -> None:
+    code, verifier = code_for(provider, nonce="once")
+    assert exchange(provider, code, verifier).status_code == 200
+    again = requests.get(
+        authorize_url(provider, nonce="once"), allow_redirects=False, timeout=margin(30)
+    )
+    assert again.status_code == 302 and query_of(again)["error"] == "invalid_request"
