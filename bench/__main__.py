@@ -15,10 +15,13 @@ from typing import Any
 from servers.process import ROOT
 from servers.redis_server import RedisServer
 
-from bench import report
+from bench import overload, report
 from bench.common import FULL, QUICK, Bench
 from bench.moonshot import MOON, MOON_QUICK, run_moonshot
 from bench.standard import MEASUREMENTS, cluster
+
+#: The overload run's plot, beside the report.
+OVERLOAD_PLOT = "benchmarks-overload.png"
 
 
 def main() -> None:
@@ -26,6 +29,9 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="small sizes: about a minute (--moonshot: 2)")
     parser.add_argument("--moonshot", action="store_true", help="100,000 waiting browsers on 8 workers")
     parser.add_argument("--only-cluster", action="store_true", help="only the Redis Cluster rows")
+    parser.add_argument(
+        "--only", default="", help="these measurements only, a comma list (capacity,overload); implies --no-write"
+    )
     parser.add_argument("--no-write", action="store_true", help="print only")
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "BENCHMARKS.md")
     options = parser.parse_args()
@@ -42,9 +48,11 @@ def main() -> None:
         try:
             if options.moonshot:
                 results = run_moonshot(bench)
+            chosen = set(filter(None, options.only.split(",")))
             for measure, name in (() if options.moonshot else ((cluster, "cluster"),) if options.only_cluster
                                   else MEASUREMENTS):  # fmt: skip
-                measure(bench, tables[name], results)
+                if not chosen or measure.__name__ in chosen:
+                    measure(bench, tables[name], results)
         finally:
             bench.stop()
     (logs / "results.json").write_text(json.dumps({**results, "tables": tables}, indent=1, default=str))
@@ -54,10 +62,12 @@ def main() -> None:
     else:
         text = report.standard(tables, command, took, bench.sizes)
     print(text)
-    if not options.no_write and not options.only_cluster:
+    if not options.no_write and not options.only_cluster and not options.only:
         report.place(options.out, "moonshot" if options.moonshot else "standard", text)
         if options.moonshot:
             report.plot(options.out.parent, results)
+        elif "overload" in results:
+            overload.plot(options.out.parent, results["overload"], OVERLOAD_PLOT)
         print(f"wrote {options.out}")
 
 

@@ -41,10 +41,11 @@ class Sizes:
     sessions: int
     cluster_waiting: int
     failover_waiting: int
+    overload_s: int
 
 
-QUICK = Sizes(1500, 3, 2, 3, 3, 500, 60, 2, 4, False, 1500, 300, 100)
-FULL = Sizes(10000, 60, 10, 15, 15, 5000, 300, 20, 12, True, 10000, 1000, 300)
+QUICK = Sizes(1500, 3, 2, 3, 3, 500, 60, 2, 4, False, 1500, 300, 100, 8)
+FULL = Sizes(10000, 60, 10, 15, 15, 5000, 300, 20, 12, True, 10000, 1000, 300, 60)
 
 
 def user_token() -> str:
@@ -62,6 +63,7 @@ class Bench:
     token: str = field(default_factory=user_token)
     services: list[Service] = field(default_factory=list)
     moon: Any = None  # the moonshot's sizes (bench.moonshot.MoonSizes), in that mode
+    inflight: str = os.environ.get("QRLOGIN_MAX_INFLIGHT", "")  # the overload run's admission bound
 
     def start(self, workers: int = 1, config: str = "gunicorn.conf.py", **env: str) -> Service:
         settings = {**BENCH_ENV, "REDIS_URL": self.server.url, **env}

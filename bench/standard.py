@@ -20,7 +20,7 @@ from itsdangerous import URLSafeTimedSerializer
 from qrlogin import qrimage
 from servers.process import Process, free_port
 
-from bench import common
+from bench import common, overload
 from bench.client import CTX, Holders, poller, repeat, run, sender, steps
 
 Row = tuple[str, ...]
@@ -361,5 +361,5 @@ def measure_failover(b: common.Bench, local: Any, keys: Any) -> str:
 
 
 #: The standard run's measurements, in order, and the table each adds rows to.
-MEASUREMENTS = ((waiting, "main"), (sessions, "main"), (logins, "main"), (login_cost, "main"), (restart, "main"),
-                (cluster, "cluster"))  # fmt: skip
+MEASUREMENTS = ((waiting, "main"), (sessions, "main"), (logins, "main"), (login_cost, "main"),
+                (overload.capacity, "main"), (overload.overload, "main"), (restart, "main"), (cluster, "cluster"))  # fmt: skip

@@ -1,62 +1,141 @@
-"""Admission control: a bound on the requests one worker works on at once.
+"""Admission control: what a worker takes on, decided before Flask sees the request.
 
-Past ``QRLOGIN_MAX_INFLIGHT`` requests in progress, a new one is answered at once with
-503 ``OVERLOADED`` and ``Retry-After`` instead of joining an unbounded pile of greenlets
-whose every member answers late. Streams are not counted and never shed (they have caps
-of their own, ``qrlogin.holds``, and cost nothing while they wait), nor are a long
-poll's seconds of waiting, nor the operator's probes and metrics.
+A new request is answered at once with 503 ``OVERLOADED`` and ``Retry-After`` instead
+of joining a pile whose every member answers late, when either
+
+- the worker already works on ``QRLOGIN_MAX_INFLIGHT`` requests, or
+- its event loop runs late: a timer that should fire every 10 ms has fired, on average
+  over the last few tenths of a second, more than ``QRLOGIN_MAX_LAG`` ms late. That is
+  the wait every greenlet of the worker meets at each turn, whatever the queue it sits
+  in (accepting connections, reading requests, running views) and whatever takes the
+  CPU (this worker, others, another process on the box).
+
+The refusal is a WSGI answer made before Flask: it costs a small share of a request.
+Streams are not counted and never refused (they have caps of their own,
+``qrlogin.holds``, and cost nothing while they wait), nor are a long poll's seconds of
+waiting, nor the operator's probes and metrics.
 """
 
 from __future__ import annotations
 
-from flask import Flask, current_app, g, request
+import secrets
+import threading
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from flask import request
 
 from qrlogin.exceptions import Overloaded
-from qrlogin.metrics import INFLIGHT, SHED
+from qrlogin.logs import _ACCEPTED, _MADE_UP_BYTES, HEADER
+from qrlogin.metrics import INFLIGHT, LAG, SHED
 
 #: What is never shed: the probes a load balancer and Prometheus call.
 EXEMPT_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
+#: The lag timer's period (s), and the weight of each new reading in the average.
+TICK_S = 0.01
+WEIGHT = 0.1
+ENVIRON_KEY = "qrlogin.admission"
+_ADMITTED = "qrlogin.admitted"
+WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+
+
+class Lag:
+    """How late this worker's event loop runs: a moving average of a timer's lateness."""
+
+    def __init__(self, max_lag_s: float) -> None:
+        self.max_lag_s = max_lag_s
+        self.average_s = 0.0
+        self._started_in = 0
+
+    def observe(self, late_s: float) -> None:
+        self.average_s += WEIGHT * (max(0.0, late_s) - self.average_s)
+
+    @property
+    def over(self) -> bool:
+        return bool(self.max_lag_s) and self.average_s > self.max_lag_s
+
+    def start(self) -> None:
+        """Time the loop from this process on (a worker forked from the master starts its
+        own), under gevent only: elsewhere threads, not one loop, serve requests."""
+        import os
+
+        from gevent import monkey
+
+        if not self.max_lag_s or self._started_in == os.getpid():
+            return
+        if not monkey.is_module_patched("threading"):
+            return
+        self._started_in = os.getpid()
+        threading.Thread(target=self._tick, name="qrlogin-lag", daemon=True).start()
+
+    def _tick(self) -> None:
+        while True:
+            before = time.monotonic()
+            time.sleep(TICK_S)
+            self.observe(time.monotonic() - before - TICK_S)
+            LAG.set(self.average_s)
 
 
 class Admission:
-    """The requests in progress in this worker (gevent: one thread, no lock)."""
+    """The requests in progress in this worker (gevent: one thread, no lock), and the
+    WSGI middleware that admits or refuses them."""
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self, app: WsgiApp, limit: int, lag: Lag) -> None:
+        self.app = app
         self.limit = limit
+        self.lag = lag
         self.inflight = 0
+        body = Overloaded()
+        self._body = b'{"code":"%s","data":null,"msg":"%s"}' % (
+            body.code.encode(),
+            body.msg.encode(),
+        )
+        self._retry_after = str(body.retry_after_s)
 
-    def admit(self) -> None:
-        """Count this request in, or refuse it (before its view runs)."""
-        if request.path in EXEMPT_PATHS or _is_stream():
-            return
-        if self.limit and self.inflight >= self.limit:
+    def __call__(
+        self, environ: dict[str, Any], start_response: Callable[..., Any]
+    ) -> Iterable[bytes]:
+        path = environ.get("PATH_INFO", "")
+        if path in EXEMPT_PATHS or (
+            environ.get("REQUEST_METHOD") == "GET" and path.endswith("/events")
+        ):
+            return self.app(environ, start_response)
+        self.lag.start()
+        if (self.limit and self.inflight >= self.limit) or self.lag.over:
             SHED.inc()
-            raise Overloaded()
+            return self._shed(environ, start_response)
         self.inflight += 1
         INFLIGHT.inc()
-        g.qrlogin_admitted = True
+        environ[_ADMITTED] = True
+        environ[ENVIRON_KEY] = self
+        try:
+            return self.app(environ, start_response)
+        finally:
+            self.release(environ)
 
-    def release(self) -> None:
+    def release(self, environ: dict[str, Any]) -> None:
         """Count this request out: it ends, or it begins a long wait (a held long poll)."""
-        if g.pop("qrlogin_admitted", False):
+        if environ.pop(_ADMITTED, False):
             self.inflight -= 1
             INFLIGHT.dec()
 
-
-def _is_stream() -> bool:
-    return request.method == "GET" and request.path.endswith("/events")
+    def _shed(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        sent = environ.get("HTTP_X_REQUEST_ID", "")
+        request_id = sent if _ACCEPTED.match(sent) else secrets.token_hex(_MADE_UP_BYTES)
+        start_response("503 Service Unavailable", [
+            ("Content-Type", "application/json"), ("Content-Length", str(len(self._body))),
+            ("Retry-After", self._retry_after), ("Cache-Control", "no-store"), (HEADER, request_id),
+        ])  # fmt: skip
+        return [self._body]
 
 
 def waiting() -> None:
     """The request begins a long wait (a held long poll): it no longer counts."""
-    found = current_app.extensions.get("qrlogin.admission")
+    found = request.environ.get(ENVIRON_KEY)
     if isinstance(found, Admission):
-        found.release()
+        found.release(request.environ)
 
 
-def init_app(app: Flask, limit: int) -> Admission:
-    admission = app.extensions["qrlogin.admission"] = Admission(limit)
-    # First of the request hooks: a shed request costs as little as can be.
-    app.before_request_funcs.setdefault(None, []).insert(0, admission.admit)
-    app.teardown_request(lambda _error: admission.release())
-    return admission
+def wsgi(app: WsgiApp, limit: int, max_lag_ms: int) -> Admission:
+    return Admission(app, limit, Lag(max_lag_ms / 1000))

@@ -219,6 +219,7 @@ class Settings:
     limit_refused: str
     max_live_qrs: int
     max_inflight: int
+    max_lag_ms: int
     max_held_per_qr: int
     max_held_per_binding: int
     max_held_per_ip: int

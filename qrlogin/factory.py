@@ -70,10 +70,13 @@ def create_app(env: Mapping[str, str] | None = None) -> Flask:
     app.wsgi_app = parking.wsgi(  # type: ignore[method-assign]
         app.wsgi_app, lambda: services_module.services(app).lot
     )
+    # Admission control: a request the worker cannot take on now is refused before Flask.
+    app.wsgi_app = admission.wsgi(  # type: ignore[method-assign]
+        app.wsgi_app, settings.max_inflight, settings.max_lag_ms
+    )
     # Static files and the favicon, compressed and with validators, before Flask.
     app.wsgi_app = static_files.wsgi(app.wsgi_app)  # type: ignore[method-assign]
     logs.init_app(app)
-    admission.init_app(app, settings.max_inflight)
     metrics.init_app(app)
     i18n.init_app(app)
     envelope.init_app(app)

@@ -56,7 +56,14 @@ INFLIGHT = Gauge(
 )
 SHED = Counter(
     "qrlogin_requests_shed_total",
-    "Requests answered 503 OVERLOADED at once: the worker had QRLOGIN_MAX_INFLIGHT in progress",
+    "Requests answered 503 OVERLOADED at once: the worker had QRLOGIN_MAX_INFLIGHT in "
+    "progress, or its event loop ran more than QRLOGIN_MAX_LAG late",
+)
+LAG = Gauge(
+    "qrlogin_event_loop_lag_seconds",
+    "How late a worker's event loop runs: the moving average of a 10 ms timer's lateness "
+    "(the worst worker)",
+    multiprocess_mode="livemax",
 )
 PARKED_STREAMS = Gauge(
     "qrlogin_parked_streams",

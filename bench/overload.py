@@ -1,0 +1,311 @@
+"""Capacity and overload: whole logins per second with 2 and 8 workers (p50/p99 of each
+step), then 2x and 5x that rate offered for a minute to 2 workers, with a probe that
+keeps logging in and watching its stream throughout and for 15 s after.
+
+A login is what a browser and a phone do: create (with its PNG), the stream opened and
+its first event read, SCAN, VERIFY (the browser's stream hears it), the redemption. A
+step answered 503 is asked again after its Retry-After, with jitter, as the SDK does; an
+arrival whose create is shed is a shed login (its user would come back later)."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import threading
+import time
+from multiprocessing.queues import Queue
+from typing import Any
+
+from bench import common
+from bench.client import HOST, Connection, _run, run_parallel
+
+Row = tuple[str, str, str, str]
+STEPS = ("create", "stream", "scan", "verify", "redeem")
+#: Load processes (each with half the connections and half the rate).
+LOADERS = 2
+#: Keep-alive connection pairs (browser, phone) per load process: logins at a time, as
+#: fast as answered (capacity); at most at a time, when arriving at a rate (overload).
+PAIRS = 8
+OPEN_PAIRS = 100
+#: A login not done in this long counts as an error (s).
+LOGIN_TIMEOUT_S = 30.0
+#: How long the probe watches after the load stops (s).
+AFTER_S = 15.0
+
+
+class Shed(Exception):
+    """A create answered 503: the login did not start."""
+
+
+async def ask(conn: Connection, method: str, path: str, body: Any, headers: dict[str, str],
+              counts: dict[str, int]) -> Any:  # fmt: skip
+    """One step, asked again after Retry-After (with jitter) while it is shed."""
+    while True:
+        answer = await conn.request(method, path, body, headers)
+        if answer.status != 503:
+            if answer.status >= 500:
+                counts["5xx"] += 1
+            return answer
+        counts["retried"] += 1
+        await asyncio.sleep(float(answer.headers.get("retry-after", "1")) * random.uniform(0.5, 1.5))
+
+
+async def login(browser: Connection, phone: Connection, token: str, counts: dict[str, int],
+                check_once: bool = False) -> dict[str, float]:  # fmt: skip
+    """One whole login; each step's seconds, and "total" and "delivery" (VERIFY sent to
+    the browser's stream hearing it). ``Shed`` when the create is."""
+    took: dict[str, float] = {}
+    start = t = time.perf_counter()
+    created = await browser.request("POST", "/v1/accounts/qrcode/", {"platform": "bench"})
+    if created.status == 503:
+        raise Shed
+    took["create"] = time.perf_counter() - t
+    qr_id = created.json()["data"]["id"]
+    t = time.perf_counter()
+    reader, writer = await asyncio.open_connection(HOST, browser.port)
+    writer.write(f"GET /v1/accounts/qrcode/{qr_id}/events HTTP/1.1\r\nHost: {HOST}\r\n"
+                 f"Accept: text/event-stream\r\nCookie: qrlogin_bind={browser.cookie}\r\n\r\n".encode())  # fmt: skip
+    await reader.readuntil(b"data:")
+    took["stream"] = time.perf_counter() - t
+    phone_headers = {"Authorization": f"Bearer {token}"}
+    for step in ("SCAN", "VERIFY"):
+        t = time.perf_counter()
+        await ask(phone, "POST", "/v1/accounts/qrcode_fill", {"id": qr_id, "step": step}, phone_headers, counts)
+        took[step.lower()] = time.perf_counter() - t
+    await reader.readuntil(b"QRCODE_SUCCESS")
+    took["delivery"] = time.perf_counter() - t
+    writer.close()
+    t = time.perf_counter()
+    redeemed = (await ask(browser, "POST", "/v1/passport/guest", {"code": qr_id}, {}, counts)).json()["data"]
+    took["redeem"] = time.perf_counter() - t
+    took["total"] = time.perf_counter() - start
+    counts["redeemed"] += "token" in redeemed
+    if check_once:  # a confirmed QR redeems exactly once
+        again = (await ask(browser, "POST", "/v1/passport/guest", {"code": qr_id}, {}, counts)).json()["data"]
+        counts["twice"] += "token" in again
+    return took
+
+
+def load(port: int, token: str, seconds: float, rate: float, pairs: int, results: Queue[Any]) -> None:
+    """Logins for ``seconds``: as fast as answered on PAIRS connection pairs (``rate`` 0),
+    or arriving at ``rate`` per second (an arrival finding no free pair is counted
+    unsent: the load process could not keep up). Reports every attempt as (start,
+    outcome, timings) and the counts."""
+
+    async def run() -> tuple[list[tuple[float, str, dict[str, float]]], dict[str, int]]:
+        attempts: list[tuple[float, str, dict[str, float]]] = []
+        counts = dict.fromkeys(("retried", "5xx", "redeemed", "twice", "unsent", "errors"), 0)
+        free: asyncio.Queue[tuple[Connection, Connection]] = asyncio.Queue()
+        for _ in range(pairs):
+            free.put_nowait((Connection(HOST, port), Connection(HOST, port)))
+        begin = time.perf_counter()
+
+        async def attempt(pair: tuple[Connection, Connection], n: int) -> None:
+            started = time.perf_counter()
+            try:
+                took = await asyncio.wait_for(login(*pair, token, counts, check_once=n % 10 == 0), LOGIN_TIMEOUT_S)
+                attempts.append((started - begin, "ok", took))
+            except Shed:
+                attempts.append((started - begin, "shed", {}))
+            except (TimeoutError, OSError, asyncio.IncompleteReadError, ValueError, KeyError):
+                counts["errors"] += 1
+                pair[0].close()
+                pair[1].close()
+                pair = (Connection(HOST, port), Connection(HOST, port))
+            free.put_nowait(pair)
+
+        tasks, n = set(), 0
+        while (now := time.perf_counter()) < begin + seconds:
+            if rate:
+                await asyncio.sleep(max(0.0, begin + n / rate - now))
+                if free.empty():
+                    counts["unsent"] += 1
+                    n += 1
+                    continue
+            pair = await free.get()
+            task = asyncio.ensure_future(attempt(pair, n))
+            tasks.add(task)
+            task.add_done_callback(tasks.discard)
+            n += 1
+        await asyncio.gather(*tasks)
+        return attempts, counts
+
+    results.put(_run(run()))
+
+
+def loaded(port: int, token: str, seconds: float, rate: float) -> tuple[list[Any], dict[str, int]]:
+    """``load`` from LOADERS processes at once, merged."""
+    pairs = OPEN_PAIRS if rate else PAIRS
+    answers = run_parallel(load, [(port, token, seconds, rate / LOADERS, pairs)] * LOADERS)
+    attempts = sorted(a for found, _ in answers for a in found)
+    counts = {k: sum(c[k] for _, c in answers) for k in answers[0][1]}
+    return attempts, counts
+
+
+def step_table(attempts: list[Any]) -> str:
+    oks = [t for _, outcome, t in attempts if outcome == "ok"]
+    return ", ".join(f"{s} {common.ms(common.percentile([t[s] for t in oks], 50))}/"
+                     f"{common.ms(common.percentile([t[s] for t in oks], 99))}" for s in STEPS)  # fmt: skip
+
+
+def capacity(b: common.Bench, rows: list[Row], results: dict[str, Any]) -> None:
+    """Whole logins per second with 2 and with 8 workers, as fast as answered."""
+    for workers in (2, 8):
+        service = b.start(workers=workers)
+        attempts, counts = loaded(service.port, b.token, b.sizes.login_s, 0.0)
+        service.stop()
+        oks = [a for a in attempts if a[1] == "ok"]
+        rate = len(oks) / b.sizes.login_s
+        results[f"capacity_{workers}"] = rate
+        rows.append((f"Capacity, {workers} workers: whole logins per second ({LOADERS * PAIRS} at a time); "
+                     "p50/p99 of each step", f"{rate:.0f}/s; {step_table(attempts)}; "
+                     f"{counts['errors'] + counts['5xx']} failed", "", ""))  # fmt: skip
+        print(rows[-1], flush=True)
+
+
+def probe(port: int, token: str, seconds: float, results: Queue[Any]) -> None:
+    """One login every 0.2 s for ``seconds``, each step retried while shed: (start,
+    total, delivery, retries)."""
+
+    async def run() -> list[tuple[float, float, float, int]]:
+        found = []
+        begin = time.perf_counter()
+        browser, phone = Connection(HOST, port), Connection(HOST, port)
+        n = 0
+        while time.perf_counter() < begin + seconds:
+            await asyncio.sleep(max(0.0, begin + n * 0.2 - time.perf_counter()))
+            n += 1
+            counts = dict.fromkeys(("retried", "5xx", "redeemed", "twice"), 0)
+            started = time.perf_counter()
+            try:
+                took = await asyncio.wait_for(login(browser, phone, token, counts), LOGIN_TIMEOUT_S)
+            except Shed:
+                found.append((started - begin, float("nan"), float("nan"), -1))
+                continue
+            except (TimeoutError, OSError, asyncio.IncompleteReadError):
+                found.append((started - begin, float("nan"), float("nan"), -2))
+                browser, phone = Connection(HOST, port), Connection(HOST, port)
+                continue
+            found.append((started - begin, took["total"], took["delivery"], counts["retried"]))
+        return found
+
+    results.put(_run(run()))
+
+
+def overload(b: common.Bench, rows: list[Row], results: dict[str, Any]) -> None:
+    """2x and 5x the 2-worker capacity offered for ``overload_s``, with the probe."""
+    seconds = b.sizes.overload_s
+    capacity_2 = results.get("capacity_2") or 300.0
+    service = b.start(workers=2, **({"QRLOGIN_MAX_INFLIGHT": b.inflight} if b.inflight else {}))
+    base = [p for p in run_parallel(probe, [(service.port, b.token, 12.0)])[0] if p[0] >= 2.0]  # warmed up
+    base_total = common.percentile([p[1] for p in base], 99)
+    base_delivery = common.percentile([p[2] for p in base], 99)
+    results["overload"] = {"base_total_p99": base_total, "base_delivery_p99": base_delivery, "runs": {}}
+    for factor in (2, 5):
+        pids = service.workers()
+        rss: list[tuple[float, int]] = []
+        stop = threading.Event()
+        began = time.perf_counter()
+
+        def sample(pids: list[int] = pids, rss: list[tuple[float, int]] = rss, stop: threading.Event = stop,
+                   began: float = began) -> None:  # fmt: skip
+            while not stop.wait(1.0):
+                rss.append((time.perf_counter() - began, common.rss_kb(*pids)))
+
+        sampler = threading.Thread(target=sample, daemon=True)
+        sampler.start()
+        probing = run_parallel_async(probe, (service.port, b.token, seconds + AFTER_S))
+        attempts, counts = loaded(service.port, b.token, seconds, factor * capacity_2)
+        probed = probing()
+        stop.set()
+        run = summary(attempts, counts, probed, rss, seconds, base_total, base_delivery)
+        results["overload"]["runs"][factor] = run
+        rows.append((f"Overload {factor}x ({factor * capacity_2:.0f} logins/s offered for {seconds} s, 2 workers)",
+                     f"goodput {run['goodput']:.0f}/s, shed {run['shed_share']:.0%} of arrivals (503 + Retry-After), "
+                     f"admitted logins p99 {common.ms(run['admitted_p99'])}; probe p99 {common.ms(run['probe_p99'])} "
+                     f"(unloaded {common.ms(base_total)}), delivery p99 {common.ms(run['delivery_p99'])} "
+                     f"(unloaded {common.ms(base_delivery)}); {run['5xx']} 5xx; redeemed once: "
+                     f"{run['redeemed']}/{run['confirmed']}, twice: {run['twice']}; workers' RSS "
+                     f"{run['rss_first_mb']:.0f} → {run['rss_max_mb']:.0f} MB; back to normal "
+                     f"{run['recovered_s']:.1f} s after; {run['unsent']} arrivals the load processes could not send",
+                     "", ""))  # fmt: skip
+        print(rows[-1], flush=True)
+    service.stop()
+
+
+def run_parallel_async(target: Any, args: tuple[Any, ...]) -> Any:
+    """Start ``target`` in its own process now; the returned call waits for its report."""
+    box: list[Any] = []
+    thread = threading.Thread(target=lambda: box.append(run_parallel(target, [args])[0]), daemon=True)
+    thread.start()
+
+    def wait() -> Any:
+        thread.join()
+        return box[0]
+
+    return wait
+
+
+def summary(attempts: list[Any], counts: dict[str, int], probed: list[Any], rss: list[tuple[float, int]],
+            seconds: float, base_total: float, base_delivery: float) -> dict[str, Any]:  # fmt: skip
+    """One overload run's figures and per-second series (for the plot)."""
+    oks = [a for a in attempts if a[1] == "ok"]
+    first_try = [t["total"] for _, outcome, t in attempts if outcome == "ok"]
+    during = [p for p in probed if p[0] < seconds and p[3] >= 0]
+    bound = 2 * base_total
+    late = [p[0] for p in probed if p[0] >= seconds and not p[1] <= bound]
+    per_second: dict[int, dict[str, Any]] = {}
+    for start, outcome, took in attempts:
+        second = per_second.setdefault(int(start), {"ok": 0, "shed": 0, "totals": []})
+        second[outcome] += 1
+        if outcome == "ok":
+            second["totals"].append(took["total"])
+    series = [{"t": s, "ok": v["ok"], "shed": v["shed"], "p99": common.percentile(v["totals"], 99)}
+              for s, v in sorted(per_second.items())]  # fmt: skip
+    return {
+        "goodput": len(oks) / seconds,
+        "shed_share": sum(a[1] == "shed" for a in attempts) / max(1, len(attempts) + counts["unsent"]),
+        "admitted_p99": common.percentile(first_try, 99),
+        "probe_p99": common.percentile([p[1] for p in during], 99),
+        "delivery_p99": common.percentile([p[2] for p in during], 99),
+        "5xx": counts["5xx"], "errors": counts["errors"], "unsent": counts["unsent"],
+        "confirmed": len(oks), "redeemed": counts["redeemed"], "twice": counts["twice"],
+        "rss_first_mb": rss[0][1] / 1024 if rss else float("nan"),
+        "rss_max_mb": max((r for _, r in rss), default=0) / 1024,
+        "recovered_s": max(late, default=seconds) - seconds,
+        "series": series, "probe": probed, "rss": rss, "seconds": seconds,
+        "base_total": base_total, "base_delivery": base_delivery,
+    }  # fmt: skip
+
+
+def plot(folder: Any, overload_results: dict[str, Any], name: str) -> None:
+    """Goodput, shed requests and latency over time for each overload run."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    runs = overload_results["runs"]
+    fig, axes = plt.subplots(2, len(runs), figsize=(6 * len(runs), 6.5), squeeze=False, sharex=True)
+    for column, (factor, run) in enumerate(sorted(runs.items())):
+        top, bottom = axes[0][column], axes[1][column]
+        ts = [s["t"] for s in run["series"]]
+        top.plot(ts, [s["ok"] for s in run["series"]], label="goodput (logins/s)")
+        top.plot(ts, [s["shed"] for s in run["series"]], label="shed creates (503/s)")
+        top.axvline(run["seconds"], color="grey", linestyle="--", linewidth=0.8)
+        top.set(title=f"{factor}x capacity offered", ylabel="per second", ylim=(0, None))
+        top.legend(loc="upper right")
+        bottom.plot(ts, [s["p99"] * 1000 for s in run["series"]], label="admitted logins p99")
+        probe_t = [p[0] for p in run["probe"] if p[3] >= 0]
+        bottom.plot(probe_t, [p[1] * 1000 for p in run["probe"] if p[3] >= 0], ".", markersize=3,
+                    label="probe login")  # fmt: skip
+        bottom.plot(probe_t, [p[2] * 1000 for p in run["probe"] if p[3] >= 0], ".", markersize=3,
+                    label="probe: confirm to browser")  # fmt: skip
+        bottom.axhline(2 * run["base_total"] * 1000, color="red", linestyle=":", linewidth=0.8,
+                       label="2x unloaded login p99")  # fmt: skip
+        bottom.axvline(run["seconds"], color="grey", linestyle="--", linewidth=0.8)
+        bottom.set(xlabel="seconds (load stops at the dashed line)", ylabel="ms", yscale="log")
+        bottom.legend(loc="upper right", fontsize="small")
+    fig.suptitle("Overload: 2 workers, 2-core box, loopback")
+    fig.tight_layout()
+    fig.savefig(folder / name, dpi=100)
