@@ -71,7 +71,7 @@ def create_app(env: Mapping[str, str] | None = None) -> Flask:
         app.wsgi_app, lambda: services_module.services(app).lot
     )
     # Admission control: a request the worker cannot take on now is refused before Flask.
-    app.wsgi_app = admission.wsgi(  # type: ignore[method-assign]
+    app.wsgi_app = app.extensions[admission.ENVIRON_KEY] = admission.wsgi(  # type: ignore[method-assign]
         app.wsgi_app, settings.max_inflight, settings.max_lag_ms
     )
     # Static files and the favicon, compressed and with validators, before Flask.
