@@ -4,11 +4,14 @@ A new request is answered at once with 503 ``OVERLOADED`` and ``Retry-After`` in
 of joining a pile whose every member answers late, when either
 
 - the worker already works on ``QRLOGIN_MAX_INFLIGHT`` requests, or
-- its event loop runs late: a timer that should fire every 10 ms has fired, on average
-  over the last few tenths of a second, more than ``QRLOGIN_MAX_LAG`` ms late. That is
-  the wait every greenlet of the worker meets at each turn, whatever the queue it sits
-  in (accepting connections, reading requests, running views) and whatever takes the
-  CPU (this worker, others, another process on the box).
+- the request starts new work (a QR code: a new login, or an OpenID Connect sign-in
+  page) while the worker's event loop runs late: a timer that should fire every 10 ms
+  has fired, on average over the last few tenths of a second, more than
+  ``QRLOGIN_MAX_LAG`` ms late. That is the wait every greenlet of the worker meets at
+  each turn, whatever the queue it sits in (accepting connections, reading requests,
+  running views) and whatever takes the CPU (this worker, others, another process on
+  the box). The steps of logins already under way (the phone's, polls, redemptions)
+  go on: the work a worker took on is finished first.
 
 The refusal is a WSGI answer made before Flask: it costs a small share of a request.
 Streams are not counted and never refused (they have caps of their own,
@@ -32,6 +35,8 @@ from qrlogin.metrics import INFLIGHT, LAG, SHED
 
 #: What is never shed: the probes a load balancer and Prometheus call.
 EXEMPT_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
+#: The requests that start new work: shed first, when the loop runs late.
+NEW_WORK_PATHS = frozenset({"/v1/accounts/qrcode/", "/v1/accounts/qrcode", "/oidc/authorize"})
 #: The lag timer's period (s), and the weight of each new reading in the average.
 TICK_S = 0.01
 WEIGHT = 0.1
@@ -102,7 +107,9 @@ class Admission:
         ):
             return self.app(environ, start_response)
         self.lag.start()
-        if (self.limit and self.inflight >= self.limit) or self.lag.over:
+        if (self.limit and self.inflight >= self.limit) or (
+            path in NEW_WORK_PATHS and self.lag.over
+        ):
             SHED.inc()
             return self._shed(environ, start_response)
         self.inflight += 1

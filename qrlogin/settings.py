@@ -162,8 +162,9 @@ TABLE: tuple[Setting, ...] = (
                     "0 turns the bound off"),
     Setting("QRLOGIN_MAX_LAG", "max_lag_ms", INT, 25, unit="ms", limits=(0, 10000),
             meaning="when a worker's event loop runs this late on average (a 10 ms timer's "
-                    "lateness, over the last few tenths of a second), new requests get 503 "
-                    "`OVERLOADED` as past `QRLOGIN_MAX_INFLIGHT`; 0 turns it off"),
+                    "lateness, over the last few tenths of a second), requests for new work (a QR "
+                    "code, an OpenID Connect sign-in page) get 503 `OVERLOADED`; the steps of "
+                    "logins under way go on. 0 turns it off"),
     Setting("QRLOGIN_MAX_HELD_PER_QR", "max_held_per_qr", INT, 4,
             unit="connections", limits=(1, 1000),
             meaning="open connections (SSE streams and held long polls) on one QR, per worker "

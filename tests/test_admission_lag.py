@@ -36,7 +36,9 @@ def app(redis_url: str) -> Flask:
     return create_app({"SECRET_KEY": SECRET, "REDIS_URL": redis_url, "QRLOGIN_RATE_LIMITS": "off"})
 
 
-def test_a_late_loop_refuses_requests_but_never_streams_or_probes(app: Flask) -> None:
+def test_a_late_loop_refuses_new_logins_but_never_their_steps_streams_or_probes(
+    app: Flask,
+) -> None:
     admission: Admission = app.extensions[ENVIRON_KEY]
     client = app.test_client()
     created = client.post("/v1/accounts/qrcode/", json={"platform": "web"})
@@ -52,6 +54,8 @@ def test_a_late_loop_refuses_requests_but_never_streams_or_probes(app: Flask) ->
     }
     assert refused.headers["Retry-After"] == "1" and refused.headers["X-Request-Id"] == "r-1"
     assert client.get("/healthz").status_code == 200
+    polled = client.post("/v1/passport/guest", json={"code": created.json["data"]["id"]})
+    assert polled.status_code == 200  # a login under way goes on
     stream = client.get(f"/v1/accounts/qrcode/{created.json['data']['id']}/events")
     assert stream.status_code == 200 and stream.mimetype == "text/event-stream"
     stream.close()
