@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import os
 import random
+import re
 import threading
 import time
 from multiprocessing.queues import Queue
@@ -66,6 +67,7 @@ async def login(browser: Connection, phone: Connection, token: str, counts: dict
     then it is asked again, as the SDK does."""
     took: dict[str, float] = {}
     start = t = time.perf_counter()
+    retried_before = counts["retried"]
     body = {"platform": "bench"}
     created = await (ask(browser, "POST", "/v1/accounts/qrcode/", body, {}, counts) if persist
                      else browser.request("POST", "/v1/accounts/qrcode/", body))  # fmt: skip
@@ -75,6 +77,7 @@ async def login(browser: Connection, phone: Connection, token: str, counts: dict
     qr_id = created.json()["data"]["id"]
     t = time.perf_counter()
     reader, writer = await asyncio.open_connection(HOST, browser.port)
+    took["connect"] = time.perf_counter() - t
     writer.write(f"GET /v1/accounts/qrcode/{qr_id}/events HTTP/1.1\r\nHost: {HOST}\r\n"
                  f"Accept: text/event-stream\r\nCookie: qrlogin_bind={browser.cookie}\r\n\r\n".encode())  # fmt: skip
     await reader.readuntil(b"data:")
@@ -91,6 +94,7 @@ async def login(browser: Connection, phone: Connection, token: str, counts: dict
     redeemed = (await ask(browser, "POST", "/v1/passport/guest", {"code": qr_id}, {}, counts)).json()["data"]
     took["redeem"] = time.perf_counter() - t
     took["total"] = time.perf_counter() - start
+    took["retries"] = counts["retried"] - retried_before
     counts["redeemed"] += "token" in redeemed
     if check_once:  # a confirmed QR redeems exactly once
         again = (await ask(browser, "POST", "/v1/passport/guest", {"code": qr_id}, {}, counts)).json()["data"]
@@ -106,7 +110,8 @@ def load(port: int, token: str, seconds: float, rate: float, pairs: int, results
 
     async def run() -> tuple[list[tuple[float, str, dict[str, float]]], dict[str, int]]:
         attempts: list[tuple[float, str, dict[str, float]]] = []
-        counts = dict.fromkeys(("retried", "5xx", "redeemed", "twice", "unsent", "errors"), 0)
+        counts = dict.fromkeys(("retried", "5xx", "redeemed", "twice", "unsent", "errors", "lag_samples",
+                                "lag_over_50ms", "lag_max_ms"), 0)  # fmt: skip
         free: asyncio.Queue[tuple[Connection, Connection, float]] = asyncio.Queue()
         for _ in range(pairs):
             free.put_nowait((Connection(HOST, port), Connection(HOST, port), 0.0))
@@ -132,6 +137,16 @@ def load(port: int, token: str, seconds: float, rate: float, pairs: int, results
                 browser, phone = Connection(HOST, port), Connection(HOST, port)
             free.put_nowait((browser, phone, time.perf_counter()))
 
+        async def tick() -> None:  # how late this process's own loop runs
+            while time.perf_counter() < begin + seconds:
+                before = time.perf_counter()
+                await asyncio.sleep(0.01)
+                counts["lag_samples"] += 1
+                late_ms = int((time.perf_counter() - before - 0.01) * 1000)
+                counts["lag_over_50ms"] += late_ms > 50
+                counts["lag_max_ms"] = max(counts["lag_max_ms"], late_ms)
+
+        ticker = asyncio.ensure_future(tick())
         tasks, n = set(), 0
         while (now := time.perf_counter()) < begin + seconds:
             if rate:
@@ -145,7 +160,7 @@ def load(port: int, token: str, seconds: float, rate: float, pairs: int, results
             tasks.add(task)
             task.add_done_callback(tasks.discard)
             n += 1
-        await asyncio.gather(*tasks)
+        await asyncio.gather(*tasks, ticker)
         return attempts, counts
 
     results.put(_run(run()))
@@ -157,6 +172,7 @@ def loaded(port: int, token: str, seconds: float, rate: float) -> tuple[list[Any
     answers = run_parallel(load, [(port, token, seconds, rate / LOADERS, pairs)] * LOADERS)
     attempts = sorted(a for found, _ in answers for a in found)
     counts = {k: sum(c[k] for _, c in answers) for k in answers[0][1]}
+    counts["lag_max_ms"] = max(c["lag_max_ms"] for _, c in answers)
     return attempts, counts
 
 
@@ -218,31 +234,42 @@ def overload(b: common.Bench, rows: list[Row], results: dict[str, Any]) -> None:
     results["overload"] = {"base_total_p99": base_total, "base_delivery_p99": base_delivery, "runs": {}}
     for factor in (2, 5):
         pids = service.workers()
-        rss: list[tuple[float, int]] = []
+        rss: list[tuple[float, int, float]] = []
         stop = threading.Event()
         began = time.perf_counter()
 
-        def sample(pids: list[int] = pids, rss: list[tuple[float, int]] = rss, stop: threading.Event = stop,
+        def sample(pids: list[int] = pids, rss: list[tuple[float, int, float]] = rss, stop: threading.Event = stop,
                    began: float = began) -> None:  # fmt: skip
             while not stop.wait(1.0):
-                rss.append((time.perf_counter() - began, common.rss_kb(*pids)))
+                text = common.metrics(service.url)
+                lag = re.search(r"^qrlogin_event_loop_lag_seconds ([0-9.e+-]+)$", text, re.M)
+                rss.append((time.perf_counter() - began, common.rss_kb(*pids), float(lag[1]) if lag else 0.0))
 
         sampler = threading.Thread(target=sample, daemon=True)
+        before = common.metrics(service.url)
         sampler.start()
         probing = run_parallel_async(probe, (service.port, b.token, seconds + AFTER_S))
         attempts, counts = loaded(service.port, b.token, seconds, factor * capacity_2)
         probed = probing()
         stop.set()
+        after = common.metrics(service.url)
         run = summary(attempts, counts, probed, rss, seconds, base_total, base_delivery)
+        run["server_p99_le"] = common.histogram(after, "qrlogin_request_seconds", before)["p99_le"]
+        run["delivery_server_p99_le"] = common.histogram(after, "qrlogin_event_delivery_seconds", before)["p99_le"]
         results["overload"]["runs"][factor] = run
         rows.append((f"Overload {factor}x ({factor * capacity_2:.0f} logins/s offered for {seconds} s, 2 workers)",
                      f"goodput {run['goodput']:.0f}/s, shed {run['shed_share']:.0%} of arrivals (503 + Retry-After), "
-                     f"admitted logins p99 {common.ms(run['admitted_p99'])}; probe p99 {common.ms(run['probe_p99'])} "
+                     f"admitted logins p99 {common.ms(run['admitted_p99'])} ({run['step_retries']} of their steps "
+                     f"asked again), server's answers p99 ≤ {common.ms(run['server_p99_le'])}, its event loop's lag "
+                     f"up to {run['lag_max_ms']:.0f} ms; probe p99 {common.ms(run['probe_p99'])} "
                      f"(unloaded {common.ms(base_total)}), delivery p99 {common.ms(run['delivery_p99'])} "
-                     f"(unloaded {common.ms(base_delivery)}); {run['5xx']} 5xx; redeemed once: "
+                     f"(unloaded {common.ms(base_delivery)}; the server's own ≤ {common.ms(run['delivery_server_p99_le'])}); "
+                     f"{run['5xx']} 5xx; redeemed once: "
                      f"{run['redeemed']}/{run['confirmed']}, twice: {run['twice']}; workers' RSS "
                      f"{run['rss_first_mb']:.0f} → {run['rss_max_mb']:.0f} MB; back to normal "
-                     f"{run['recovered_s']:.1f} s after; {run['unsent']} arrivals the load processes could not send",
+                     f"{run['recovered_s']:.1f} s after. The load processes: {run['unsent']} arrivals they could not "
+                     f"send, their own loops over 50 ms late {run['loader_late_share']:.0%} of the time (up to "
+                     f"{run['loader_lag_max_ms']} ms)",
                      "", ""))  # fmt: skip
         print(rows[-1], flush=True)
     service.stop()
@@ -261,7 +288,7 @@ def run_parallel_async(target: Any, args: tuple[Any, ...]) -> Any:
     return wait
 
 
-def summary(attempts: list[Any], counts: dict[str, int], probed: list[Any], rss: list[tuple[float, int]],
+def summary(attempts: list[Any], counts: dict[str, int], probed: list[Any], rss: list[tuple[float, int, float]],
             seconds: float, base_total: float, base_delivery: float) -> dict[str, Any]:  # fmt: skip
     """One overload run's figures and per-second series (for the plot)."""
     oks = [a for a in attempts if a[1] == "ok"]
@@ -284,9 +311,13 @@ def summary(attempts: list[Any], counts: dict[str, int], probed: list[Any], rss:
         "probe_p99": common.percentile([p[1] for p in during], 99),
         "delivery_p99": common.percentile([p[2] for p in during], 99),
         "5xx": counts["5xx"], "errors": counts["errors"], "unsent": counts["unsent"],
+        "loader_lag_max_ms": counts["lag_max_ms"],
+        "loader_late_share": counts["lag_over_50ms"] / max(1, counts["lag_samples"]),
         "confirmed": len(oks), "redeemed": counts["redeemed"], "twice": counts["twice"],
         "rss_first_mb": rss[0][1] / 1024 if rss else float("nan"),
-        "rss_max_mb": max((r for _, r in rss), default=0) / 1024,
+        "rss_max_mb": max((r for _, r, _ in rss), default=0) / 1024,
+        "lag_max_ms": max((lag for _, _, lag in rss), default=0.0) * 1000,
+        "step_retries": sum(int(t["retries"]) for _, outcome, t in attempts if outcome == "ok"),
         "recovered_s": max(late, default=seconds) - seconds,
         "series": series, "probe": probed, "rss": rss, "seconds": seconds,
         "base_total": base_total, "base_delivery": base_delivery,
@@ -316,6 +347,8 @@ def plot(folder: Any, overload_results: dict[str, Any], name: str) -> None:
                     label="probe login")  # fmt: skip
         bottom.plot(probe_t, [p[2] * 1000 for p in run["probe"] if p[3] >= 0], ".", markersize=3,
                     label="probe: confirm to browser")  # fmt: skip
+        bottom.plot([r[0] for r in run["rss"]], [max(r[2] * 1000, 0.1) for r in run["rss"]],
+                    label="event loop lag (worst worker)")  # fmt: skip
         bottom.axhline(2 * run["base_total"] * 1000, color="red", linestyle=":", linewidth=0.8,
                        label="2x unloaded login p99")  # fmt: skip
         bottom.axvline(run["seconds"], color="grey", linestyle="--", linewidth=0.8)

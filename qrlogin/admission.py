@@ -31,7 +31,7 @@ from flask import request
 
 from qrlogin.exceptions import Overloaded
 from qrlogin.logs import _ACCEPTED, _MADE_UP_BYTES, HEADER
-from qrlogin.metrics import INFLIGHT, LAG, SHED
+from qrlogin.metrics import INFLIGHT, LAG, REQUEST_SECONDS, SHED
 
 #: What is never shed: the probes a load balancer and Prometheus call.
 EXEMPT_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
@@ -114,7 +114,7 @@ class Admission:
             return self._shed(environ, start_response)
         self.inflight += 1
         INFLIGHT.inc()
-        environ[_ADMITTED] = True
+        environ[_ADMITTED] = time.perf_counter()
         environ[ENVIRON_KEY] = self
         try:
             return self.app(environ, start_response)
@@ -123,9 +123,11 @@ class Admission:
 
     def release(self, environ: dict[str, Any]) -> None:
         """Count this request out: it ends, or it begins a long wait (a held long poll)."""
-        if environ.pop(_ADMITTED, False):
+        admitted = environ.pop(_ADMITTED, None)
+        if admitted is not None:
             self.inflight -= 1
             INFLIGHT.dec()
+            REQUEST_SECONDS.observe(time.perf_counter() - admitted)
 
     def _shed(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         sent = environ.get("HTTP_X_REQUEST_ID", "")

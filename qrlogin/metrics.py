@@ -59,6 +59,12 @@ SHED = Counter(
     "Requests answered 503 OVERLOADED at once: the worker had QRLOGIN_MAX_INFLIGHT in "
     "progress, or its event loop ran more than QRLOGIN_MAX_LAG late",
 )
+REQUEST_SECONDS = Histogram(
+    "qrlogin_request_seconds",
+    "From a request's admission to its answer (streams, long polls' waiting and probes "
+    "not counted)",
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
+)
 LAG = Gauge(
     "qrlogin_event_loop_lag_seconds",
     "How late a worker's event loop runs: the moving average of a 10 ms timer's lateness "
