@@ -160,7 +160,7 @@ TABLE: tuple[Setting, ...] = (
                     "`OVERLOADED` with `Retry-After` at once, instead of a late answer. Streams, "
                     "a long poll's waiting and `/healthz`, `/readyz`, `/metrics` are not counted; "
                     "0 turns the bound off"),
-    Setting("QRLOGIN_MAX_LAG", "max_lag_ms", INT, 25, unit="ms", limits=(0, 10000),
+    Setting("QRLOGIN_MAX_LAG", "max_lag_ms", INT, 10, unit="ms", limits=(0, 10000),
             meaning="when a worker's event loop runs this late on average (a 10 ms timer's "
                     "lateness, over the last few tenths of a second), requests for new work (a QR "
                     "code, an OpenID Connect sign-in page) get 503 `OVERLOADED`; the steps of "
