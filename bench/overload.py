@@ -15,6 +15,7 @@ import random
 import re
 import threading
 import time
+from dataclasses import dataclass
 from multiprocessing.queues import Queue
 from typing import Any
 
@@ -43,6 +44,23 @@ LOGIN_TIMEOUT_S = 30.0
 AFTER_S = 15.0
 
 
+@dataclass
+class Kept(Connection):
+    """A keep-alive connection that opens a new one after IDLE_S unused (gunicorn closes
+    an idle one after its keep-alive time)."""
+
+    last: float = 0.0
+
+    async def request(self, method: str, path: str, body: Any = None, headers: dict[str, str] | None = None) -> Any:
+        if self.writer is not None and time.perf_counter() - self.last > IDLE_S:
+            self.writer.close()
+            self.writer = None
+        try:
+            return await super().request(method, path, body, headers)
+        finally:
+            self.last = time.perf_counter()
+
+
 class Shed(Exception):
     """A create answered 503: the login did not start."""
 
@@ -61,11 +79,12 @@ async def ask(conn: Connection, method: str, path: str, body: Any, headers: dict
 
 
 async def login(browser: Connection, phone: Connection, token: str, counts: dict[str, int],
-                check_once: bool = False, persist: bool = False) -> dict[str, float]:  # fmt: skip
+                check_once: bool = False, persist: bool = False, took: dict[str, float] | None = None
+                ) -> dict[str, float]:  # fmt: skip
     """One whole login; each step's seconds, and "total" and "delivery" (VERIFY sent to
     the browser's stream hearing it). ``Shed`` when the create is, unless ``persist``:
     then it is asked again, as the SDK does."""
-    took: dict[str, float] = {}
+    took = {"step": 0} if took is None else took
     start = t = time.perf_counter()
     retried_before = counts["retried"]
     body = {"platform": "bench"}
@@ -73,7 +92,7 @@ async def login(browser: Connection, phone: Connection, token: str, counts: dict
                      else browser.request("POST", "/v1/accounts/qrcode/", body))  # fmt: skip
     if created.status == 503:
         raise Shed
-    took["create"] = time.perf_counter() - t
+    took["create"], took["step"] = time.perf_counter() - t, 1
     qr_id = created.json()["data"]["id"]
     t = time.perf_counter()
     reader, writer = await asyncio.open_connection(HOST, browser.port)
@@ -81,12 +100,13 @@ async def login(browser: Connection, phone: Connection, token: str, counts: dict
     writer.write(f"GET /v1/accounts/qrcode/{qr_id}/events HTTP/1.1\r\nHost: {HOST}\r\n"
                  f"Accept: text/event-stream\r\nCookie: qrlogin_bind={browser.cookie}\r\n\r\n".encode())  # fmt: skip
     await reader.readuntil(b"data:")
-    took["stream"] = time.perf_counter() - t
+    took["stream"], took["step"] = time.perf_counter() - t, 2
     phone_headers = {"Authorization": f"Bearer {token}"}
     for step in ("SCAN", "VERIFY"):
         t = time.perf_counter()
         await ask(phone, "POST", "/v1/accounts/qrcode_fill", {"id": qr_id, "step": step}, phone_headers, counts)
         took[step.lower()] = time.perf_counter() - t
+        took["step"] += 1
     await reader.readuntil(b"QRCODE_SUCCESS")
     took["delivery"] = time.perf_counter() - t
     writer.close()
@@ -114,27 +134,26 @@ def load(port: int, token: str, seconds: float, rate: float, pairs: int, results
                                 "lag_over_50ms", "lag_max_ms"), 0)  # fmt: skip
         free: asyncio.Queue[tuple[Connection, Connection, float]] = asyncio.Queue()
         for _ in range(pairs):
-            free.put_nowait((Connection(HOST, port), Connection(HOST, port), 0.0))
+            free.put_nowait((Kept(HOST, port), Kept(HOST, port), 0.0))
         begin = time.perf_counter()
 
         async def attempt(pair: tuple[Connection, Connection, float], n: int) -> None:
             started = time.perf_counter()
-            browser, phone, used = pair
-            if started - used > IDLE_S:  # the server may have closed it: a fresh pair
-                browser.close()
-                phone.close()
-                browser, phone = Connection(HOST, port), Connection(HOST, port)
+            browser, phone, _ = pair
+            took: dict[str, float] = {"step": 0}
             try:
-                took = await asyncio.wait_for(login(browser, phone, token, counts, check_once=n % 10 == 0),
-                                              LOGIN_TIMEOUT_S)  # fmt: skip
+                await asyncio.wait_for(login(browser, phone, token, counts, check_once=n % 10 == 0, took=took),
+                                       LOGIN_TIMEOUT_S)  # fmt: skip
                 attempts.append((started - begin, "ok", took))
             except Shed:
                 attempts.append((started - begin, "shed", {}))
-            except (TimeoutError, OSError, asyncio.IncompleteReadError, ValueError, KeyError):
+            except (TimeoutError, OSError, asyncio.IncompleteReadError, ValueError, KeyError) as error:
                 counts["errors"] += 1
+                kind = f"error {type(error).__name__} after step {took['step']:.0f}"
+                counts[kind] = counts.get(kind, 0) + 1
                 browser.close()
                 phone.close()
-                browser, phone = Connection(HOST, port), Connection(HOST, port)
+                browser, phone = Kept(HOST, port), Kept(HOST, port)
             free.put_nowait((browser, phone, time.perf_counter()))
 
         async def tick() -> None:  # how late this process's own loop runs
@@ -171,7 +190,7 @@ def loaded(port: int, token: str, seconds: float, rate: float) -> tuple[list[Any
     pairs = OPEN_PAIRS if rate else PAIRS
     answers = run_parallel(load, [(port, token, seconds, rate / LOADERS, pairs)] * LOADERS)
     attempts = sorted(a for found, _ in answers for a in found)
-    counts = {k: sum(c[k] for _, c in answers) for k in answers[0][1]}
+    counts = {k: sum(c.get(k, 0) for _, c in answers) for k in {k for _, c in answers for k in c}}
     counts["lag_max_ms"] = max(c["lag_max_ms"] for _, c in answers)
     return attempts, counts
 
@@ -204,7 +223,7 @@ def probe(port: int, token: str, seconds: float, results: Queue[Any]) -> None:
     async def run() -> list[tuple[float, float, float, int]]:
         found = []
         begin = time.perf_counter()
-        browser, phone = Connection(HOST, port), Connection(HOST, port)
+        browser, phone = Kept(HOST, port), Kept(HOST, port)
         n = 0
         while time.perf_counter() < begin + seconds:
             await asyncio.sleep(max(0.0, begin + n * 0.2 - time.perf_counter()))
@@ -215,7 +234,7 @@ def probe(port: int, token: str, seconds: float, results: Queue[Any]) -> None:
                 took = await asyncio.wait_for(login(browser, phone, token, counts, persist=True), LOGIN_TIMEOUT_S)
             except (TimeoutError, OSError, asyncio.IncompleteReadError):
                 found.append((started - begin, float("nan"), float("nan"), -2))
-                browser, phone = Connection(HOST, port), Connection(HOST, port)
+                browser, phone = Kept(HOST, port), Kept(HOST, port)
                 continue
             found.append((started - begin, took["total"], took["delivery"], counts["retried"]))
         return found
