@@ -26,6 +26,7 @@ from playwright.sync_api import Page, expect
 from qrlogin.keys import Keys
 from qrlogin.oidc.provider import digest
 from qrlogin.oidc.signing import CACHE_S
+from servers.cluster import LocalCluster
 from servers.nginx import BARE, DOCUMENTED, ProxyNginx
 from servers.process import ROOT
 from servers.service import Service
@@ -532,3 +533,39 @@ def test_a_nonce_the_client_used_before_is_refused(provider: Service) -> None:
         authorize_url(provider, nonce="once"), allow_redirects=False, timeout=margin(30)
     )
     assert again.status_code == 302 and query_of(again)["error"] == "invalid_request"
+
+
+def test_on_a_redis_cluster(
+    start_service: StartService, redis_cluster: LocalCluster, backchannel: Receiver
+) -> None:
+    """Keys, codes, tokens, the watch and the outbox on a Redis Cluster: a whole sign-in,
+    then the phone's logout reaches the party."""
+    redis_cluster.flush()
+    service = start_service(
+        redis_url=redis_cluster.url,
+        QRLOGIN_REDIS_MODE="cluster",
+        QRLOGIN_OIDC_CLIENTS=clients_json(backchannel.url),
+        **NO_LIMITS,
+    )
+    code, verifier = code_for(service)
+    token = exchange(service, code, verifier)
+    assert token.status_code == 200, token.text
+    claims = verified(service, token.json()["id_token"])
+    bearer = {"Authorization": f"Bearer {token.json()['access_token']}"}
+    assert requests.get(service.url + "/oidc/userinfo", headers=bearer, timeout=margin(30)).ok
+    ended = requests.post(
+        service.url + "/v1/accounts/sessions/end_all",
+        headers={"Authorization": f"Bearer {user_token()}"},
+        timeout=margin(30),
+    )
+    assert ended.status_code == 200
+    assert verified(service, backchannel.tokens.get(timeout=margin(5)))["sid"] == claims["sid"]
+
+
+def test_the_keys_each_script_or_transaction_touches_share_a_slot() -> None:
+    def slot(key: str) -> int:
+        return int(redis.crc.key_slot(key.encode()))
+
+    assert slot(Keys.oidc_outbox()) == slot(Keys.oidc_outbox() + ":jobs")  # the claim script
+    assert slot(Keys.oidc_keys()) == slot(Keys.oidc_keys() + ":rotating")
+    assert slot(Keys.oidc_parties("u-1", "s")) == slot(Keys.session("u-1", "s"))
