@@ -54,7 +54,11 @@ class Lag:
         self._started_in = 0
 
     def observe(self, late_s: float) -> None:
-        self.average_s += WEIGHT * (max(0.0, late_s) - self.average_s)
+        """One reading; each counts for at most twice the bound, so that one stall (a
+        full collection, a key made once) does not refuse work: only lateness that
+        lasts does."""
+        reading = min(max(0.0, late_s), 2 * self.max_lag_s)
+        self.average_s += WEIGHT * (reading - self.average_s)
 
     @property
     def over(self) -> bool:

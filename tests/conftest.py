@@ -21,7 +21,7 @@ from servers.cluster import LocalCluster
 from servers.process import stop_all
 from servers.redis_server import RedisServer, TLSFiles, find_or_start
 from servers.service import Service
-from tests.live import CHROMIUM, CHROMIUM_ARGS, SECRET, demo_service
+from tests.live import CHROMIUM, CHROMIUM_ARGS, FUNCTIONAL, SECRET, demo_service
 
 
 def _gevent_patched() -> bool:
@@ -68,7 +68,7 @@ def start_service(redis_url: str, server_logs: Path) -> Iterator[StartService]:
         **settings: str,
     ) -> Service:
         """The service, started (with ``start=False``, only made: the test starts it)."""
-        env = {"SECRET_KEY": SECRET, "REDIS_URL": redis_url, **settings}
+        env = {"SECRET_KEY": SECRET, "REDIS_URL": redis_url, **FUNCTIONAL, **settings}
         service = Service(env, server_logs, workers=workers, tls=tls)
         started.append(service)
         return service.start() if start else service

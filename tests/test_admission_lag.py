@@ -20,6 +20,8 @@ def test_the_lag_is_a_moving_average_that_crosses_the_bound_and_comes_back() -> 
     lag = Lag(0.025)
     lag.observe(0.019)  # one full collection's pause: not an overload
     assert not over(lag)
+    lag.observe(2.0)  # nor one long stall (an RSA key made once)
+    assert not over(lag)
     for _ in range(30):
         lag.observe(0.050)  # the loop runs 50 ms late, turn after turn
     assert over(lag) and lag.average_s > 0.025
