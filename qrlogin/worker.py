@@ -15,18 +15,13 @@ from gunicorn.workers.ggevent import GeventWorker
 #: How often a worker out of file descriptors says so (seconds); gevent's server retries
 #: its accept with a growing delay of up to a second, each time with a traceback.
 DESCRIPTORS_NOTICE_S = 60.0
-#: Connections a worker accepts at each turn of its loop (gevent's own default).
-ACCEPT_BATCH = 100
 
 
 class StreamWorker(GeventWorker):  # type: ignore[misc]
     def run(self) -> None:
         import gevent
-        from gunicorn.workers import ggevent
 
         quiet_descriptor_exhaustion(gevent.get_hub(), self.log)
-        if self.cfg.reuse_port:
-            ggevent.StreamServer = _own_socket_server()
         super().run()
 
     def patch(self) -> None:
@@ -43,28 +38,6 @@ class StreamWorker(GeventWorker):  # type: ignore[misc]
             # read the next request from it. StopIteration ends its loop for this client.
             raise StopIteration
         return bool(super().is_already_handled(respiter))
-
-
-def _own_socket_server() -> type:
-    from gevent.server import StreamServer
-
-    class OwnSocketServer(StreamServer):  # type: ignore[misc]
-        """gevent's server on a socket this worker alone listens on (SO_REUSEPORT).
-        gunicorn's gevent worker has it accept one connection per turn of the loop when
-        there are several workers, so that one of them does not take a burst meant for
-        all from a shared socket. Here each worker has its own queue, which one accept a
-        turn drained too slowly: under load (a turn of 10 to 25 ms) new connections
-        waited a second and more in the kernel's queue, unseen by admission control."""
-
-        @property
-        def max_accept(self) -> int:
-            return ACCEPT_BATCH
-
-        @max_accept.setter
-        def max_accept(self, value: int) -> None:
-            pass  # gunicorn's 1 is for a shared socket
-
-    return OwnSocketServer
 
 
 def quiet_descriptor_exhaustion(hub: Any, log: Any) -> None:
