@@ -22,13 +22,14 @@ waiting, nor the operator's probes and metrics.
 from __future__ import annotations
 
 import secrets
-import threading
 import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
 from flask import request
+from gevent import monkey
 
+from qrlogin.background import Background
 from qrlogin.exceptions import Overloaded
 from qrlogin.logs import _ACCEPTED, _MADE_UP_BYTES, HEADER
 from qrlogin.metrics import INFLIGHT, LAG, REQUEST_SECONDS, SHED
@@ -51,7 +52,10 @@ class Lag:
     def __init__(self, max_lag_s: float) -> None:
         self.max_lag_s = max_lag_s
         self.average_s = 0.0
-        self._started_in = 0
+        self._ticker = Background(self._tick, "qrlogin-lag")
+        # Only under gevent (the app is built after its patching): elsewhere threads,
+        # not one loop, serve requests.
+        self._timed = bool(max_lag_s) and monkey.is_module_patched("threading")
 
     def observe(self, late_s: float) -> None:
         """One reading; each counts for at most twice the bound, so that one stall (a
@@ -65,18 +69,9 @@ class Lag:
         return bool(self.max_lag_s) and self.average_s > self.max_lag_s
 
     def start(self) -> None:
-        """Time the loop from this process on (a worker forked from the master starts its
-        own), under gevent only: elsewhere threads, not one loop, serve requests."""
-        import os
-
-        from gevent import monkey
-
-        if not self.max_lag_s or self._started_in == os.getpid():
-            return
-        if not monkey.is_module_patched("threading"):
-            return
-        self._started_in = os.getpid()
-        threading.Thread(target=self._tick, name="qrlogin-lag", daemon=True).start()
+        """Time the loop from this process on."""
+        if self._timed:
+            self._ticker.start()
 
     def _tick(self) -> None:
         while True:

@@ -25,6 +25,7 @@ from typing import Any
 import redis
 from joserfc import jwt
 
+from qrlogin.background import Background
 from qrlogin.exceptions import SessionNotFound
 from qrlogin.keys import Keys
 from qrlogin.oidc.clients import Registry
@@ -93,8 +94,7 @@ class Backchannel:
         self.post = post or post_form
         self._claim = client.register_script(CLAIM)
         self._wake = threading.Event()
-        self._started_in: int | None = None
-        self._lock = threading.Lock()
+        self._loop = Background(self._run, "qrlogin-backchannel")
 
     @property
     def _jobs(self) -> str:
@@ -216,15 +216,8 @@ class Backchannel:
         self.deliver_due()
 
     def start(self) -> None:
-        """Start this process's loop, once (a worker forked after the app was built
-        starts its own)."""
-        import os
-
-        with self._lock:
-            if self._started_in == os.getpid():
-                return
-            self._started_in = os.getpid()
-        threading.Thread(target=self._run, name="qrlogin-backchannel", daemon=True).start()
+        """Start this process's loop, once."""
+        self._loop.start()
 
     def _run(self) -> None:
         while True:
