@@ -68,7 +68,6 @@ class Code(AuthorizationCodeMixin):  # type: ignore[misc]
     code_challenge: str | None
     code_challenge_method: str | None
     person: Person
-    iss: str
 
     def get_redirect_uri(self) -> str:
         return self.redirect_uri
@@ -139,16 +138,15 @@ class Records:
     def _nonce(client_id: str, nonce: str) -> str:
         return Keys.oidc("nonce", digest(f"{client_id}\n{nonce}"))
 
-    def save_access_token(self, token: str, person: Person, client_id: str, scope: str) -> None:
-        record = {"person": person.__dict__, "client_id": client_id, "scope": scope}
-        self.redis.set(Keys.oidc("token", digest(token)), json.dumps(record), ex=ACCESS_TOKEN_TTL_S)
+    def save_access_token(self, token: str, person: Person) -> None:
+        self.redis.set(
+            Keys.oidc("token", digest(token)), json.dumps(person.__dict__), ex=ACCESS_TOKEN_TTL_S
+        )
 
-    def access_token(self, token: str) -> tuple[Person, str, str] | None:
+    def access_token(self, token: str) -> Person | None:
+        """Who the access token speaks for, while it lives."""
         text = self.redis.get(Keys.oidc("token", digest(token)))
-        if text is None:
-            return None
-        record = json.loads(str(text))
-        return Person(**record["person"]), record["client_id"], record["scope"]
+        return None if text is None else Person(**json.loads(str(text)))
 
 
 class S256Only(CodeChallenge):  # type: ignore[misc]
@@ -186,7 +184,7 @@ def init_app(
                 scope=req.payload.scope or "openid", nonce=data.get("nonce"),
                 code_challenge=data.get("code_challenge"),
                 code_challenge_method=data.get("code_challenge_method"),
-                person=req.user, iss=issuer(),
+                person=req.user,
             ))  # fmt: skip
 
         def query_authorization_code(self, code: str, client: Client) -> Code | None:
@@ -232,13 +230,11 @@ def init_app(
             return keys.verifying()
 
         def end_session(self, end_session_request: Any) -> None:
-            g.qrlogin_oidc_ended = end_session_request.id_token_claims
+            return None  # the view ended the session (the hint's, or the confirmed one)
 
     def save_token(token: dict[str, Any], req: Any) -> None:
         person: Person = req.user
-        records.save_access_token(
-            token["access_token"], person, req.client.client_id, token.get("scope", "")
-        )
+        records.save_access_token(token["access_token"], person)
         code = g.get("qrlogin_oidc_code")
         if code:
             records.mark_spent(code, token["access_token"])

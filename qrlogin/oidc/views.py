@@ -171,10 +171,9 @@ def userinfo() -> Response:
     if scheme.lower() != "bearer" or not value.strip() or len(value) > 512:
         return _bearer_error("send the access token as 'Authorization: Bearer <token>'")
     svc = services()
-    found = svc.oidc.records.access_token(value.strip())
-    if found is None:
+    person = svc.oidc.records.access_token(value.strip())
+    if person is None:
         return _bearer_error("the access token is unknown or has expired")
-    person, _, _ = found
     try:
         svc.sessions.check(person.sid, person.sub)
     except QRLoginError:
