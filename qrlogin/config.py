@@ -147,7 +147,7 @@ def _jwks_url(raw: str | None, name: str) -> str | None:
     if url is None:
         return None
     parts = urlsplit(url)
-    loopback = parts.hostname in ("127.0.0.1", "::1", "localhost")
+    loopback = parts.hostname in clients.LOOPBACK_HOSTS
     if not parts.hostname or not (parts.scheme == "https" or (parts.scheme == "http" and loopback)):
         raise ConfigError(f"{name} must be an https:// URL (http:// only to a loopback address)")
     return url
