@@ -62,6 +62,11 @@ def init_app(app: Flask) -> None:
 
         @app.errorhandler(exc)
         def _redis_down(error: Exception) -> Response:
-            log.warning("redis unavailable: %s", cause_of(error))
-            REDIS_ERRORS.labels("request").inc()
-            return error_response(Unavailable())
+            return error_response(unavailable(error))
+
+
+def unavailable(error: Exception) -> Unavailable:
+    """Redis did not answer: logged and counted once, and the 503 to answer with."""
+    log.warning("redis unavailable: %s", cause_of(error))
+    REDIS_ERRORS.labels("request").inc()
+    return Unavailable()

@@ -29,6 +29,7 @@ from qrlogin.oidc.signing import CACHE_S
 from servers.cluster import LocalCluster
 from servers.nginx import BARE, DOCUMENTED, ProxyNginx
 from servers.process import ROOT
+from servers.redis_server import RedisServer
 from servers.service import Service
 from tests.conftest import StartService
 from tests.live import DEMO_ALICE, NO_LIMITS, margin, phone_step, read_qr, user_token
@@ -569,3 +570,20 @@ def test_the_keys_each_script_or_transaction_touches_share_a_slot() -> None:
     assert slot(Keys.oidc_outbox()) == slot(Keys.oidc_outbox() + ":jobs")  # the claim script
     assert slot(Keys.oidc_keys()) == slot(Keys.oidc_keys() + ":rotating")
     assert slot(Keys.oidc_parties("u-1", "s")) == slot(Keys.session("u-1", "s"))
+
+
+def test_a_redis_that_does_not_answer_is_an_oauth_error(
+    start_service: StartService, own_redis: RedisServer
+) -> None:
+    service = start_service(
+        redis_url=own_redis.url, QRLOGIN_OIDC_CLIENTS=clients_json(), **NO_LIMITS
+    )
+    own_redis.stop()
+    answer = requests.post(
+        service.url + "/oidc/token",
+        data={"grant_type": "authorization_code", "code": "x"},
+        auth=("web", SECRET_OF_RP),
+        timeout=margin(60),
+    )
+    assert answer.status_code == 503 and answer.json()["error"] == "temporarily_unavailable"
+    assert answer.headers["Retry-After"] == "5"

@@ -22,6 +22,8 @@ from werkzeug.exceptions import HTTPException
 
 from qrlogin.auth import SESSION_COOKIE, login_token, session_cookie
 from qrlogin.browser import clear_cookie, cookie_name, set_cookie
+from qrlogin.engine import UNAVAILABLE_ERRORS
+from qrlogin.envelope import unavailable
 from qrlogin.exceptions import QRLoginError, SessionNotFound
 from qrlogin.keys import Keys
 from qrlogin.oidc.clients import ALGORITHMS, SCOPES
@@ -52,9 +54,14 @@ def _oauth_error(error: HTTPException | QRLoginError) -> Response:
     name = "temporarily_unavailable" if status >= 500 else "invalid_request"
     response = jsonify({"error": name, "error_description": description})
     response.status_code = status
-    if status == 503:
-        response.headers["Retry-After"] = "1"
+    retry_after = getattr(error, "retry_after_s", None)
+    if retry_after is not None:
+        response.headers["Retry-After"] = str(retry_after)
     return _open(response)
+
+
+for _exc in UNAVAILABLE_ERRORS:
+    bp.register_error_handler(_exc, lambda error: _oauth_error(unavailable(error)))
 
 
 def server() -> Any:
