@@ -28,6 +28,11 @@ POOL_TIMEOUT_S = 5.0
 #: Connect and read timeouts, so a dead Redis gives a quick 503 rather than a hang (seconds).
 CONNECT_TIMEOUT_S = 2.0
 SOCKET_TIMEOUT_S = 5.0
+#: The longest a request waits on a Redis that accepts connections but does not answer,
+#: once it holds a pooled connection: a reconnect, and the command's own timeout. A
+#: command that timed out is not tried again (it may have run; and a second wait would
+#: double the bound), whereas one whose connection was lost is, once.
+UNANSWERED_WITHIN_S = CONNECT_TIMEOUT_S + SOCKET_TIMEOUT_S
 #: Idle connections are pinged before reuse after this long (seconds).
 HEALTH_CHECK_INTERVAL_S = 10
 
@@ -62,7 +67,9 @@ def connect(settings: Settings) -> redis.Redis:
         "socket_connect_timeout": CONNECT_TIMEOUT_S,
         "socket_timeout": SOCKET_TIMEOUT_S,
         "health_check_interval": HEALTH_CHECK_INTERVAL_S,
-        "retry": Retry(ExponentialBackoff(cap=0.2, base=0.05), 1),
+        "retry": Retry(
+            ExponentialBackoff(cap=0.2, base=0.05), 1, (redis.exceptions.ConnectionError,)
+        ),
         "client_name": "qrlogin",
         "decode_responses": True,
         "parser_class": Parser,
@@ -77,7 +84,8 @@ def connect(settings: Settings) -> redis.Redis:
         return master
     if settings.clustered:
         # One bounded, blocking pool per master; a failover or a slot move makes the
-        # client reload the slot map and try again, within the same few retries.
+        # client reload the slot map and try again, within the same few retries (it tries a
+        # timed-out command again too: that is how it finds a master gone).
         return redis.RedisCluster.from_url(  # type: ignore[return-value]  # same commands
             settings.redis_url, connection_pool_class=Pool, **options
         )
