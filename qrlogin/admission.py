@@ -3,7 +3,9 @@
 A new request is answered at once with 503 ``OVERLOADED`` and ``Retry-After`` instead
 of joining a pile whose every member answers late, when either
 
-- the worker already works on ``QRLOGIN_MAX_INFLIGHT`` requests, or
+- the worker already works on ``QRLOGIN_MAX_INFLIGHT`` requests, or on half as many
+  when the request starts new work (the other half is kept for the steps of logins
+  under way, so that a flood of new logins does not starve those it let in), or
 - the request starts new work (a QR code: a new login, or an OpenID Connect sign-in
   page) while the worker's event loop runs late: a timer that should fire every 10 ms
   has fired, on average over the last few tenths of a second, more than
@@ -88,6 +90,7 @@ class Admission:
     def __init__(self, app: WsgiApp, limit: int, lag: Lag) -> None:
         self.app = app
         self.limit = limit
+        self.new_work_limit = max(1, limit // 2)
         self.lag = lag
         self.inflight = 0
         body = Overloaded()
@@ -106,8 +109,9 @@ class Admission:
         ):
             return self.app(environ, start_response)
         self.lag.start()
-        if (self.limit and self.inflight >= self.limit) or (
-            path in NEW_WORK_PATHS and self.lag.over
+        new_work = path in NEW_WORK_PATHS
+        if (self.limit and self.inflight >= (self.new_work_limit if new_work else self.limit)) or (
+            new_work and self.lag.over
         ):
             SHED.inc()
             return self._shed(environ, start_response)
