@@ -155,23 +155,29 @@ def test_sigterm_during_a_burst_of_logins_loses_none(start_service: StartService
             )
 
         answer = call(redeem)
+        finished.release()
         return time.monotonic(), answer.json()["data"].get("token", "")
 
     sigterm: list[float] = []
+    finished = threading.Semaphore(0)
 
     def terminate_a() -> None:
+        """Once the burst is under way (a login finished for each thread), however long
+        its start took on a busy machine."""
+        for _ in range(8):
+            finished.acquire(timeout=margin(60))
         sigterm.append(time.monotonic())
         a.terminate()
 
     with ThreadPoolExecutor(8) as pool:
         futures = [pool.submit(login, n) for n in range(logins)]
-        stopper = threading.Timer(0.5, terminate_a)
+        stopper = threading.Thread(target=terminate_a, daemon=True)
         stopper.start()
         results = [f.result(timeout=margin(120)) for f in futures]
         stopper.join()
     assert a.process is not None and a.process.poll() is not None  # A really went away
-    finished = [at for at, _ in results]
-    assert min(finished) < sigterm[0] < max(finished), "the burst did not span the SIGTERM"
+    done_at = [at for at, _ in results]
+    assert min(done_at) < sigterm[0] < max(done_at), "the burst did not span the SIGTERM"
     assert all(token for _, token in results), "a login lost its token"
     assert len({token for _, token in results}) == logins
 
