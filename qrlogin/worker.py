@@ -15,13 +15,18 @@ from gunicorn.workers.ggevent import GeventWorker
 #: How often a worker out of file descriptors says so (seconds); gevent's server retries
 #: its accept with a growing delay of up to a second, each time with a traceback.
 DESCRIPTORS_NOTICE_S = 60.0
+#: Connections a worker accepts at a turn of its loop, from its own socket.
+ACCEPT_BATCH = 16
 
 
 class StreamWorker(GeventWorker):  # type: ignore[misc]
     def run(self) -> None:
         import gevent
+        from gunicorn.workers import ggevent
 
         quiet_descriptor_exhaustion(gevent.get_hub(), self.log)
+        if self.cfg.reuse_port:
+            ggevent.StreamServer = own_socket_server()
         super().run()
 
     def patch(self) -> None:
@@ -38,6 +43,30 @@ class StreamWorker(GeventWorker):  # type: ignore[misc]
             # read the next request from it. StopIteration ends its loop for this client.
             raise StopIteration
         return bool(super().is_already_handled(respiter))
+
+
+def own_socket_server() -> type:
+    """gevent's server for a socket this worker alone listens on (``SO_REUSEPORT``).
+
+    With several workers gunicorn has each accept one connection per turn of its loop, so
+    that none takes a burst meant for all from a shared socket. A socket of its own has
+    no one to share with, and one accept a turn drains it too slowly: under load (turns
+    of 10 ms and more) new connections wait in the kernel's queue, where admission
+    control cannot see them, let alone answer them. So each turn takes up to
+    ACCEPT_BATCH, a handful rather than gevent's 100, so that a burst of openings joins
+    the worker's work a few at a time."""
+    from gevent.server import StreamServer
+
+    class OwnSocketServer(StreamServer):  # type: ignore[misc]
+        @property
+        def max_accept(self) -> int:
+            return ACCEPT_BATCH
+
+        @max_accept.setter
+        def max_accept(self, value: int) -> None:
+            """gunicorn's 1 is for a shared socket."""
+
+    return OwnSocketServer
 
 
 def quiet_descriptor_exhaustion(hub: Any, log: Any) -> None:
