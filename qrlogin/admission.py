@@ -3,9 +3,9 @@
 A new request is answered at once with 503 ``OVERLOADED`` and ``Retry-After`` instead
 of joining a pile whose every member answers late, when either
 
-- the worker already works on ``QRLOGIN_MAX_INFLIGHT`` requests, or on half as many
-  when the request starts new work (the other half is kept for the steps of logins
-  under way, so that a flood of new logins does not starve those it let in), or
+- the worker already works on ``QRLOGIN_MAX_INFLIGHT`` requests, or on a quarter as
+  many when the request starts new work (the rest is kept for the steps of logins under
+  way, so that a flood of new logins does not starve those it let in), or
 - the request starts new work (a QR code: a new login, or an OpenID Connect sign-in
   page) while the worker's event loop runs late: a timer that should fire every 10 ms
   has fired, on average over the last few tenths of a second, more than
@@ -40,6 +40,8 @@ from qrlogin.metrics import INFLIGHT, LAG, REQUEST_SECONDS, SHED
 EXEMPT_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 #: The requests that start new work: shed first, when the loop runs late.
 NEW_WORK_PATHS = frozenset({"/v1/accounts/qrcode/", "/v1/accounts/qrcode", "/oidc/authorize"})
+#: New work may take a quarter of the room: the rest is for the logins under way.
+NEW_WORK_SHARE = 4
 #: The lag timer's period (s), and the weight of each new reading in the average.
 TICK_S = 0.01
 WEIGHT = 0.1
@@ -90,7 +92,7 @@ class Admission:
     def __init__(self, app: WsgiApp, limit: int, lag: Lag) -> None:
         self.app = app
         self.limit = limit
-        self.new_work_limit = max(1, limit // 2)
+        self.new_work_limit = max(1, limit // NEW_WORK_SHARE)
         self.lag = lag
         self.inflight = 0
         body = Overloaded()

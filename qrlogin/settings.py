@@ -158,8 +158,8 @@ TABLE: tuple[Setting, ...] = (
     Setting("QRLOGIN_MAX_INFLIGHT", "max_inflight", INT, 64, unit="requests", limits=(0, 100000),
             meaning="requests one worker works on at once; past it a request gets 503 "
                     "`OVERLOADED` with `Retry-After` at once, instead of a late answer (a "
-                    "request for new work, a QR code or an OpenID Connect sign-in page, past half "
-                    "of it). Streams, "
+                    "request for new work, a QR code or an OpenID Connect sign-in page, past a "
+                    "quarter of it). Streams, "
                     "a long poll's waiting and `/healthz`, `/readyz`, `/metrics` are not counted; "
                     "0 turns the bound off"),
     Setting("QRLOGIN_MAX_LAG", "max_lag_ms", INT, 10, unit="ms", limits=(0, 10000),

@@ -66,19 +66,19 @@ def test_a_late_loop_refuses_new_logins_but_never_their_steps_streams_or_probes(
     assert admission.inflight == 0
 
 
-def test_new_logins_get_half_the_room_and_the_steps_of_those_let_in_the_rest(
+def test_new_logins_get_a_quarter_of_the_room_and_the_steps_of_those_let_in_the_rest(
     redis_url: str,
 ) -> None:
     app = create_app({"SECRET_KEY": SECRET, "REDIS_URL": redis_url, "QRLOGIN_RATE_LIMITS": "off",
-                      "QRLOGIN_MAX_INFLIGHT": "4"})  # fmt: skip
+                      "QRLOGIN_MAX_INFLIGHT": "8"})  # fmt: skip
     admission: Admission = app.extensions[ENVIRON_KEY]
     client = app.test_client()
     qr_id = client.post("/v1/accounts/qrcode/", json={"platform": "web"}).json["data"]["id"]
-    admission.inflight = 2  # two requests in progress, as a burst leaves them
+    admission.inflight = 2  # two requests in progress of eight: a quarter
     refused = client.post("/v1/accounts/qrcode/", json={"platform": "web"})
     assert refused.status_code == 503 and refused.json["code"] == "OVERLOADED"
     assert client.post("/v1/passport/guest", json={"code": qr_id}).status_code == 200
-    admission.inflight = 4  # and at the whole bound, every request is refused
+    admission.inflight = 8  # and at the whole bound, every request is refused
     polled = client.post("/v1/passport/guest", json={"code": qr_id})
     assert polled.status_code == 503 and polled.json["code"] == "OVERLOADED"
     admission.inflight = 1
