@@ -10,6 +10,8 @@ import errno
 import time
 from typing import Any
 
+from gevent.server import StreamServer
+from gunicorn.workers import ggevent
 from gunicorn.workers.ggevent import GeventWorker
 
 #: How often a worker out of file descriptors says so (seconds); gevent's server retries
@@ -22,11 +24,10 @@ ACCEPT_BATCH = 16
 class StreamWorker(GeventWorker):  # type: ignore[misc]
     def run(self) -> None:
         import gevent
-        from gunicorn.workers import ggevent
 
         quiet_descriptor_exhaustion(gevent.get_hub(), self.log)
         if self.cfg.reuse_port:
-            ggevent.StreamServer = own_socket_server()
+            ggevent.StreamServer = OwnSocketServer
         super().run()
 
     def patch(self) -> None:
@@ -45,7 +46,7 @@ class StreamWorker(GeventWorker):  # type: ignore[misc]
         return bool(super().is_already_handled(respiter))
 
 
-def own_socket_server() -> type:
+class OwnSocketServer(StreamServer):  # type: ignore[misc]
     """gevent's server for a socket this worker alone listens on (``SO_REUSEPORT``).
 
     With several workers gunicorn has each accept one connection per turn of its loop, so
@@ -55,18 +56,14 @@ def own_socket_server() -> type:
     control cannot see them, let alone answer them. So each turn takes up to
     ACCEPT_BATCH, a handful rather than gevent's 100, so that a burst of openings joins
     the worker's work a few at a time."""
-    from gevent.server import StreamServer
 
-    class OwnSocketServer(StreamServer):  # type: ignore[misc]
-        @property
-        def max_accept(self) -> int:
-            return ACCEPT_BATCH
+    @property
+    def max_accept(self) -> int:
+        return ACCEPT_BATCH
 
-        @max_accept.setter
-        def max_accept(self, value: int) -> None:
-            """gunicorn's 1 is for a shared socket."""
-
-    return OwnSocketServer
+    @max_accept.setter
+    def max_accept(self, value: int) -> None:
+        """gunicorn's 1 is for a shared socket."""
 
 
 def quiet_descriptor_exhaustion(hub: Any, log: Any) -> None:

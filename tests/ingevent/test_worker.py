@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from qrlogin.worker import ACCEPT_BATCH, own_socket_server
+from qrlogin.worker import ACCEPT_BATCH, OwnSocketServer
 
 
 @pytest.fixture
@@ -28,7 +28,7 @@ def test_a_turn_accepts_a_batch_though_gunicorn_set_one(listener: socket.socket)
         assert isinstance(connection, tuple) and isinstance(connection[0], socket.socket)
         accepted.append(connection[0])
 
-    server = own_socket_server()(listener, handle=lambda *_: None, spawn=spawn)
+    server = OwnSocketServer(listener, handle=lambda *_: None, spawn=spawn)
     server.max_accept = 1  # what gunicorn's gevent worker sets when there are several
     clients = [socket.create_connection(listener.getsockname()) for _ in range(ACCEPT_BATCH + 4)]
     try:
