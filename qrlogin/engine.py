@@ -28,8 +28,9 @@ POOL_TIMEOUT_S = 5.0
 #: Connect and read timeouts, so a dead Redis gives a quick 503 rather than a hang (seconds).
 CONNECT_TIMEOUT_S = 2.0
 SOCKET_TIMEOUT_S = 5.0
-#: The longest a request waits on a Redis that accepts connections but does not answer,
-#: once it holds a pooled connection: a reconnect, and the command's own timeout. A
+#: The longest one wait on a Redis that accepts connections but does not answer, once a
+#: pooled connection is held: a reconnect, and the command's own timeout. (A rate-limited
+#: request waits twice: the limiter, finding Redis down, lets it through to its own.) A
 #: command that timed out is not tried again (it may have run; and a second wait would
 #: double the bound), whereas one whose connection was lost is, once.
 UNANSWERED_WITHIN_S = CONNECT_TIMEOUT_S + SOCKET_TIMEOUT_S
