@@ -25,7 +25,7 @@ SECRET = "bench-only-Jc4Ys8Qe2Nu6Gw3Pa7Xk5Dv9"  # noqa: S105 (a throwaway servic
 #: The measurements of speed run without rate limits and without admission control
 #: (their clients do not ask again after a 503); capacity and overload turn it on.
 BENCH_ENV = {"SECRET_KEY": SECRET, "QRLOGIN_RATE_LIMITS": "off", "QRLOGIN_QR_TTL": "1800",
-             "QRLOGIN_MAX_LAG": "0", "QRLOGIN_MAX_INFLIGHT": "0"}  # fmt: skip
+             "QRLOGIN_MAX_LAG": "0", "QRLOGIN_MAX_INFLIGHT": "0", "QRLOGIN_MAX_SLOWDOWN": "0"}  # fmt: skip
 TICK = os.sysconf("SC_CLK_TCK")
 
 

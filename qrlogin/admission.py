@@ -7,9 +7,12 @@ of joining a pile whose every member answers late, when either
   many when the request starts new work (the rest is kept for the steps of logins under
   way, so that a flood of new logins does not starve those it let in), or
 - the request starts new work (a QR code: a new login, or an OpenID Connect sign-in
-  page) while the worker's event loop runs late: a timer that should fire every 10 ms
-  has fired, on average over the last few tenths of a second, more than
-  ``QRLOGIN_MAX_LAG`` ms late. That is the wait every greenlet of the worker meets at
+  page) faster than the worker's pace (``Pace``): the rate of new work at which its
+  answers stay within ``QRLOGIN_MAX_SLOWDOWN`` times the fastest it gave lately, found
+  again every tenth of a second, or
+- the request starts new work while the worker's event loop runs late: a timer that
+  should fire every 10 ms has fired, on average over the last few tenths of a second,
+  more than ``QRLOGIN_MAX_LAG`` ms late. That is the wait every greenlet of the worker meets at
   each turn, whatever the queue it sits in (accepting connections, reading requests,
   running views) and whatever takes the CPU (this worker, others, another process on
   the box). The steps of logins already under way (the phone's, polls, redemptions)
@@ -23,6 +26,7 @@ waiting, nor the operator's probes and metrics.
 
 from __future__ import annotations
 
+import math
 import secrets
 import time
 from collections.abc import Callable, Iterable
@@ -34,7 +38,7 @@ from gevent import monkey
 from qrlogin.background import Background
 from qrlogin.exceptions import Overloaded
 from qrlogin.logs import _ACCEPTED, _MADE_UP_BYTES, HEADER
-from qrlogin.metrics import INFLIGHT, LAG, REQUEST_SECONDS, SHED
+from qrlogin.metrics import INFLIGHT, LAG, PACE, REQUEST_SECONDS, SHED
 
 #: What is never shed: the probes a load balancer and Prometheus call.
 EXEMPT_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
@@ -45,6 +49,21 @@ NEW_WORK_SHARE = 4
 #: The lag timer's period (s), and the weight of each new reading in the average.
 TICK_S = 0.01
 WEIGHT = 0.1
+#: The pace: answers are judged, and the pace set, once a window (s); a window is judged
+#: on at least JUDGED_AT answers (fewer tell nothing), and answers faster than
+#: NEVER_SLOW_S are never slow, whatever the fastest seen.
+WINDOW_S = 0.1
+JUDGED_AT = 8
+NEVER_SLOW_S = 0.001
+#: How fast the fastest mean seen is forgotten: a share of it a second.
+FORGET_PER_S = 0.01
+#: New work a second at start and at least; how the pace falls and rises per window; and
+#: how much new work is let in at once within it.
+START_RATE = 50.0
+FLOOR_RATE = 5.0
+SLOWER = 0.8
+FASTER = 1.1
+BURST = 10.0
 ENVIRON_KEY = "qrlogin.admission"
 _ADMITTED = "qrlogin.admitted"
 WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
@@ -85,15 +104,73 @@ class Lag:
             LAG.set(self.average_s)
 
 
+class Pace:
+    """How much new work a second a worker takes on, so that its answers stay fast.
+
+    Once a window (WINDOW_S), the mean time of the answers given in it (admission to
+    answer, every kind of request) is compared with the fastest such mean seen, slowly
+    forgotten. Over ``slowdown`` times it, the pace falls to SLOWER times the new work
+    finished in that window (what the worker did get through); fast enough, while new work
+    was refused, it rises by FASTER. In between, new work is let in at that pace, BURST
+    at once. It starts at START_RATE, so that a sudden flood is let in as fast as the
+    answers stay quick rather than all at once; it never falls below FLOOR_RATE. A core
+    without I/O: the caller gives the clock (seconds)."""
+
+    def __init__(self, slowdown: float, now: float = 0.0) -> None:
+        self.slowdown = slowdown
+        self.rate = START_RATE
+        self.fastest_s = math.inf
+        self._tokens = BURST
+        self._filled = now
+        self._began = now
+        self._sum_s = 0.0
+        self._answers = self._finished = self._refused = 0
+
+    def admit(self, now: float) -> bool:
+        """Whether new work may start now (0 ``slowdown``: always)."""
+        if not self.slowdown:
+            return True
+        if now - self._began >= WINDOW_S:
+            self._judge(now)
+        self._tokens = min(BURST, self._tokens + (now - self._filled) * self.rate)
+        self._filled = now
+        if self._tokens < 1:
+            self._refused += 1
+            return False
+        self._tokens -= 1
+        return True
+
+    def answered(self, took_s: float, new_work: bool) -> None:
+        self._sum_s += took_s
+        self._answers += 1
+        self._finished += new_work
+
+    def _judge(self, now: float) -> None:
+        elapsed = now - self._began
+        slow = False
+        if self._answers >= JUDGED_AT:
+            mean_s = self._sum_s / self._answers
+            self.fastest_s = min(self.fastest_s * (1 + FORGET_PER_S * elapsed), mean_s)
+            slow = mean_s > max(NEVER_SLOW_S, self.slowdown * self.fastest_s)
+        if slow:
+            self.rate = max(FLOOR_RATE, min(self.rate, self._finished / elapsed) * SLOWER)
+        elif self._refused:
+            self.rate = min(self.rate * FASTER, 1e6)
+        PACE.set(self.rate)
+        self._began, self._sum_s = now, 0.0
+        self._answers = self._finished = self._refused = 0
+
+
 class Admission:
     """The requests in progress in this worker (gevent: one thread, no lock), and the
     WSGI middleware that admits or refuses them."""
 
-    def __init__(self, app: WsgiApp, limit: int, lag: Lag) -> None:
+    def __init__(self, app: WsgiApp, limit: int, lag: Lag, pace: Pace) -> None:
         self.app = app
         self.limit = limit
         self.new_work_limit = max(1, limit // NEW_WORK_SHARE)
         self.lag = lag
+        self.pace = pace
         self.inflight = 0
         body = Overloaded()
         self._body = b'{"code":"%s","data":null,"msg":"%s"}' % (
@@ -112,14 +189,15 @@ class Admission:
             return self.app(environ, start_response)
         self.lag.start()
         new_work = path in NEW_WORK_PATHS
+        now = time.perf_counter()
         if (self.limit and self.inflight >= (self.new_work_limit if new_work else self.limit)) or (
-            new_work and self.lag.over
+            new_work and (self.lag.over or not self.pace.admit(now))
         ):
             SHED.inc()
             return self._shed(environ, start_response)
         self.inflight += 1
         INFLIGHT.inc()
-        environ[_ADMITTED] = time.perf_counter()
+        environ[_ADMITTED] = (now, new_work)
         environ[ENVIRON_KEY] = self
         try:
             return self.app(environ, start_response)
@@ -132,7 +210,9 @@ class Admission:
         if admitted is not None:
             self.inflight -= 1
             INFLIGHT.dec()
-            REQUEST_SECONDS.observe(time.perf_counter() - admitted)
+            took_s = time.perf_counter() - admitted[0]
+            REQUEST_SECONDS.observe(took_s)
+            self.pace.answered(took_s, admitted[1])
 
     def _shed(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         sent = environ.get("HTTP_X_REQUEST_ID", "")
@@ -151,5 +231,9 @@ def waiting() -> None:
         found.release(request.environ)
 
 
-def wsgi(app: WsgiApp, limit: int, max_lag_ms: int) -> Admission:
-    return Admission(app, limit, Lag(max_lag_ms / 1000))
+def wsgi(app: WsgiApp, limit: int, max_lag_ms: int, max_slowdown: int) -> Admission:
+    # The pace, like the lag, only under gevent: there one loop serves every request, so
+    # the answers' times tell how busy the worker is; elsewhere (threads, a test client)
+    # they do not.
+    paced = max_slowdown if monkey.is_module_patched("threading") else 0
+    return Admission(app, limit, Lag(max_lag_ms / 1000), Pace(paced, time.perf_counter()))

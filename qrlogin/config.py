@@ -220,6 +220,7 @@ class Settings:
     max_live_qrs: int
     max_inflight: int
     max_lag_ms: int
+    max_slowdown: int
     max_held_per_qr: int
     max_held_per_binding: int
     max_held_per_ip: int

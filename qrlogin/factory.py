@@ -72,7 +72,7 @@ def create_app(env: Mapping[str, str] | None = None) -> Flask:
     )
     # Admission control: a request the worker cannot take on now is refused before Flask.
     app.wsgi_app = app.extensions[admission.ENVIRON_KEY] = admission.wsgi(  # type: ignore[method-assign]
-        app.wsgi_app, settings.max_inflight, settings.max_lag_ms
+        app.wsgi_app, settings.max_inflight, settings.max_lag_ms, settings.max_slowdown
     )
     # Static files and the favicon, compressed and with validators, before Flask.
     app.wsgi_app = static_files.wsgi(app.wsgi_app)  # type: ignore[method-assign]

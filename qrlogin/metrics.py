@@ -57,13 +57,23 @@ INFLIGHT = Gauge(
 SHED = Counter(
     "qrlogin_requests_shed_total",
     "Requests answered 503 OVERLOADED at once: the worker had QRLOGIN_MAX_INFLIGHT in "
-    "progress, or its event loop ran more than QRLOGIN_MAX_LAG late",
+    "progress, new work came faster than its pace, or its event loop ran more than "
+    "QRLOGIN_MAX_LAG late",
 )
+PACE = Gauge(
+    "qrlogin_admission_pace",
+    "New work (QR codes, OpenID Connect sign-in pages) a second the workers take on at most, "
+    "as their answers' times set it (QRLOGIN_MAX_SLOWDOWN): the sum over workers",
+    multiprocess_mode="livesum",
+)
+#: Fine below 25 ms, where an answer's time under load is read.
+ANSWER_BUCKETS_S = (0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.025, 0.05, 0.1, 0.25,
+                    0.5, 1.0, 2.5, 5.0)  # fmt: skip
 REQUEST_SECONDS = Histogram(
     "qrlogin_request_seconds",
     "From a request's admission to its answer (streams, long polls' waiting and probes "
     "not counted)",
-    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
+    buckets=ANSWER_BUCKETS_S,
 )
 LAG = Gauge(
     "qrlogin_event_loop_lag_seconds",

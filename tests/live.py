@@ -265,7 +265,7 @@ CHROMIUM_ARGS = [
 #: What the services of the functional tests run with: no refusals for a late event loop,
 #: which a machine busy with other tests would cause (``test_admission_lag.py`` checks
 #: that mechanism, and the overload benchmark shows it at work).
-FUNCTIONAL = {"QRLOGIN_MAX_LAG": "0"}
+FUNCTIONAL = {"QRLOGIN_MAX_LAG": "0", "QRLOGIN_MAX_SLOWDOWN": "0"}
 
 
 def demo_service(redis_url: str, logs: Path, **settings: str) -> Service:

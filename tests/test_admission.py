@@ -165,3 +165,64 @@ def test_a_connection_idle_past_its_health_check_is_not_waited_on_twice(
     assert time.monotonic() - started <= margin(ANSWER_WITHIN_S)
     sleeper.join()
     assert client.get("qrlogin:test:idle") == "1"  # the SET never went: its ping did not answer
+
+
+def test_slow_answers_slow_the_pace_of_new_logins_and_never_their_steps(
+    start_service: StartService, slow_redis: RedisServer
+) -> None:
+    """With the pace on (and no other bound), answers made slow by Redis (short DEBUG
+    SLEEPs, one after another) get new logins refused with 503 OVERLOADED while the polls
+    of a login under way are all answered; once Redis is quick again, new logins are let
+    in again."""
+    service = start_service(redis_url=slow_redis.url, QRLOGIN_MAX_SLOWDOWN="2",
+                            QRLOGIN_MAX_INFLIGHT="0", **NO_LIMITS)  # fmt: skip
+    owner = Browser(service.url)
+    qr_id = owner.create()["id"]
+    polls: list[int] = []
+    created: list[requests.Response] = []
+    slow = threading.Event()
+    done = threading.Event()
+
+    def poll() -> None:
+        session = requests.Session()
+        session.cookies.set("qrlogin_bind", owner.bind_cookie)
+        while not done.is_set():
+            polls.append(session.post(service.url + "/v1/passport/guest", json={"code": qr_id},
+                                      timeout=margin(30)).status_code)  # fmt: skip
+
+    def create() -> None:  # each a new browser, as a flood of new logins is
+        while not done.is_set():
+            answer = requests.post(service.url + "/v1/accounts/qrcode/", json={"platform": "web"},
+                                  timeout=margin(30))  # fmt: skip
+            if slow.is_set():
+                created.append(answer)
+
+    def hold_redis_busy() -> None:
+        client = redis.Redis.from_url(slow_redis.url, socket_timeout=margin(30))
+        while not done.is_set():
+            client.execute_command("DEBUG", "SLEEP", "0.05")  # type: ignore[no-untyped-call]
+
+    with ThreadPoolExecutor(12) as pool:
+        running = [pool.submit(poll) for _ in range(3)]  # quick answers first: the pace's yardstick
+        wait_until(lambda: len(polls) >= 200, margin(30), "quick polls")
+        running += [pool.submit(create) for _ in range(6)]
+        slow.set()
+        running.append(pool.submit(hold_redis_busy))
+        wait_until(lambda: any(a.status_code == 503 for a in created), margin(60), "a shed login")
+        done.set()
+        for future in running:
+            future.result()
+
+    shed = [a for a in created if a.status_code == 503]
+    assert {a.status_code for a in created} <= {201, 503}
+    for answer in shed:
+        assert answer.json()["code"] == "OVERLOADED" and answer.headers["Retry-After"] == "1"
+    assert set(polls) == {200}  # the steps of a login under way are never paced
+
+    # Redis is quick again: within a few windows the pace lets new logins in.
+    def let_in() -> bool:
+        answer = requests.post(service.url + "/v1/accounts/qrcode/", json={"platform": "web"},
+                               timeout=margin(30))  # fmt: skip
+        return answer.status_code == 201
+
+    wait_until(let_in, margin(30), "a login let in")

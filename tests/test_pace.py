@@ -1,0 +1,93 @@
+"""The pace (``qrlogin.admission.Pace``): how much new work a second a worker takes on,
+set from its answers' times. A core without I/O, driven here by a clock of its own: no
+sleeping, no timing."""
+
+from __future__ import annotations
+
+import pytest
+
+from qrlogin.admission import (
+    BURST,
+    FASTER,
+    FLOOR_RATE,
+    JUDGED_AT,
+    NEVER_SLOW_S,
+    SLOWER,
+    START_RATE,
+    WINDOW_S,
+    Pace,
+)
+
+
+def let_in(pace: Pace, now: float, tries: int) -> int:
+    """How many of ``tries`` requests for new work, all at ``now``, it lets in."""
+    return sum(pace.admit(now) for _ in range(tries))
+
+
+def window(pace: Pace, now: float, answer_s: float, answers: int = 20, finished: int = 0) -> float:
+    """One window of ``answers`` answered in ``answer_s`` each (``finished`` of them new
+    work), then the next window's start, where the pace judges it."""
+    for n in range(answers):
+        pace.answered(answer_s, n < finished)
+    return now + WINDOW_S
+
+
+def test_a_flood_is_let_in_at_the_start_pace_not_all_at_once() -> None:
+    pace = Pace(2)
+    assert let_in(pace, 0.0, 100) == BURST  # a burst at once, then the pace
+    assert let_in(pace, 0.05, 100) == int(0.05 * START_RATE)
+    assert not pace.admit(0.05)
+
+
+def test_slow_answers_cut_the_pace_to_a_share_of_what_got_through() -> None:
+    pace = Pace(2)
+    now = window(pace, 0.0, 0.002)  # fast answers: the fastest mean seen is 2 ms
+    let_in(pace, now, 1)
+    assert pace.fastest_s == pytest.approx(0.002)
+    now = window(pace, now, 0.010, finished=3)  # five times slower; 3 new works done
+    let_in(pace, now, 1)
+    assert pace.rate == pytest.approx(max(FLOOR_RATE, 3 / WINDOW_S * SLOWER))
+    for _ in range(30):  # it stays slow with nothing getting through: down to the floor
+        now = window(pace, now, 0.010)
+        let_in(pace, now, 1)
+    assert pace.rate == FLOOR_RATE
+
+
+def test_fast_answers_raise_the_pace_only_while_new_work_is_refused() -> None:
+    pace = Pace(2)
+    now = window(pace, 0.0, 0.002)
+    let_in(pace, now, 1)
+    now = window(pace, now, 0.002)
+    let_in(pace, now, 1)  # no refusal in the window before: no reason to rise
+    assert pace.rate == START_RATE
+    let_in(pace, now, 100)  # refused, with fast answers
+    now = window(pace, now, 0.002)
+    let_in(pace, now, 1)
+    assert pace.rate == pytest.approx(START_RATE * FASTER)
+
+
+def test_too_few_answers_or_answers_fast_in_themselves_are_never_slow() -> None:
+    pace = Pace(2)
+    now = window(pace, 0.0, 0.0001)  # a fastest mean of 0.1 ms
+    let_in(pace, now, 1)
+    now = window(pace, now, NEVER_SLOW_S * 0.9)  # nine times slower, still under a ms
+    let_in(pace, now, 1)
+    now = window(pace, now, 1.0, answers=JUDGED_AT - 1)  # a second each, but too few
+    let_in(pace, now, 1)
+    assert pace.rate == START_RATE
+
+
+def test_the_fastest_mean_is_forgotten_slowly() -> None:
+    pace = Pace(2)
+    now = window(pace, 0.0, 0.002)
+    let_in(pace, now, 1)
+    now += 100.0  # a quiet while: a window of 100 s
+    now = window(pace, now, 0.010)
+    let_in(pace, now, 1)
+    assert pace.fastest_s == pytest.approx(0.004, rel=0.01)  # 2 ms forgotten for 100 s: 4 ms
+    assert pace.rate < START_RATE  # 10 ms is still more than twice that
+
+
+def test_a_slowdown_of_zero_turns_it_off() -> None:
+    pace = Pace(0)
+    assert let_in(pace, 0.0, 1000) == 1000
