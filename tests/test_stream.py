@@ -21,6 +21,7 @@ from servers.redis_server import RedisServer
 from servers.service import Service
 from tests.conftest import StartService
 from tests.live import (
+    FUNCTIONAL,
     NO_LIMITS,
     PROMPT_S,
     SECRET,
@@ -41,7 +42,7 @@ pytestmark = pytest.mark.slow
 @pytest.fixture
 def own_service(own_redis: RedisServer, server_logs: Path) -> Iterator[Service]:
     """One worker on a Redis of this test's own (so its client list is the service's)."""
-    env = {"SECRET_KEY": SECRET, "REDIS_URL": own_redis.url, **NO_LIMITS}
+    env = {"SECRET_KEY": SECRET, "REDIS_URL": own_redis.url, **NO_LIMITS, **FUNCTIONAL}
     with Service(env, server_logs).start() as service:
         yield service
 
