@@ -59,11 +59,11 @@ NEVER_SLOW_S = 0.001
 FORGET_PER_S = 0.01
 #: New work a second at start and at least; how the pace falls and rises per window; and
 #: how much new work is let in at once within it.
-START_RATE = 200.0
+START_RATE = 50.0
 FLOOR_RATE = 5.0
 SLOWER = 0.8
 FASTER = 1.1
-BURST = 20.0
+BURST = 10.0
 ENVIRON_KEY = "qrlogin.admission"
 _ADMITTED = "qrlogin.admitted"
 WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]

@@ -173,7 +173,7 @@ TABLE: tuple[Setting, ...] = (
                     "on average more than this many times its fastest such average, requests "
                     "for new work (a QR code, an OpenID Connect sign-in page) past the pace it "
                     "kept get 503 `OVERLOADED`; while its answers stay fast, the pace rises "
-                    "again by a tenth each tenth of a second. It starts at 200 a second per "
+                    "again by a tenth each tenth of a second. It starts at 50 a second per "
                     "worker. 0 turns it off"),
     Setting("QRLOGIN_MAX_HELD_PER_QR", "max_held_per_qr", INT, 4,
             unit="connections", limits=(1, 1000),
