@@ -32,6 +32,11 @@ def main() -> None:
     parser.add_argument(
         "--only", default="", help="these measurements only, a comma list (capacity,overload); implies --no-write"
     )
+    parser.add_argument(
+        "--capacity", type=float, default=0.0,
+        help="the 2-worker capacity (logins/s) the overload runs take, instead of measuring it: side-by-side runs of "
+             "--only overload",
+    )  # fmt: skip
     parser.add_argument("--no-write", action="store_true", help="print only")
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "BENCHMARKS.md")
     options = parser.parse_args()
@@ -44,7 +49,7 @@ def main() -> None:
         moon = (MOON_QUICK if options.quick else MOON) if options.moonshot else None
         bench = Bench(QUICK if options.quick else FULL, server, logs, moon=moon)
         tables: dict[str, list[Any]] = {"main": [], "cluster": []}
-        results: dict[str, Any] = {}
+        results: dict[str, Any] = {"capacity_2": options.capacity} if options.capacity else {}
         try:
             if options.moonshot:
                 results = run_moonshot(bench)

@@ -56,7 +56,7 @@ WINDOW_S = 0.1
 JUDGED_AT = 8
 NEVER_SLOW_S = 0.001
 #: How fast the fastest mean seen is forgotten: a share of it a second.
-FORGET_PER_S = 0.01
+FORGET_PER_S = 0.05
 #: New work a second at start and at least; how the pace falls and rises per window; and
 #: how much new work is let in at once within it.
 START_RATE = 50.0

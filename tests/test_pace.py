@@ -10,6 +10,7 @@ from qrlogin.admission import (
     BURST,
     FASTER,
     FLOOR_RATE,
+    FORGET_PER_S,
     JUDGED_AT,
     NEVER_SLOW_S,
     SLOWER,
@@ -81,10 +82,11 @@ def test_the_fastest_mean_is_forgotten_slowly() -> None:
     pace = Pace(2)
     now = window(pace, 0.0, 0.002)
     let_in(pace, now, 1)
-    now += 100.0  # a quiet while: a window of 100 s
+    now += 10.0  # a quiet while: a window of 10 s
     now = window(pace, now, 0.010)
     let_in(pace, now, 1)
-    assert pace.fastest_s == pytest.approx(0.004, rel=0.01)  # 2 ms forgotten for 100 s: 4 ms
+    # 2 ms, forgotten by FORGET_PER_S for 10 s
+    assert pace.fastest_s == pytest.approx(0.002 * (1 + FORGET_PER_S * 10), rel=0.01)
     assert pace.rate < START_RATE  # 10 ms is still more than twice that
 
 
