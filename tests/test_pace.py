@@ -27,10 +27,13 @@ def let_in(pace: Pace, now: float, tries: int) -> int:
 
 def window(pace: Pace, now: float, answer_s: float, answers: int = 20, finished: int = 0) -> float:
     """One window of ``answers`` answered in ``answer_s`` each (``finished`` of them new
-    work), then the next window's start, where the pace judges it."""
+    work), then the next window's start, where the pace judges it at the first request
+    for new work (let in or not)."""
     for n in range(answers):
         pace.answered(answer_s, n < finished)
-    return now + WINDOW_S
+    now += WINDOW_S
+    pace.admit(now)
+    return now
 
 
 def test_a_flood_is_let_in_at_the_start_pace_not_all_at_once() -> None:
@@ -43,49 +46,37 @@ def test_a_flood_is_let_in_at_the_start_pace_not_all_at_once() -> None:
 def test_slow_answers_cut_the_pace_to_a_share_of_what_got_through() -> None:
     pace = Pace(2)
     now = window(pace, 0.0, 0.002)  # fast answers: the fastest mean seen is 2 ms
-    let_in(pace, now, 1)
     assert pace.fastest_s == pytest.approx(0.002)
     now = window(pace, now, 0.010, finished=3)  # five times slower; 3 new works done
-    let_in(pace, now, 1)
     assert pace.rate == pytest.approx(max(FLOOR_RATE, 3 / WINDOW_S * SLOWER))
     for _ in range(30):  # it stays slow with nothing getting through: down to the floor
         now = window(pace, now, 0.010)
-        let_in(pace, now, 1)
     assert pace.rate == FLOOR_RATE
 
 
 def test_fast_answers_raise_the_pace_only_while_new_work_is_refused() -> None:
     pace = Pace(2)
     now = window(pace, 0.0, 0.002)
-    let_in(pace, now, 1)
-    now = window(pace, now, 0.002)
-    let_in(pace, now, 1)  # no refusal in the window before: no reason to rise
+    now = window(pace, now, 0.002)  # no refusal in the window before: no reason to rise
     assert pace.rate == START_RATE
     let_in(pace, now, 100)  # refused, with fast answers
     now = window(pace, now, 0.002)
-    let_in(pace, now, 1)
     assert pace.rate == pytest.approx(START_RATE * FASTER)
 
 
 def test_too_few_answers_or_answers_fast_in_themselves_are_never_slow() -> None:
     pace = Pace(2)
     now = window(pace, 0.0, 0.0001)  # a fastest mean of 0.1 ms
-    let_in(pace, now, 1)
     now = window(pace, now, NEVER_SLOW_S * 0.9)  # nine times slower, still under a ms
-    let_in(pace, now, 1)
     now = window(pace, now, 1.0, answers=JUDGED_AT - 1)  # a second each, but too few
-    let_in(pace, now, 1)
     assert pace.rate == START_RATE
 
 
 def test_the_fastest_mean_is_forgotten_slowly() -> None:
     pace = Pace(2)
     now = window(pace, 0.0, 0.002)
-    let_in(pace, now, 1)
     now += 10.0  # a quiet while: a window of 10 s
-    now = window(pace, now, 0.010)
-    let_in(pace, now, 1)
-    # 2 ms, forgotten by FORGET_PER_S for 10 s
+    now = window(pace, now, 0.010)  # 2 ms, forgotten by FORGET_PER_S for 10 s
     assert pace.fastest_s == pytest.approx(0.002 * (1 + FORGET_PER_S * 10), rel=0.01)
     assert pace.rate < START_RATE  # 10 ms is still more than twice that
 
