@@ -223,7 +223,8 @@ def capacity(b: common.Bench, rows: list[Row], results: dict[str, Any]) -> None:
 
 def probe(port: int, token: str, seconds: float, results: Queue[Any]) -> None:
     """One login every 0.2 s for ``seconds`` (a slot missed while a login took long is
-    skipped), each step asked again while shed, as the SDK does: (start, total, delivery, retries); retries -2: it failed."""
+    skipped), each step asked again while shed, as the SDK does: (start, total, delivery,
+    retries); retries -2: it failed."""
 
     async def run() -> list[tuple[float, float, float, int]]:
         found = []

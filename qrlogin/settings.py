@@ -172,9 +172,9 @@ TABLE: tuple[Setting, ...] = (
                     "takes on less new work: each tenth of a second, when its answers took "
                     "on average more than this many times its fastest such average, requests "
                     "for new work (a QR code, an OpenID Connect sign-in page) past the pace it "
-                    "kept get 503 `OVERLOADED`; while its answers stay fast, the pace rises "
-                    "again by a tenth each tenth of a second. It starts at 50 a second per "
-                    "worker. 0 turns it off"),
+                    "kept get 503 `OVERLOADED`; while its answers stay fast and new work is "
+                    "refused, the pace rises again by a tenth each tenth of a second. It "
+                    "starts at 50 a second per worker. 0 turns it off"),
     Setting("QRLOGIN_MAX_HELD_PER_QR", "max_held_per_qr", INT, 4,
             unit="connections", limits=(1, 1000),
             meaning="open connections (SSE streams and held long polls) on one QR, per worker "

@@ -52,10 +52,10 @@ class OwnSocketServer(StreamServer):  # type: ignore[misc]
     With several workers gunicorn has each accept one connection per turn of its loop, so
     that none takes a burst meant for all from a shared socket. A socket of its own has
     no one to share with, and one accept a turn drains it too slowly: under load (turns
-    of 10 ms and more) new connections wait in the kernel's queue, where admission
-    control cannot see them, let alone answer them. So each turn takes up to
-    ACCEPT_BATCH, a handful rather than gevent's 100, so that a burst of openings joins
-    the worker's work a few at a time."""
+    of several milliseconds) new connections wait in the kernel's queue, where admission
+    control cannot see them, let alone answer them (docs/BENCHMARKS.md measures it). So
+    each turn takes up to ACCEPT_BATCH, a handful rather than gevent's 100, so that a
+    burst of openings joins the worker's work a few at a time."""
 
     @property
     def max_accept(self) -> int:

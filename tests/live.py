@@ -262,9 +262,10 @@ CHROMIUM_ARGS = [
 ]  # fmt: skip
 
 
-#: What the services of the functional tests run with: no refusals for a late event loop,
-#: which a machine busy with other tests would cause (``test_admission_lag.py`` checks
-#: that mechanism, and the overload benchmark shows it at work).
+#: What the services of the functional tests run with: no refusals for a late event loop
+#: or for answers slower than the worker's fastest, which a machine busy with other tests
+#: would cause (``test_admission_lag.py``, ``test_pace.py`` and ``test_admission.py``
+#: check those mechanisms, and the overload benchmark shows them at work).
 FUNCTIONAL = {"QRLOGIN_MAX_LAG": "0", "QRLOGIN_MAX_SLOWDOWN": "0"}
 
 
