@@ -131,6 +131,36 @@ def cores() -> tuple[int, int]:
     return sum(ticks), ticks[3] + ticks[4]  # idle and iowait
 
 
+def cpu_snapshot() -> tuple[tuple[int, int], dict[int, tuple[str, int, int]]]:
+    """The box's CPU time and every process's, now: for ``cpu_shares``."""
+    return cores(), all_ticks()
+
+
+def cpu_shares(
+    before: tuple[tuple[int, int], dict[int, tuple[str, int, int]]],
+    after: tuple[tuple[int, int], dict[int, tuple[str, int, int]]],
+    roles: dict[str, set[int]],
+    reported: dict[str, float] | None = None,
+) -> dict[str, float]:
+    """The share of the box's CPU time between two ``cpu_snapshot``s each role's
+    processes used; "rest": this run's other processes (its children's children too)
+    still there at the second; "outside": every process not this run's; "idle".
+    ``reported``: the CPU seconds of processes that told their own (they may have ended)."""
+    (cores0, procs0), (cores1, procs1) = before, after
+    ticks = max(1, cores1[0] - cores0[0])
+    used = {pid: t - procs0.get(pid, (n, p, t))[2] for pid, (n, p, t) in procs1.items()}
+    ours = {os.getpid()}
+    while more := {pid for pid, (_, parent, _) in procs1.items() if parent in ours} - ours:
+        ours |= more
+    shares = {role: sum(used.get(pid, 0) for pid in pids) / ticks for role, pids in roles.items()}
+    named = set().union(*roles.values())
+    shares["rest"] = sum(t for pid, t in used.items() if pid in ours and pid not in named) / ticks
+    shares["outside"] = sum(t for pid, t in used.items() if pid not in ours) / ticks
+    shares["idle"] = (cores1[1] - cores0[1]) / ticks
+    shares.update({role: seconds * TICK / ticks for role, seconds in (reported or {}).items()})
+    return shares
+
+
 def redis_clients(*clients: redis.Redis) -> dict[str, int]:
     """The connections of the Redis servers, by client name ("total": all of them)."""
     counts: dict[str, int] = {"total": 0}

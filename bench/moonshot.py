@@ -207,22 +207,15 @@ class Climb:
                               kwargs={"timed": True}, daemon=True)  # fmt: skip
         process.start()
         answers.get(timeout=120)  # ready: its connections are open, its start is not counted
-        cores0, procs0 = common.cores(), common.all_ticks()
+        before_cpu = common.cpu_snapshot()
         _, sent, rate, sender_s = answers.get(timeout=900)
-        cores1, procs1 = common.cores(), common.all_ticks()
+        after_cpu = common.cpu_snapshot()
         process.join(30)
-        ticks = max(1, cores1[0] - cores0[0])
-        used = {pid: t - procs0.get(pid, (n, p, t))[2] for pid, (n, p, t) in procs1.items()}
-        ours = {os.getpid()}
-        while more := {pid for pid, (_, parent, _) in procs1.items() if parent in ours} - ours:
-            ours |= more
         load = {p.pid or 0 for g in self.groups for p in g.processes} - self.probe_pids
         server = self.b.server.process.pid if self.b.server.process else 0
-        roles = {role: sum(used.get(pid, 0) for pid in pids) / ticks for role, pids in (
-            ("workers", self.pids), ("load", load), ("probe", self.probe_pids), ("redis", {server}))}  # fmt: skip
-        roles["sender"] = sender_s * common.TICK / ticks
-        roles["outside"] = sum(t for pid, t in used.items() if pid not in ours) / ticks
-        roles["idle"] = (cores1[1] - cores0[1]) / ticks
+        roles = common.cpu_shares(before_cpu, after_cpu, {"workers": set(self.pids), "load": load,
+                                                          "probe": self.probe_pids, "redis": {server}},
+                                   {"sender": sender_s})  # fmt: skip
         time.sleep(2)
         after = common.metrics(url)
         seen = {path: e for g in self.groups for path, e in g.events().items()}

@@ -23,7 +23,7 @@ from typing import Any
 from qrlogin.settings import BY_NAME
 
 from bench import common
-from bench.client import HOST, Connection, _run, run_parallel
+from bench.client import HOST, Connection, _cpu_s, _run, run_parallel
 
 Row = tuple[str, str, str, str]
 STEPS = ("create", "stream", "scan", "verify", "redeem")
@@ -182,6 +182,7 @@ def load(port: int, token: str, seconds: float, rate: float, pairs: int, results
             task.add_done_callback(tasks.discard)
             n += 1
         await asyncio.gather(*tasks, ticker)
+        counts["cpu_ms"] = round(_cpu_s() * 1000)
         return attempts, counts
 
     results.put(_run(run()))
@@ -277,18 +278,23 @@ def overload(b: common.Bench, rows: list[Row], results: dict[str, Any]) -> None:
         before = common.metrics(service.url)
         sampler.start()
         probing = run_parallel_async(probe, (service.port, b.token, seconds + AFTER_S))
+        before_cpu = common.cpu_snapshot()
         attempts, counts = loaded(service.port, b.token, seconds, factor * capacity_2)
+        redis = {b.server.process.pid} if b.server.process else set()
+        cpu = common.cpu_shares(before_cpu, common.cpu_snapshot(), {"workers": set(pids), "redis": redis},
+                                {"load": counts["cpu_ms"] / 1000})  # fmt: skip
         probed = probing()
         stop.set()
         after = common.metrics(service.url)
         run = summary(attempts, counts, probed, rss, seconds, base_total, base_delivery)
+        run["cpu"] = cpu
         run["server_p99_le"] = common.histogram(after, "qrlogin_request_seconds", before)["p99_le"]
         run["delivery_server_p99_le"] = common.histogram(after, "qrlogin_event_delivery_seconds", before)["p99_le"]
         results["overload"]["runs"][factor] = run
         rows.append((f"Overload {factor}x ({factor * capacity_2:.0f} logins/s offered for {seconds} s, 2 workers)",
                      f"goodput {run['goodput']:.0f}/s, shed {run['shed_share']:.0%} of arrivals (503 + Retry-After), "
                      f"admitted logins p99 {common.ms(run['admitted_p99'])} ({run['step_retries']} of their steps "
-                     f"asked again), server's answers p99 ≤ {common.ms(run['server_p99_le'])}, its event loop's lag "
+                     f"asked again; p50/p99 of each step: {step_table(attempts)}), server's answers p99 ≤ {common.ms(run['server_p99_le'])}, its event loop's lag "
                      f"up to {run['lag_max_ms']:.0f} ms; probe p99 {common.ms(run['probe_p99'])} "
                      f"(unloaded {common.ms(base_total)}), delivery p99 {common.ms(run['delivery_p99'])} "
                      f"(unloaded {common.ms(base_delivery)}; the server's own ≤ {common.ms(run['delivery_server_p99_le'])}); "
@@ -297,7 +303,9 @@ def overload(b: common.Bench, rows: list[Row], results: dict[str, Any]) -> None:
                      f"{run['rss_first_mb']:.0f} → {run['rss_max_mb']:.0f} MB; back to normal "
                      f"{run['recovered_s']:.1f} s after. The load processes: {run['unsent']} arrivals they could not "
                      f"send, their own loops over 50 ms late {run['loader_late_share']:.0%} of the time (up to "
-                     f"{run['loader_lag_max_ms']} ms)",
+                     f"{run['loader_lag_max_ms']} ms). The cores meanwhile: workers {cpu['workers']:.0%}, Redis "
+                     f"{cpu['redis']:.0%}, the load processes {cpu['load']:.0%}, the probe and the run {cpu['rest']:.0%}, "
+                     f"other processes {cpu['outside']:.0%}, idle {cpu['idle']:.0%}",
                      "", ""))  # fmt: skip
         print(rows[-1], flush=True)
     service.stop()
