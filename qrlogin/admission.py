@@ -49,21 +49,24 @@ NEW_WORK_SHARE = 4
 #: The lag timer's period (s), and the weight of each new reading in the average.
 TICK_S = 0.01
 WEIGHT = 0.1
-#: The pace: answers are judged, and the pace set, once a window (s); a window is judged
-#: on at least JUDGED_AT answers (fewer tell nothing), and answers faster than
-#: NEVER_SLOW_S are never slow, whatever the fastest seen.
+#: The pace: answers are judged, and the pace set, once a window (s), on the time within
+#: which JUDGED_QUANTILE of them were answered (a tail: the mean hides the slow answers
+#: that make a whole login slow). A window is judged on at least JUDGED_AT answers (fewer
+#: tell nothing), and answers faster than NEVER_SLOW_S are never slow, whatever the
+#: fastest seen.
 WINDOW_S = 0.1
+JUDGED_QUANTILE = 0.9
 JUDGED_AT = 8
 NEVER_SLOW_S = 0.001
-#: How fast the fastest mean seen is forgotten: a share of it a second.
+#: How fast the fastest window seen is forgotten: a share of it a second.
 FORGET_PER_S = 0.05
 #: New work a second at start and at least; how the pace falls and rises per window; and
-#: how much new work is let in at once within it.
+#: how much new work is let in at once within it (a flood's first arrivals come at once).
 START_RATE = 50.0
 FLOOR_RATE = 5.0
 SLOWER = 0.8
-FASTER = 1.1
-BURST = 10.0
+FASTER = 1.05
+BURST = 2.0
 ENVIRON_KEY = "qrlogin.admission"
 _ADMITTED = "qrlogin.admitted"
 WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
@@ -107,14 +110,15 @@ class Lag:
 class Pace:
     """How much new work a second a worker takes on, so that its answers stay fast.
 
-    Once a window (WINDOW_S), the mean time of the answers given in it (admission to
-    answer, every kind of request) is compared with the fastest such mean seen, slowly
-    forgotten. Over ``slowdown`` times it, the pace falls to SLOWER times the new work
-    finished in that window (what the worker did get through); fast enough, while new work
-    was refused, it rises by FASTER. In between, new work is let in at that pace, BURST
-    at once. It starts at START_RATE, so that a sudden flood is let in as fast as the
-    answers stay quick rather than all at once; it never falls below FLOOR_RATE. A core
-    without I/O: the caller gives the clock (seconds)."""
+    Once a window (WINDOW_S), the answers given in it (admission to answer, every kind of
+    request) are judged by the time within which nine in ten of them were given, and that
+    is compared with the fastest such time seen, slowly forgotten. Over ``slowdown`` times
+    it, the pace falls to SLOWER times the new work finished in that window (what the
+    worker did get through); fast enough, while new work was refused, it rises by FASTER.
+    In between, new work is let in at that pace, BURST at once. It starts at START_RATE, so
+    that a sudden flood is let in as fast as the answers stay quick rather than all at
+    once; it never falls below FLOOR_RATE. A core without I/O: the caller gives the clock
+    (seconds)."""
 
     def __init__(self, slowdown: float, now: float = 0.0) -> None:
         self.slowdown = slowdown
@@ -123,8 +127,8 @@ class Pace:
         self._tokens = BURST
         self._filled = now
         self._began = now
-        self._sum_s = 0.0
-        self._answers = self._finished = self._refused = 0
+        self._times: list[float] = []
+        self._finished = self._refused = 0
 
     def admit(self, now: float) -> bool:
         """Whether new work may start now (0 ``slowdown``: always)."""
@@ -141,24 +145,24 @@ class Pace:
         return True
 
     def answered(self, took_s: float, new_work: bool) -> None:
-        self._sum_s += took_s
-        self._answers += 1
+        self._times.append(took_s)
         self._finished += new_work
 
     def _judge(self, now: float) -> None:
         elapsed = now - self._began
         slow = False
-        if self._answers >= JUDGED_AT:
-            mean_s = self._sum_s / self._answers
-            self.fastest_s = min(self.fastest_s * (1 + FORGET_PER_S * elapsed), mean_s)
-            slow = mean_s > max(NEVER_SLOW_S, self.slowdown * self.fastest_s)
+        if len(self._times) >= JUDGED_AT:
+            self._times.sort()
+            tail_s = self._times[math.ceil(JUDGED_QUANTILE * len(self._times)) - 1]  # nearest rank
+            self.fastest_s = min(self.fastest_s * (1 + FORGET_PER_S * elapsed), tail_s)
+            slow = tail_s > max(NEVER_SLOW_S, self.slowdown * self.fastest_s)
         if slow:
             self.rate = max(FLOOR_RATE, min(self.rate, self._finished / elapsed) * SLOWER)
         elif self._refused:
             self.rate = min(self.rate * FASTER, 1e6)
         PACE.set(self.rate)
-        self._began, self._sum_s = now, 0.0
-        self._answers = self._finished = self._refused = 0
+        self._began, self._times = now, []
+        self._finished = self._refused = 0
 
 
 class Admission:

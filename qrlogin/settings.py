@@ -169,12 +169,13 @@ TABLE: tuple[Setting, ...] = (
                     "logins under way go on. 0 turns it off"),
     Setting("QRLOGIN_MAX_SLOWDOWN", "max_slowdown", INT, 2, unit="times", limits=(0, 100),
             meaning="how much slower than its fastest lately a worker may answer before it "
-                    "takes on less new work: each tenth of a second, when its answers took "
-                    "on average more than this many times its fastest such average, requests "
-                    "for new work (a QR code, an OpenID Connect sign-in page) past the pace it "
-                    "kept get 503 `OVERLOADED`; while its answers stay fast and new work is "
-                    "refused, the pace rises again by a tenth each tenth of a second. It "
-                    "starts at 50 a second per worker. 0 turns it off"),
+                    "takes on less new work: each tenth of a second, when the time within "
+                    "which nine in ten of its answers were given is more than this many times "
+                    "the fastest such time, requests for new work (a QR code, an OpenID "
+                    "Connect sign-in page) past the pace it kept get 503 `OVERLOADED`; while "
+                    "its answers stay fast and new work is refused, the pace rises again by "
+                    "5 % each tenth of a second. It starts at 50 a second per worker, two at "
+                    "once. 0 turns it off"),
     Setting("QRLOGIN_MAX_HELD_PER_QR", "max_held_per_qr", INT, 4,
             unit="connections", limits=(1, 1000),
             meaning="open connections (SSE streams and held long polls) on one QR, per worker "
