@@ -61,12 +61,16 @@ NEVER_SLOW_S = 0.001
 #: How fast the fastest window seen is forgotten: a share of it a second.
 FORGET_PER_S = 0.05
 #: New work a second at start and at least; how the pace falls and rises per window; and
-#: how much new work is let in at once within it (a flood's first arrivals come at once).
+#: how much new work is let in at once within it: BURST by a calm worker (none refused
+#: for CALM_S), so that a few users arriving together are not refused; BUSY_BURST by one
+#: that refuses, so that a flood comes in at the pace, not ten at a time.
 START_RATE = 50.0
 FLOOR_RATE = 5.0
 SLOWER = 0.8
 FASTER = 1.05
-BURST = 2.0
+BURST = 10.0
+BUSY_BURST = 2.0
+CALM_S = 1.0
 ENVIRON_KEY = "qrlogin.admission"
 _ADMITTED = "qrlogin.admitted"
 WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
@@ -115,9 +119,10 @@ class Pace:
     is compared with the fastest such time seen, slowly forgotten. Over ``slowdown`` times
     it, the pace falls to SLOWER times the new work finished in that window (what the
     worker did get through); fast enough, while new work was refused, it rises by FASTER.
-    In between, new work is let in at that pace, BURST at once. It starts at START_RATE, so
-    that a sudden flood is let in as fast as the answers stay quick rather than all at
-    once; it never falls below FLOOR_RATE. A core without I/O: the caller gives the clock
+    In between, new work is let in at that pace, BURST at once while the worker is calm and
+    BUSY_BURST while it refuses. It starts at START_RATE, so that a sudden flood is let in
+    as fast as the answers stay quick rather than all at once; it never falls below
+    FLOOR_RATE. A core without I/O: the caller gives the clock
     (seconds)."""
 
     def __init__(self, slowdown: float, now: float = 0.0) -> None:
@@ -125,6 +130,7 @@ class Pace:
         self.rate = START_RATE
         self.fastest_s = math.inf
         self._tokens = BURST
+        self._refused_at = -math.inf
         self._filled = now
         self._began = now
         self._times: list[float] = []
@@ -136,10 +142,12 @@ class Pace:
             return True
         if now - self._began >= WINDOW_S:
             self._judge(now)
-        self._tokens = min(BURST, self._tokens + (now - self._filled) * self.rate)
+        burst = BURST if now - self._refused_at >= CALM_S else BUSY_BURST
+        self._tokens = min(burst, self._tokens + (now - self._filled) * self.rate)
         self._filled = now
         if self._tokens < 1:
             self._refused += 1
+            self._refused_at = now
             return False
         self._tokens -= 1
         return True

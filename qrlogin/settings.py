@@ -174,8 +174,8 @@ TABLE: tuple[Setting, ...] = (
                     "the fastest such time, requests for new work (a QR code, an OpenID "
                     "Connect sign-in page) past the pace it kept get 503 `OVERLOADED`; while "
                     "its answers stay fast and new work is refused, the pace rises again by "
-                    "5 % each tenth of a second. It starts at 50 a second per worker, two at "
-                    "once. 0 turns it off"),
+                    "5 % each tenth of a second. It starts at 50 a second per worker, ten at "
+                    "once (two at once while it refuses). 0 turns it off"),
     Setting("QRLOGIN_MAX_HELD_PER_QR", "max_held_per_qr", INT, 4,
             unit="connections", limits=(1, 1000),
             meaning="open connections (SSE streams and held long polls) on one QR, per worker "

@@ -8,6 +8,8 @@ import pytest
 
 from qrlogin.admission import (
     BURST,
+    BUSY_BURST,
+    CALM_S,
     FASTER,
     FLOOR_RATE,
     FORGET_PER_S,
@@ -41,9 +43,13 @@ def window(
 
 def test_a_flood_is_let_in_at_the_start_pace_not_all_at_once() -> None:
     pace = Pace(2)
-    assert let_in(pace, 0.0, 100) == BURST  # a burst at once, then the pace
+    assert let_in(pace, 0.0, 100) == BURST  # a calm worker's burst at once, then the pace
     assert let_in(pace, 0.03, 100) == int(0.03 * START_RATE)
     assert not pace.admit(0.03)
+    # Refusing, it lets fewer in at once, however long the wait; calm again, as many.
+    assert let_in(pace, 0.5, 100) == BUSY_BURST
+    assert let_in(pace, 0.5 + CALM_S / 2, 100) == BUSY_BURST
+    assert let_in(pace, 0.5 + CALM_S / 2 + CALM_S, 100) == BURST
 
 
 def test_slow_answers_cut_the_pace_to_a_share_of_what_got_through() -> None:
