@@ -63,12 +63,13 @@ FORGET_PER_S = 0.05
 #: New work a second at start and at least; how the pace falls and rises per window; and
 #: how much new work is let in at once within it: BURST by a calm worker (none refused
 #: for CALM_S), so that a few users arriving together are not refused; BUSY_BURST by one
-#: that refuses, so that a flood comes in at the pace, not ten at a time.
+#: that refuses, so that a flood comes in at the pace. A flood's first arrivals find the
+#: worker calm: each it lets in at once makes the others' answers later.
 START_RATE = 50.0
 FLOOR_RATE = 5.0
 SLOWER = 0.8
 FASTER = 1.05
-BURST = 10.0
+BURST = 4.0
 BUSY_BURST = 2.0
 CALM_S = 1.0
 ENVIRON_KEY = "qrlogin.admission"

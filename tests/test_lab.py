@@ -18,7 +18,7 @@ from servers.lab import Answer, Host, Lab, LabNginx, LabRedis, LabService, strea
 from servers.nginx import BARE, DOCUMENTED
 from servers.process import ROOT
 from servers.redis_server import TLSFiles
-from tests.live import SECRET
+from tests.live import FUNCTIONAL, SECRET
 
 pytestmark = pytest.mark.slow
 
@@ -56,6 +56,7 @@ def start_lab_service(
             "REDIS_URL": lab_redis.url,
             "QRLOGIN_REDIS_CA_FILE": certificates.ca,
             "QRLOGIN_LIMIT_REFUSED": "1000 per minute",
+            **FUNCTIONAL,
             **settings,
         }
         service = LabService(lab["service"], server_logs, env)
