@@ -7,9 +7,9 @@ of joining a pile whose every member answers late, when either
   many when the request starts new work (the rest is kept for the steps of logins under
   way, so that a flood of new logins does not starve those it let in), or
 - the request starts new work (a QR code: a new login, or an OpenID Connect sign-in
-  page) faster than the worker's pace (``Pace``): the rate of new work at which its
-  answers stay within ``QRLOGIN_MAX_SLOWDOWN`` times the fastest it gave lately, found
-  again every tenth of a second, or
+  page) faster than the worker's pace (``Pace``): the rate of new work at which nine in
+  ten of its answers stay within ``QRLOGIN_MAX_SLOWDOWN`` times the fastest it gave
+  lately, found again every tenth of a second, or
 - the request starts new work while the worker's event loop runs late: a timer that
   should fire every 10 ms has fired, on average over the last few tenths of a second,
   more than ``QRLOGIN_MAX_LAG`` ms late. That is the wait every greenlet of the worker meets at
