@@ -123,8 +123,7 @@ class Pace:
     In between, new work is let in at that pace, BURST at once while the worker is calm and
     BUSY_BURST while it refuses. It starts at START_RATE, so that a sudden flood is let in
     as fast as the answers stay quick rather than all at once; it never falls below
-    FLOOR_RATE. A core without I/O: the caller gives the clock
-    (seconds)."""
+    FLOOR_RATE. A core without I/O: the caller gives the clock (seconds)."""
 
     def __init__(self, slowdown: float, now: float = 0.0) -> None:
         self.slowdown = slowdown
@@ -136,6 +135,11 @@ class Pace:
         self._began = now
         self._times: list[float] = []
         self._finished = self._refused = 0
+
+    @property
+    def window_answers(self) -> int:
+        """The answers kept for the window under way."""
+        return len(self._times)
 
     def admit(self, now: float) -> bool:
         """Whether new work may start now (0 ``slowdown``: always)."""
@@ -153,17 +157,25 @@ class Pace:
         self._tokens -= 1
         return True
 
-    def answered(self, took_s: float, new_work: bool) -> None:
+    def answered(self, took_s: float, new_work: bool, now: float) -> None:
+        """An answer given ``took_s`` after its admission, at ``now``. A window is judged
+        when it has passed, here or at the next request for new work: only one window's
+        answers are kept, however long new work stays away."""
+        if not self.slowdown:
+            return
+        if now - self._began >= WINDOW_S:
+            self._judge(now)
         self._times.append(took_s)
         self._finished += new_work
 
     def _judge(self, now: float) -> None:
         elapsed = now - self._began
         slow = False
+        self.fastest_s *= 1 + FORGET_PER_S * elapsed  # judged or not, time passed
         if len(self._times) >= JUDGED_AT:
             self._times.sort()
             tail_s = self._times[math.ceil(JUDGED_QUANTILE * len(self._times)) - 1]  # nearest rank
-            self.fastest_s = min(self.fastest_s * (1 + FORGET_PER_S * elapsed), tail_s)
+            self.fastest_s = min(self.fastest_s, tail_s)
             slow = tail_s > max(NEVER_SLOW_S, self.slowdown * self.fastest_s)
         if slow:
             self.rate = max(FLOOR_RATE, min(self.rate, self._finished / elapsed) * SLOWER)
@@ -223,9 +235,10 @@ class Admission:
         if admitted is not None:
             self.inflight -= 1
             INFLIGHT.dec()
-            took_s = time.perf_counter() - admitted[0]
+            now = time.perf_counter()
+            took_s = now - admitted[0]
             REQUEST_SECONDS.observe(took_s)
-            self.pace.answered(took_s, admitted[1])
+            self.pace.answered(took_s, admitted[1], now)
 
     def _shed(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         sent = environ.get("HTTP_X_REQUEST_ID", "")

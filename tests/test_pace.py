@@ -35,9 +35,9 @@ def window(
     start, where the pace judges it at the first request for new work (let in or not)."""
     times = answer_s if isinstance(answer_s, list) else [answer_s] * answers
     for n, took_s in enumerate(times):
-        pace.answered(took_s, n < finished)
+        pace.answered(took_s, n < finished, now)
     now += WINDOW_S
-    pace.admit(now)
+    pace.admit(now + 1e-9)  # just past the window's end, whatever the sums' rounding
     return now
 
 
@@ -105,3 +105,16 @@ def test_the_fastest_window_is_forgotten_slowly() -> None:
 def test_a_slowdown_of_zero_turns_it_off() -> None:
     pace = Pace(0)
     assert let_in(pace, 0.0, 1000) == 1000
+    window(pace, 0.0, 1.0, answers=1000)  # and it keeps nothing of the answers
+    assert pace.window_answers == 0
+
+
+def test_only_one_window_of_answers_is_kept_while_no_new_work_comes() -> None:
+    pace = Pace(2)
+    now = 0.0
+    for _ in range(100):  # ten seconds of answers (the steps of logins), no new work
+        for _ in range(50):
+            pace.answered(0.002, False, now)
+        now += WINDOW_S
+    assert pace.window_answers == 50
+    assert pace.fastest_s == pytest.approx(0.002)  # the windows were judged as they passed
