@@ -77,6 +77,11 @@ class Bench:
         for service in self.services:
             service.stop()
 
+    @property
+    def redis_pids(self) -> set[int]:
+        """The run's Redis server process (none when it runs elsewhere): for ``cpu_shares``."""
+        return {self.server.process.pid} if self.server.process else set()
+
 
 def bind_cookie(port: int) -> str:
     answer = requests.post(f"http://127.0.0.1:{port}/v1/accounts/qrcode/", json={"platform": "bench"}, timeout=10)

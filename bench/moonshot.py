@@ -212,9 +212,8 @@ class Climb:
         after_cpu = common.cpu_snapshot()
         process.join(30)
         load = {p.pid or 0 for g in self.groups for p in g.processes} - self.probe_pids
-        server = self.b.server.process.pid if self.b.server.process else 0
         roles = common.cpu_shares(before_cpu, after_cpu, {"workers": set(self.pids), "load": load,
-                                                          "probe": self.probe_pids, "redis": {server}},
+                                                          "probe": self.probe_pids, "redis": self.b.redis_pids},
                                    {"sender": sender_s})  # fmt: skip
         time.sleep(2)
         after = common.metrics(url)

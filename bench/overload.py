@@ -280,8 +280,7 @@ def overload(b: common.Bench, rows: list[Row], results: dict[str, Any]) -> None:
         probing = run_parallel_async(probe, (service.port, b.token, seconds + AFTER_S))
         before_cpu = common.cpu_snapshot()
         attempts, counts = loaded(service.port, b.token, seconds, factor * capacity_2)
-        redis = {b.server.process.pid} if b.server.process else set()
-        cpu = common.cpu_shares(before_cpu, common.cpu_snapshot(), {"workers": set(pids), "redis": redis},
+        cpu = common.cpu_shares(before_cpu, common.cpu_snapshot(), {"workers": set(pids), "redis": b.redis_pids},
                                 {"load": counts["cpu_ms"] / 1000})  # fmt: skip
         probed = probing()
         stop.set()
