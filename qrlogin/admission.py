@@ -145,8 +145,7 @@ class Pace:
         """Whether new work may start now (0 ``slowdown``: always)."""
         if not self.slowdown:
             return True
-        if now - self._began >= WINDOW_S:
-            self._judge(now)
+        self._judge_if_past(now)
         burst = BURST if now - self._refused_at >= CALM_S else BUSY_BURST
         self._tokens = min(burst, self._tokens + (now - self._filled) * self.rate)
         self._filled = now
@@ -163,10 +162,14 @@ class Pace:
         answers are kept, however long new work stays away."""
         if not self.slowdown:
             return
-        if now - self._began >= WINDOW_S:
-            self._judge(now)
+        self._judge_if_past(now)
         self._times.append(took_s)
         self._finished += new_work
+
+    def _judge_if_past(self, now: float) -> None:
+        """Judge the window under way if it has ended by ``now``."""
+        if now - self._began >= WINDOW_S:
+            self._judge(now)
 
     def _judge(self, now: float) -> None:
         elapsed = now - self._began
