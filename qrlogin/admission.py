@@ -65,7 +65,7 @@ FORGET_PER_S = 0.05
 #: for CALM_S), so that a few users arriving together are not refused; BUSY_BURST by one
 #: that refuses, so that a flood comes in at the pace. A flood's first arrivals find the
 #: worker calm: each it lets in at once makes the others' answers later.
-START_RATE = 50.0
+START_RATE = 25.0
 FLOOR_RATE = 5.0
 SLOWER = 0.8
 FASTER = 1.05

@@ -174,7 +174,7 @@ TABLE: tuple[Setting, ...] = (
                     "the fastest such time, requests for new work (a QR code, an OpenID "
                     "Connect sign-in page) past the pace it kept get 503 `OVERLOADED`; while "
                     "its answers stay fast and new work is refused, the pace rises again by "
-                    "5 % each tenth of a second. It starts at 50 a second per worker, four at "
+                    "5 % each tenth of a second. It starts at 25 a second per worker, four at "
                     "once (two at once while it refuses). 0 turns it off"),
     Setting("QRLOGIN_MAX_HELD_PER_QR", "max_held_per_qr", INT, 4,
             unit="connections", limits=(1, 1000),
