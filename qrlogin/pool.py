@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import logging
-import math
 import select
 import time
-from queue import Empty, Full
+from queue import Empty
 from typing import Any
 
 import gevent
-import gevent.event
 import gevent.monkey
 import gevent.socket
 import redis
@@ -86,9 +84,6 @@ CLIENT_LIMIT_BACKOFF_S = 10.0
 #: where another process may need them under a small client limit.
 CORE_CONNECTIONS = 2
 SPARE_IDLE_S = 5.0
-#: After a connection opened aside failed, requests open their own for this long (s):
-#: each meets Redis's answer (an error) itself, and no greenlet retries in a loop.
-GROW_RETRY_S = 1.0
 
 
 class Pool(redis.BlockingConnectionPool):
@@ -100,87 +95,23 @@ class Pool(redis.BlockingConnectionPool):
     Connections past the first ``CORE_CONNECTIONS`` close once unused for
     ``SPARE_IDLE_S``: a burst's extra connections go back to Redis. A timer closes them
     (under gevent, as the service runs), since a process whose burst is over may have no
-    request to look for them.
-
-    A new connection is dear: a name lookup (under gevent, in a thread that waits its turn
-    for the interpreter), TCP (and TLS) and a handshake of commands, tens of milliseconds
-    under load, while a command takes well under one. So, under gevent, a request that
-    finds no open connection free while others are in use does not open one itself: a
-    greenlet opens it aside, and the request takes the first connection put back, the
-    new one or one in use, whichever comes first. A burst grows the pool without its
-    requests waiting on connects. With no connection in use, or while opening one fails
-    (Redis away), the request opens one itself, so that a failure reaches it as before."""
+    request to look for them."""
 
     def __init__(self, **options: Any) -> None:
         super().__init__(**options)  # type: ignore[no-untyped-call]
         self._retired: list[Any] = []  # slots set aside, each a place in the queue
         self._retired_until = 0.0
         self._reaper: Any = None  # the timer's greenlet, while there are spares
-        self._growing = 0  # connections being opened aside
-        self._grow_failed_at = -math.inf
-        self._put_back = gevent.event.Event()  # set (and replaced) at each connection put back
 
     def get_connection(self, *args: Any, **options: Any) -> Any:
         if self._retired and time.monotonic() >= self._retired_until:
             self._restore()
         try:
-            return self._take(*args, **options)
+            return super().get_connection(*args, **options)  # type: ignore[no-untyped-call]
         except redis.exceptions.ConnectionError as error:
             if CLIENT_LIMIT not in str(error) or not self._retire():
                 raise
-            return self._take(*args, **options)
-
-    def _take(self, *args: Any, **options: Any) -> Any:
-        """A connection: an open one free now; else, while others are in use, the first
-        put back after one more is opened aside; else redis-py's way (it waits for a
-        slot, and opens the connection there itself)."""
-        deadline = time.monotonic() + self.timeout
-        while True:
-            stack = self.pool.queue  # LIFO: the most recently put back is last
-            if not stack or _connected(stack[-1]) or not self._may_grow_aside():
-                return super().get_connection(*args, **options)  # type: ignore[no-untyped-call]
-            slot = self.pool.get_nowait()  # a placeholder, or a connection closed since
-            self._growing += 1
-            gevent.spawn(self._grow, slot)
-            if not self._put_back.wait(deadline - time.monotonic()):
-                raise redis.exceptions.ConnectionError("No connection available.")
-
-    def _may_grow_aside(self) -> bool:
-        """Whether a connection in use will come back (so that a request may wait for it
-        rather than for a connect): under gevent, while Redis lately took connections."""
-        in_use = self.max_connections - len(self._retired) - self.pool.qsize() - self._growing
-        return (
-            in_use > 0
-            and gevent_patched()
-            and time.monotonic() - self._grow_failed_at >= GROW_RETRY_S
-        )
-
-    def _grow(self, slot: Any) -> None:
-        """Open a connection in ``slot`` (a placeholder: a new one) and put it back."""
-        connection = slot
-        try:
-            if connection is None:
-                connection = self.make_connection()  # type: ignore[no-untyped-call]
-            connection.connect()
-        except Exception as error:  # a request opening one itself meets it: see _take
-            log.debug("opening a Redis connection aside failed: %s", error)
-            self._grow_failed_at = time.monotonic()
-        else:
-            connection.qrlogin_released = time.monotonic()
-        finally:
-            try:
-                self.pool.put_nowait(connection)
-            except Full:  # the pool was reset meanwhile (redis-py does, in a forked child)
-                if connection is not None:
-                    connection.disconnect()
-            self._growing -= 1
-            self._spares_timer()
-            self._wake()
-
-    def _wake(self) -> None:
-        """Wake the requests waiting for a connection put back."""
-        put_back, self._put_back = self._put_back, gevent.event.Event()
-        put_back.set()
+            return super().get_connection(*args, **options)  # type: ignore[no-untyped-call]
 
     def _retire(self) -> bool:
         """Set aside the refused connection's slot (the queue's last), unless it is the
@@ -207,12 +138,6 @@ class Pool(redis.BlockingConnectionPool):
     def release(self, connection: Any) -> None:
         connection.qrlogin_released = time.monotonic()
         super().release(connection)  # type: ignore[no-untyped-call]
-        self._spares_timer()
-        if gevent_patched():
-            self._wake()
-
-    def _spares_timer(self) -> None:
-        """Start the timer that closes spares, if there are some and it is not running."""
         if self._reaper is None and gevent_patched() and self._spares():
             self._reaper = gevent.spawn_later(SPARE_IDLE_S, self._reap)
 
