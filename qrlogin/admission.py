@@ -8,8 +8,9 @@ of joining a pile whose every member answers late, when either
   way, so that a flood of new logins does not starve those it let in), or
 - the request starts new work (a QR code: a new login, or an OpenID Connect sign-in
   page) faster than the worker's pace (``Pace``): the rate of new work at which nine in
-  ten of its answers stay within ``QRLOGIN_MAX_SLOWDOWN`` times the fastest it gave
-  lately, found again every tenth of a second, or
+  ten of its answers (ninety-nine in a hundred while it refuses new work) stay within
+  ``QRLOGIN_MAX_SLOWDOWN`` times the fastest it gave lately, found again every tenth of
+  a second, or
 - the request starts new work while the worker's event loop runs late: a timer that
   should fire every 10 ms has fired, on average over the last few tenths of a second,
   more than ``QRLOGIN_MAX_LAG`` ms late. That is the wait every greenlet of the worker meets at
@@ -51,11 +52,16 @@ TICK_S = 0.01
 WEIGHT = 0.1
 #: The pace: answers are judged, and the pace set, once a window (s), on the time within
 #: which JUDGED_QUANTILE of them were answered (a tail: the mean hides the slow answers
-#: that make a whole login slow). A window is judged on at least JUDGED_AT answers (fewer
-#: tell nothing), and answers faster than NEVER_SLOW_S are never slow, whatever the
-#: fastest seen.
+#: that make a whole login slow), BUSY_QUANTILE while the worker refuses new work (within
+#: CALM_S of a refusal): a login is six answers, and under a flood every slow answer
+#: is some admitted login's. Calm, one stall in ten answers (a collection, a key made
+#: once) does not cut the pace; refusing, the slowest answer in a hundred does (in a
+#: window of fewer, the slowest of all). A window is judged on at least JUDGED_AT answers
+#: (fewer tell nothing), and answers faster than NEVER_SLOW_S are never slow, whatever
+#: the fastest seen.
 WINDOW_S = 0.1
 JUDGED_QUANTILE = 0.9
+BUSY_QUANTILE = 0.99
 JUDGED_AT = 8
 NEVER_SLOW_S = 0.001
 #: How fast the fastest window seen is forgotten: a share of it a second.
@@ -116,8 +122,9 @@ class Pace:
     """How much new work a second a worker takes on, so that its answers stay fast.
 
     Once a window (WINDOW_S), the answers given in it (admission to answer, every kind of
-    request) are judged by the time within which nine in ten of them were given, and that
-    is compared with the fastest such time seen, slowly forgotten. Over ``slowdown`` times
+    request) are judged by the time within which nine in ten of them were given
+    (ninety-nine in a hundred while the worker refuses new work), and that is compared
+    with the fastest such time seen, slowly forgotten. Over ``slowdown`` times
     it, the pace falls to SLOWER times the new work finished in that window (what the
     worker did get through); fast enough, while new work was refused, it rises by FASTER.
     In between, new work is let in at that pace, BURST at once while the worker is calm and
@@ -177,7 +184,8 @@ class Pace:
         self.fastest_s *= 1 + FORGET_PER_S * elapsed  # judged or not, time passed
         if len(self._times) >= JUDGED_AT:
             self._times.sort()
-            tail_s = self._times[math.ceil(JUDGED_QUANTILE * len(self._times)) - 1]  # nearest rank
+            quantile = BUSY_QUANTILE if now - self._refused_at < CALM_S else JUDGED_QUANTILE
+            tail_s = self._times[math.ceil(quantile * len(self._times)) - 1]  # nearest rank
             self.fastest_s = min(self.fastest_s, tail_s)
             slow = tail_s > max(NEVER_SLOW_S, self.slowdown * self.fastest_s)
         if slow:

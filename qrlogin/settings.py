@@ -170,8 +170,9 @@ TABLE: tuple[Setting, ...] = (
     Setting("QRLOGIN_MAX_SLOWDOWN", "max_slowdown", INT, 2, unit="times", limits=(0, 100),
             meaning="how much slower than its fastest lately a worker may answer before it "
                     "takes on less new work: each tenth of a second, when the time within "
-                    "which nine in ten of its answers were given is more than this many times "
-                    "the fastest such time, requests for new work (a QR code, an OpenID "
+                    "which nine in ten of its answers were given (ninety-nine in a hundred "
+                    "while it refuses new work) is more than this many times the fastest "
+                    "such time, requests for new work (a QR code, an OpenID "
                     "Connect sign-in page) past the pace it kept get 503 `OVERLOADED`; while "
                     "its answers stay fast and new work is refused, the pace rises again by "
                     "5 % each tenth of a second. It starts at 25 a second per worker, four at "

@@ -75,6 +75,24 @@ def test_a_window_is_judged_by_its_slowest_tenth_not_its_mean() -> None:
     assert pace.rate == pytest.approx(max(FLOOR_RATE, 2 / WINDOW_S * SLOWER))
 
 
+def test_while_it_refuses_one_slow_answer_in_twenty_is_slow() -> None:
+    """Calm, a window is judged by its slowest tenth; refusing new work (a flood), by its
+    slowest answer in a hundred: under a flood every slow answer is some admitted login's."""
+    pace = Pace(2)
+    now = window(pace, 0.0, 0.002)
+    now = window(pace, now, [0.002] * 19 + [0.050])  # calm: one stall is not slow
+    assert pace.rate == START_RATE
+    let_in(pace, now, 100)  # a flood: new work refused
+    now = window(pace, now, [0.002] * 19 + [0.050], finished=2)
+    assert pace.rate == pytest.approx(max(FLOOR_RATE, 2 / WINDOW_S * SLOWER))
+    # Calm again (no refusal for CALM_S), the same window is not slow.
+    calm = Pace(2)
+    now = window(calm, 0.0, 0.002)
+    let_in(calm, now, 100)
+    now = window(calm, now + CALM_S, [0.002] * 19 + [0.050])
+    assert calm.rate >= START_RATE
+
+
 def test_fast_answers_raise_the_pace_only_while_new_work_is_refused() -> None:
     pace = Pace(2)
     now = window(pace, 0.0, 0.002)
