@@ -153,7 +153,7 @@ class Pace:
         if not self.slowdown:
             return True
         self._judge_if_past(now)
-        burst = BURST if now - self._refused_at >= CALM_S else BUSY_BURST
+        burst = BURST if self._calm(now) else BUSY_BURST
         self._tokens = min(burst, self._tokens + (now - self._filled) * self.rate)
         self._filled = now
         if self._tokens < 1:
@@ -173,6 +173,10 @@ class Pace:
         self._times.append(took_s)
         self._finished += new_work
 
+    def _calm(self, now: float) -> bool:
+        """Whether no new work was refused for CALM_S before ``now``."""
+        return now - self._refused_at >= CALM_S
+
     def _judge_if_past(self, now: float) -> None:
         """Judge the window under way if it has ended by ``now``."""
         if now - self._began >= WINDOW_S:
@@ -184,7 +188,7 @@ class Pace:
         self.fastest_s *= 1 + FORGET_PER_S * elapsed  # judged or not, time passed
         if len(self._times) >= JUDGED_AT:
             self._times.sort()
-            quantile = BUSY_QUANTILE if now - self._refused_at < CALM_S else JUDGED_QUANTILE
+            quantile = JUDGED_QUANTILE if self._calm(now) else BUSY_QUANTILE
             tail_s = self._times[math.ceil(quantile * len(self._times)) - 1]  # nearest rank
             self.fastest_s = min(self.fastest_s, tail_s)
             slow = tail_s > max(NEVER_SLOW_S, self.slowdown * self.fastest_s)
