@@ -229,9 +229,13 @@ class _Follower(asyncio.Protocol):
 # ---- the load processes ---------------------------------------------------------------
 
 
-def _run(main: Coroutine[Any, Any, T]) -> T:
+def _run(main: Coroutine[Any, Any, T], ready: Any = None) -> T:
     """Run a load process's loop on uvloop, which leaves more of the shared cores to what
-    is measured than asyncio's own."""
+    is measured than asyncio's own; with ``ready`` (a barrier the processes of one load
+    share), once every one of them has started: a process still starting (Python, its
+    imports) takes the cores on which the others' first second is measured."""
+    if ready is not None:
+        ready.wait()
     ran: T = uvloop.run(main)
     return ran
 

@@ -23,7 +23,7 @@ from typing import Any
 from qrlogin.settings import BY_NAME
 
 from bench import common
-from bench.client import HOST, Connection, _cpu_s, _run, run_parallel
+from bench.client import CTX, HOST, Connection, _cpu_s, _run, run_parallel
 
 Row = tuple[str, str, str, str]
 STEPS = ("create", "stream", "scan", "verify", "redeem")
@@ -129,11 +129,12 @@ async def login(browser: Connection, phone: Connection, token: str, counts: dict
     return took
 
 
-def load(port: int, token: str, seconds: float, rate: float, pairs: int, results: Queue[Any]) -> None:
+def load(port: int, token: str, seconds: float, rate: float, pairs: int, results: Queue[Any],
+         ready: Any = None) -> None:  # fmt: skip
     """Logins for ``seconds``: as fast as answered on PAIRS connection pairs (``rate`` 0),
     or arriving at ``rate`` per second (an arrival finding no free pair is counted
     unsent: the load process could not keep up). Reports every attempt as (start,
-    outcome, timings) and the counts."""
+    outcome, timings) and the counts. ``ready``: see ``_run``."""
 
     async def run() -> tuple[list[tuple[float, str, dict[str, float]]], dict[str, int]]:
         attempts: list[tuple[float, str, dict[str, float]]] = []
@@ -190,13 +191,14 @@ def load(port: int, token: str, seconds: float, rate: float, pairs: int, results
         counts["cpu_ms"] = round(_cpu_s() * 1000)
         return attempts, counts
 
-    results.put(_run(run()))
+    results.put(_run(run(), ready))
 
 
 def loaded(port: int, token: str, seconds: float, rate: float) -> tuple[list[Any], dict[str, int]]:
     """``load`` from LOADERS processes at once (FLOOD_LOADERS at a ``rate``), merged."""
     loaders, pairs = (FLOOD_LOADERS, OPEN_PAIRS) if rate else (LOADERS, PAIRS)
-    answers = run_parallel(load, [(port, token, seconds, rate / loaders, pairs)] * loaders)
+    answers = run_parallel(load, [(port, token, seconds, rate / loaders, pairs)] * loaders,
+                           ready=CTX.Barrier(loaders))  # fmt: skip
     attempts = sorted(a for found, _ in answers for a in found)
     counts = {k: sum(c.get(k, 0) for _, c in answers) for k in {k for _, c in answers for k in c}}
     counts["lag_max_ms"] = max(c["lag_max_ms"] for _, c in answers)
