@@ -10,7 +10,7 @@ of joining a pile whose every member answers late, when either
   page) faster than the worker's pace (``Pace``): the rate of new work at which nine in
   ten of its answers (ninety-nine in a hundred while it refuses new work) stay within
   ``QRLOGIN_MAX_SLOWDOWN`` times the fastest it gave lately, found again every tenth of
-  a second, or
+  a second in which the worker was busy (its loop ran for at least a quarter of it), or
 - the request starts new work while the worker's event loop runs late: a timer that
   should fire every 10 ms has fired, on average over the last few tenths of a second,
   more than ``QRLOGIN_MAX_LAG`` ms late. That is the wait every greenlet of the worker meets at
@@ -58,12 +58,16 @@ WEIGHT = 0.1
 #: once) does not cut the pace; refusing, the slowest answer in a hundred does (in a
 #: window of fewer, the slowest of all). A window is judged on at least JUDGED_AT answers
 #: (fewer tell nothing), and answers faster than NEVER_SLOW_S are never slow, whatever
-#: the fastest seen.
+#: the fastest seen. Nor are a window's answers slow when the worker's loop ran for less
+#: than BUSY_SHARE of it (its CPU time): they waited for no one, and a window of a few
+#: answers is slower than another by its mix alone (a QR code with its PNG against a
+#: redemption), which would cut the pace of a worker that is all but idle.
 WINDOW_S = 0.1
 JUDGED_QUANTILE = 0.9
 BUSY_QUANTILE = 0.99
 JUDGED_AT = 8
 NEVER_SLOW_S = 0.001
+BUSY_SHARE = 0.25
 #: How fast the fastest window seen is forgotten: a share of it a second.
 FORGET_PER_S = 0.05
 #: New work a second at start and at least; how the pace falls and rises per window; and
@@ -124,16 +128,22 @@ class Pace:
     Once a window (WINDOW_S), the answers given in it (admission to answer, every kind of
     request) are judged by the time within which nine in ten of them were given
     (ninety-nine in a hundred while the worker refuses new work), and that is compared
-    with the fastest such time seen, slowly forgotten. Over ``slowdown`` times
-    it, the pace falls to SLOWER times the new work finished in that window (what the
-    worker did get through); fast enough, while new work was refused, it rises by FASTER.
+    with the fastest such time seen, slowly forgotten. Over ``slowdown`` times it, in a
+    window in which the worker was busy (``cpu``, the CPU time of the thread that runs
+    its loop, grew by BUSY_SHARE of the window or more), the pace falls to SLOWER times
+    the new work finished in that window (what the worker did get through); fast enough,
+    while new work was refused, it rises by FASTER.
     In between, new work is let in at that pace, BURST at once while the worker is calm and
     BUSY_BURST while it refuses. It starts at START_RATE, so that a sudden flood is let in
     as fast as the answers stay quick rather than all at once; it never falls below
-    FLOOR_RATE. A core without I/O: the caller gives the clock (seconds)."""
+    FLOOR_RATE. A core without I/O: the caller gives the clocks (seconds)."""
 
-    def __init__(self, slowdown: float, now: float = 0.0) -> None:
+    def __init__(
+        self, slowdown: float, now: float = 0.0, cpu: Callable[[], float] = time.thread_time
+    ) -> None:
         self.slowdown = slowdown
+        self._cpu = cpu
+        self._cpu_began = cpu()
         self.rate = START_RATE
         self.fastest_s = math.inf
         self._tokens = BURST
@@ -191,13 +201,14 @@ class Pace:
             quantile = JUDGED_QUANTILE if self._calm(now) else BUSY_QUANTILE
             tail_s = self._times[math.ceil(quantile * len(self._times)) - 1]  # nearest rank
             self.fastest_s = min(self.fastest_s, tail_s)
-            slow = tail_s > max(NEVER_SLOW_S, self.slowdown * self.fastest_s)
+            busy = self._cpu() - self._cpu_began >= BUSY_SHARE * elapsed
+            slow = busy and tail_s > max(NEVER_SLOW_S, self.slowdown * self.fastest_s)
         if slow:
             self.rate = max(FLOOR_RATE, min(self.rate, self._finished / elapsed) * SLOWER)
         elif self._refused:
             self.rate = min(self.rate * FASTER, 1e6)
         PACE.set(self.rate)
-        self._began, self._times = now, []
+        self._began, self._times, self._cpu_began = now, [], self._cpu()
         self._finished = self._refused = 0
 
 

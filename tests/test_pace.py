@@ -1,5 +1,5 @@
 """The pace (``qrlogin.admission.Pace``): how much new work a second a worker takes on,
-set from its answers' times. A core without I/O, driven here by a clock of its own: no
+set from its answers' times. A core without I/O, driven here by clocks of its own: no
 sleeping, no timing."""
 
 from __future__ import annotations
@@ -9,6 +9,7 @@ import pytest
 from qrlogin.admission import (
     BURST,
     BUSY_BURST,
+    BUSY_SHARE,
     CALM_S,
     FASTER,
     FLOOR_RATE,
@@ -22,27 +23,38 @@ from qrlogin.admission import (
 )
 
 
+class Worker(Pace):
+    """A pace whose worker's CPU clock (``cpu_s``) the test runs, as ``window`` does."""
+
+    def __init__(self, slowdown: float) -> None:
+        self.cpu_s = 0.0
+        super().__init__(slowdown, cpu=lambda: self.cpu_s)
+
+
 def let_in(pace: Pace, now: float, tries: int) -> int:
     """How many of ``tries`` requests for new work, all at ``now``, it lets in."""
     return sum(pace.admit(now) for _ in range(tries))
 
 
 def window(
-    pace: Pace, now: float, answer_s: float | list[float], answers: int = 20, finished: int = 0
-) -> float:
+    pace: Worker, now: float, answer_s: float | list[float], answers: int = 20, finished: int = 0,
+    busy: float = 1.0,
+) -> float:  # fmt: skip
     """One window of ``answers`` answered in ``answer_s`` each, or answered in each of the
-    times ``answer_s`` lists (``finished`` of them new work), then the next window's
-    start, where the pace judges it at the first request for new work (let in or not)."""
+    times ``answer_s`` lists (``finished`` of them new work), while the worker's loop ran
+    for ``busy`` of the window, then the next window's start, where the pace judges it at
+    the first request for new work (let in or not)."""
     times = answer_s if isinstance(answer_s, list) else [answer_s] * answers
     for n, took_s in enumerate(times):
         pace.answered(took_s, n < finished, now)
     now += WINDOW_S
+    pace.cpu_s += busy * WINDOW_S
     pace.admit(now + 1e-9)  # just past the window's end, whatever the sums' rounding
     return now
 
 
 def test_a_flood_is_let_in_at_the_start_pace_not_all_at_once() -> None:
-    pace = Pace(2)
+    pace = Worker(2)
     assert let_in(pace, 0.0, 100) == BURST  # a calm worker's burst at once, then the pace
     assert let_in(pace, 0.09, 100) == int(0.09 * START_RATE)
     assert not pace.admit(0.09)
@@ -53,7 +65,7 @@ def test_a_flood_is_let_in_at_the_start_pace_not_all_at_once() -> None:
 
 
 def test_slow_answers_cut_the_pace_to_a_share_of_what_got_through() -> None:
-    pace = Pace(2)
+    pace = Worker(2)
     now = window(pace, 0.0, 0.002)  # fast answers: the fastest window seen is 2 ms
     assert pace.fastest_s == pytest.approx(0.002)
     now = window(pace, now, 0.010, finished=2)  # five times slower; 2 new works done
@@ -64,7 +76,7 @@ def test_slow_answers_cut_the_pace_to_a_share_of_what_got_through() -> None:
 
 
 def test_a_window_is_judged_by_its_slowest_tenth_not_its_mean() -> None:
-    pace = Pace(2)
+    pace = Worker(2)
     now = window(pace, 0.0, 0.002)
     # One stall in twenty answers (a collection, a key made once) is not slow.
     now = window(pace, now, [0.002] * 19 + [0.050])
@@ -78,7 +90,7 @@ def test_a_window_is_judged_by_its_slowest_tenth_not_its_mean() -> None:
 def test_while_it_refuses_one_slow_answer_in_twenty_is_slow() -> None:
     """Calm, a window is judged by its slowest tenth; refusing new work (a flood), by its
     slowest answer in a hundred: under a flood every slow answer is some admitted login's."""
-    pace = Pace(2)
+    pace = Worker(2)
     now = window(pace, 0.0, 0.002)
     now = window(pace, now, [0.002] * 19 + [0.050])  # calm: one stall is not slow
     assert pace.rate == START_RATE
@@ -86,7 +98,7 @@ def test_while_it_refuses_one_slow_answer_in_twenty_is_slow() -> None:
     now = window(pace, now, [0.002] * 19 + [0.050], finished=2)
     assert pace.rate == pytest.approx(max(FLOOR_RATE, 2 / WINDOW_S * SLOWER))
     # Calm again (no refusal for CALM_S), the same window is not slow.
-    calm = Pace(2)
+    calm = Worker(2)
     now = window(calm, 0.0, 0.002)
     let_in(calm, now, 100)
     window(calm, now + CALM_S, [0.002] * 19 + [0.050])
@@ -94,7 +106,7 @@ def test_while_it_refuses_one_slow_answer_in_twenty_is_slow() -> None:
 
 
 def test_fast_answers_raise_the_pace_only_while_new_work_is_refused() -> None:
-    pace = Pace(2)
+    pace = Worker(2)
     now = window(pace, 0.0, 0.002)
     now = window(pace, now, 0.002)  # no refusal in the window before: no reason to rise
     assert pace.rate == START_RATE
@@ -103,8 +115,21 @@ def test_fast_answers_raise_the_pace_only_while_new_work_is_refused() -> None:
     assert pace.rate == pytest.approx(START_RATE * FASTER)
 
 
+def test_an_idle_worker_s_slow_window_is_its_mix_not_a_wait() -> None:
+    """A window of a few answers is slower than another by what it held (a QR code and its
+    PNG against a redemption): a worker whose loop ran for a tenth of the window did not
+    make them wait, and is not paced down for them."""
+    pace = Worker(2)
+    now = window(pace, 0.0, 0.001)  # the fastest window seen: 1 ms
+    mixed = [0.001] * 7 + [0.0025] * 3  # three QR codes among ten answers: 2.5x
+    now = window(pace, now, mixed, finished=1, busy=0.1)
+    assert pace.rate == START_RATE
+    now = window(pace, now, mixed, finished=1, busy=2 * BUSY_SHARE)  # busy: slow, and cut
+    assert pace.rate == pytest.approx(max(FLOOR_RATE, 1 / WINDOW_S * SLOWER))
+
+
 def test_too_few_answers_or_answers_fast_in_themselves_are_never_slow() -> None:
-    pace = Pace(2)
+    pace = Worker(2)
     now = window(pace, 0.0, 0.0001)  # a fastest window of 0.1 ms
     now = window(pace, now, NEVER_SLOW_S * 0.9)  # nine times slower, still under a ms
     now = window(pace, now, 1.0, answers=JUDGED_AT - 1)  # a second each, but too few
@@ -112,7 +137,7 @@ def test_too_few_answers_or_answers_fast_in_themselves_are_never_slow() -> None:
 
 
 def test_the_fastest_window_is_forgotten_slowly() -> None:
-    pace = Pace(2)
+    pace = Worker(2)
     now = window(pace, 0.0, 0.002)
     now += 10.0  # a quiet while: a window of 10 s
     now = window(pace, now, 0.010)  # 2 ms, forgotten by FORGET_PER_S for 10 s
@@ -121,14 +146,14 @@ def test_the_fastest_window_is_forgotten_slowly() -> None:
 
 
 def test_a_slowdown_of_zero_turns_it_off() -> None:
-    pace = Pace(0)
+    pace = Worker(0)
     assert let_in(pace, 0.0, 1000) == 1000
     window(pace, 0.0, 1.0, answers=1000)  # and it keeps nothing of the answers
     assert pace.window_answers == 0
 
 
 def test_only_one_window_of_answers_is_kept_while_no_new_work_comes() -> None:
-    pace = Pace(2)
+    pace = Worker(2)
     now = 0.0
     for _ in range(100):  # ten seconds of answers (the steps of logins), no new work
         for _ in range(50):
