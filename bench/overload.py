@@ -16,6 +16,7 @@ import random
 import re
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from multiprocessing.queues import Queue
 from typing import Any
@@ -49,6 +50,9 @@ IDLE_S = 1.0
 LOGIN_TIMEOUT_S = 30.0
 #: How long the probe watches after the load stops (s).
 AFTER_S = 15.0
+#: Calm loads, as shares of the 2-worker capacity: users arriving at random, well within
+#: what the box finishes, whom admission control should not refuse.
+CALM_SHARES = (0.1, 0.25)
 
 
 @dataclass
@@ -129,12 +133,21 @@ async def login(browser: Connection, phone: Connection, token: str, counts: dict
     return took
 
 
+def arrivals(rate: float, poisson: bool) -> Iterator[float]:
+    """When users arrive, in seconds from the start: evenly, or at random (Poisson)."""
+    due = 0.0
+    while True:
+        due += random.expovariate(rate) if poisson else 1 / rate
+        yield due
+
+
 def load(port: int, token: str, seconds: float, rate: float, pairs: int, results: Queue[Any],
-         ready: Any = None) -> None:  # fmt: skip
+         ready: Any = None, poisson: bool = False) -> None:  # fmt: skip
     """Logins for ``seconds``: as fast as answered on PAIRS connection pairs (``rate`` 0),
-    or arriving at ``rate`` per second (an arrival finding no free pair is counted
-    unsent: the load process could not keep up). Reports every attempt as (start,
-    outcome, timings) and the counts. ``ready``: see ``_run``."""
+    or arriving at ``rate`` per second, evenly or (``poisson``) at random as independent
+    users do (an arrival finding no free pair is counted unsent: the load process could
+    not keep up). Reports every attempt as (start, outcome, timings) and the counts.
+    ``ready``: see ``_run``."""
 
     async def run() -> tuple[list[tuple[float, str, dict[str, float]]], dict[str, int]]:
         attempts: list[tuple[float, str, dict[str, float]]] = []
@@ -174,10 +187,10 @@ def load(port: int, token: str, seconds: float, rate: float, pairs: int, results
                 counts["lag_max_ms"] = max(counts["lag_max_ms"], late_ms)
 
         ticker = asyncio.ensure_future(tick())
-        tasks, n = set(), 0
+        tasks, n, due = set(), 0, arrivals(rate, poisson)
         while (now := time.perf_counter()) < begin + seconds:
             if rate:
-                await asyncio.sleep(max(0.0, begin + n / rate - now))
+                await asyncio.sleep(max(0.0, begin + next(due) - now))
                 if free.empty():
                     counts["unsent"] += 1
                     n += 1
@@ -194,11 +207,12 @@ def load(port: int, token: str, seconds: float, rate: float, pairs: int, results
     results.put(_run(run(), ready))
 
 
-def loaded(port: int, token: str, seconds: float, rate: float) -> tuple[list[Any], dict[str, int]]:
+def loaded(port: int, token: str, seconds: float, rate: float, poisson: bool = False
+           ) -> tuple[list[Any], dict[str, int]]:  # fmt: skip
     """``load`` from LOADERS processes at once (FLOOD_LOADERS at a ``rate``), merged."""
     loaders, pairs = (FLOOD_LOADERS, OPEN_PAIRS) if rate else (LOADERS, PAIRS)
     answers = run_parallel(load, [(port, token, seconds, rate / loaders, pairs)] * loaders,
-                           ready=CTX.Barrier(loaders))  # fmt: skip
+                           ready=CTX.Barrier(loaders), poisson=poisson)  # fmt: skip
     attempts = sorted(a for found, _ in answers for a in found)
     counts = {k: sum(c.get(k, 0) for _, c in answers) for k in {k for _, c in answers for k in c}}
     counts["lag_max_ms"] = max(c["lag_max_ms"] for _, c in answers)
@@ -257,6 +271,27 @@ def probe(port: int, token: str, seconds: float, results: Queue[Any]) -> None:
         return found
 
     results.put(_run(run()))
+
+
+def calm(b: common.Bench, rows: list[Row], results: dict[str, Any]) -> None:
+    """Logins arriving at random at a share of the 2-worker capacity, for half the overload
+    runs' time each, on a service of 2 workers with admission control as deployed: the
+    share refused (each such user waits a Retry-After) and the admitted logins' p99."""
+    seconds = b.sizes.overload_s / 2
+    capacity_2 = results.get("capacity_2") or 300.0
+    results["calm"] = {}
+    for share in CALM_SHARES:
+        service = b.start(workers=2, **ADMISSION)
+        attempts, counts = loaded(service.port, b.token, seconds, share * capacity_2, poisson=True)
+        service.stop()
+        shed = sum(a[1] == "shed" for a in attempts) / max(1, len(attempts))
+        p99 = common.percentile([t["total"] for _, outcome, t in attempts if outcome == "ok"], 99)
+        results["calm"][share] = {"shed_share": shed, "admitted_p99": p99, "arrivals": len(attempts)}
+        rows.append((f"Calm: {share * capacity_2:.0f} logins/s ({share:.0%} of capacity) arriving at random for "
+                     f"{seconds:.0f} s, 2 workers, admission control as deployed",
+                     f"refused {shed:.1%} of {len(attempts)} arrivals (503 + Retry-After), admitted logins p99 "
+                     f"{common.ms(p99)}; {counts['5xx']} 5xx", "", ""))  # fmt: skip
+        print(rows[-1], flush=True)
 
 
 def overload(b: common.Bench, rows: list[Row], results: dict[str, Any]) -> None:
