@@ -219,6 +219,22 @@ def loaded(port: int, token: str, seconds: float, rate: float, poisson: bool = F
     return attempts, counts
 
 
+def shed_share(attempts: list[Any], counts: dict[str, int]) -> float:
+    """The share of arrivals whose create was shed (503); those the load processes could
+    not send count as arrivals too."""
+    return float(sum(a[1] == "shed" for a in attempts)) / max(1, len(attempts) + counts["unsent"])
+
+
+def admitted_p99(attempts: list[Any]) -> float:
+    """The p99 of the whole logins let in, from their create on."""
+    return common.percentile([t["total"] for _, outcome, t in attempts if outcome == "ok"], 99)
+
+
+def capacity_2(results: dict[str, Any]) -> float:
+    """The 2-worker capacity this run measured (or was given), or 300 logins/s."""
+    return float(results.get("capacity_2") or 300.0)
+
+
 def step_table(attempts: list[Any]) -> str:
     oks = [t for _, outcome, t in attempts if outcome == "ok"]
     return ", ".join(f"{s} {common.ms(common.percentile([t[s] for t in oks], 50))}/"
@@ -278,16 +294,15 @@ def calm(b: common.Bench, rows: list[Row], results: dict[str, Any]) -> None:
     runs' time each, on a service of 2 workers with admission control as deployed: the
     share refused (each such user waits a Retry-After) and the admitted logins' p99."""
     seconds = b.sizes.overload_s / 2
-    capacity_2 = results.get("capacity_2") or 300.0
+    rate_2 = capacity_2(results)
     results["calm"] = {}
     for share in CALM_SHARES:
         service = b.start(workers=2, **ADMISSION)
-        attempts, counts = loaded(service.port, b.token, seconds, share * capacity_2, poisson=True)
+        attempts, counts = loaded(service.port, b.token, seconds, share * rate_2, poisson=True)
         service.stop()
-        shed = sum(a[1] == "shed" for a in attempts) / max(1, len(attempts))
-        p99 = common.percentile([t["total"] for _, outcome, t in attempts if outcome == "ok"], 99)
+        shed, p99 = shed_share(attempts, counts), admitted_p99(attempts)
         results["calm"][share] = {"shed_share": shed, "admitted_p99": p99, "arrivals": len(attempts)}
-        rows.append((f"Calm: {share * capacity_2:.0f} logins/s ({share:.0%} of capacity) arriving at random for "
+        rows.append((f"Calm: {share * rate_2:.0f} logins/s ({share:.0%} of capacity) arriving at random for "
                      f"{seconds:.0f} s, 2 workers, admission control as deployed",
                      f"refused {shed:.1%} of {len(attempts)} arrivals (503 + Retry-After), admitted logins p99 "
                      f"{common.ms(p99)}; {counts['5xx']} 5xx", "", ""))  # fmt: skip
@@ -297,7 +312,7 @@ def calm(b: common.Bench, rows: list[Row], results: dict[str, Any]) -> None:
 def overload(b: common.Bench, rows: list[Row], results: dict[str, Any]) -> None:
     """2x and 5x the 2-worker capacity offered for ``overload_s``, with the probe."""
     seconds = b.sizes.overload_s
-    capacity_2 = results.get("capacity_2") or 300.0
+    rate_2 = capacity_2(results)
     service = b.start(workers=2, **ADMISSION)
     base = [p for p in run_parallel(probe, [(service.port, b.token, 12.0)])[0] if p[0] >= 2.0]  # warmed up
     base_total = common.percentile([p[1] for p in base], 99)
@@ -321,7 +336,7 @@ def overload(b: common.Bench, rows: list[Row], results: dict[str, Any]) -> None:
         sampler.start()
         probing = run_parallel_async(probe, (service.port, b.token, seconds + AFTER_S))
         before_cpu = common.cpu_snapshot()
-        attempts, counts = loaded(service.port, b.token, seconds, factor * capacity_2)
+        attempts, counts = loaded(service.port, b.token, seconds, factor * rate_2)
         cpu = common.cpu_shares(before_cpu, common.cpu_snapshot(), {"workers": set(pids), "redis": b.redis_pids},
                                 {"load": counts["cpu_ms"] / 1000})  # fmt: skip
         probed = probing()
@@ -332,7 +347,7 @@ def overload(b: common.Bench, rows: list[Row], results: dict[str, Any]) -> None:
         run["server_p99_le"] = common.histogram(after, "qrlogin_request_seconds", before)["p99_le"]
         run["delivery_server_p99_le"] = common.histogram(after, "qrlogin_event_delivery_seconds", before)["p99_le"]
         results["overload"]["runs"][factor] = run
-        rows.append((f"Overload {factor}x ({factor * capacity_2:.0f} logins/s offered for {seconds} s, 2 workers)",
+        rows.append((f"Overload {factor}x ({factor * rate_2:.0f} logins/s offered for {seconds} s, 2 workers)",
                      f"goodput {run['goodput']:.0f}/s, shed {run['shed_share']:.0%} of arrivals (503 + Retry-After), "
                      f"admitted logins p99 {common.ms(run['admitted_p99'])} ({run['step_retries']} of their steps "
                      f"asked again; p50/p99 of each step: {step_table(attempts)}), server's answers p99 ≤ {common.ms(run['server_p99_le'])}, its event loop's lag "
@@ -370,7 +385,6 @@ def summary(attempts: list[Any], counts: dict[str, int], probed: list[Any], rss:
             seconds: float, base_total: float, base_delivery: float) -> dict[str, Any]:  # fmt: skip
     """One overload run's figures and per-second series (for the plot)."""
     oks = [a for a in attempts if a[1] == "ok"]
-    first_try = [t["total"] for _, outcome, t in attempts if outcome == "ok"]
     during = [p for p in probed if p[0] < seconds and p[3] >= 0]
     bound = 2 * base_total
     late = [p[0] for p in probed if p[0] >= seconds and not p[1] <= bound]
@@ -384,8 +398,8 @@ def summary(attempts: list[Any], counts: dict[str, int], probed: list[Any], rss:
               for s, v in sorted(per_second.items())]  # fmt: skip
     return {
         "goodput": len(oks) / seconds,
-        "shed_share": sum(a[1] == "shed" for a in attempts) / max(1, len(attempts) + counts["unsent"]),
-        "admitted_p99": common.percentile(first_try, 99),
+        "shed_share": shed_share(attempts, counts),
+        "admitted_p99": admitted_p99(attempts),
         "probe_p99": common.percentile([p[1] for p in during], 99),
         "delivery_p99": common.percentile([t["delivery"] for _, outcome, t in attempts if outcome == "ok"], 99),
         "probe_delivery_p99": common.percentile([p[2] for p in during], 99),
