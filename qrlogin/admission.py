@@ -7,10 +7,13 @@ of joining a pile whose every member answers late, when either
   many when the request starts new work (the rest is kept for the steps of logins under
   way, so that a flood of new logins does not starve those it let in), or
 - the request starts new work (a QR code: a new login, or an OpenID Connect sign-in
-  page) faster than the worker's pace (``Pace``): the rate of new work at which nine in
-  ten of its answers (ninety-nine in a hundred while it refuses new work) stay within
+  page) faster than the worker's pace (``Pace``): under a flood (more new work asked
+  than twice the pace), the rate of new work at which nine in ten of its answers
+  (ninety-nine in a hundred while it refuses new work) stay within
   ``QRLOGIN_MAX_SLOWDOWN`` times the fastest it gave lately, found again every tenth of
-  a second in which the worker was busy (its loop ran for at least a quarter of it), or
+  a second in which the worker was busy (its loop ran for at least a quarter of it);
+  under a calm load, twice the new work asked, which only two slow tenths in a row
+  bring down, or
 - the request starts new work while the worker's event loop runs late: a timer that
   should fire every 10 ms has fired, on average over the last few tenths of a second,
   more than ``QRLOGIN_MAX_LAG`` ms late. That is the wait every greenlet of the worker meets at
@@ -70,6 +73,17 @@ NEVER_SLOW_S = 0.001
 BUSY_SHARE = 0.25
 #: How fast the fastest window seen is forgotten: a share of it a second.
 FORGET_PER_S = 0.05
+#: A flood asks for more new work than FLOOD_RATIO times the pace, in the window just
+#: judged or on average (ASKED_WEIGHT: each window's weight in it); a calm load, less.
+#: Under a flood every slow window cuts the pace; under a calm load, the pace climbs (by
+#: CALM_FASTER a window at most) to HEADROOM times the new work asked, so that the random
+#: bunches of a calm load are let in, and falls (by SLOWER) only when two windows in a
+#: row were slow: a window of a few answers is slow now and then by its mix alone, and
+#: the worker that cut its pace to what a calm load asked would refuse a share of it.
+FLOOD_RATIO = 2.0
+ASKED_WEIGHT = 0.2
+HEADROOM = 2.0
+CALM_FASTER = 1.25
 #: New work a second at start and at least; how the pace falls and rises per window; and
 #: how much new work is let in at once within it: BURST by a calm worker (none refused
 #: for CALM_S), so that a few users arriving together are not refused; BUSY_BURST by one
@@ -130,9 +144,11 @@ class Pace:
     (ninety-nine in a hundred while the worker refuses new work), and that is compared
     with the fastest such time seen, slowly forgotten. Over ``slowdown`` times it, in a
     window in which the worker was busy (``cpu``, the CPU time of the thread that runs
-    its loop, grew by BUSY_SHARE of the window or more), the pace falls to SLOWER times
-    the new work finished in that window (what the worker did get through); fast enough,
-    while new work was refused, it rises by FASTER.
+    its loop, grew by BUSY_SHARE of the window or more), the window is slow. Under a
+    flood (FLOOD_RATIO), a slow window cuts the pace to SLOWER times the new work
+    finished in it (what the worker did get through); under a calm load, two slow windows
+    in a row cut it by SLOWER, and fast ones let it climb to HEADROOM times the new work
+    asked. Fast enough, while new work was refused, it rises by FASTER.
     In between, new work is let in at that pace, BURST at once while the worker is calm and
     BUSY_BURST while it refuses. It starts at START_RATE, so that a sudden flood is let in
     as fast as the answers stay quick rather than all at once; it never falls below
@@ -151,7 +167,9 @@ class Pace:
         self._filled = now
         self._began = now
         self._times: list[float] = []
-        self._finished = self._refused = 0
+        self._finished = self._refused = self._asked = 0
+        self.asked_per_s = 0.0
+        self._was_slow = False
 
     @property
     def window_answers(self) -> int:
@@ -163,6 +181,7 @@ class Pace:
         if not self.slowdown:
             return True
         self._judge_if_past(now)
+        self._asked += 1
         burst = BURST if self._calm(now) else BUSY_BURST
         self._tokens = min(burst, self._tokens + (now - self._filled) * self.rate)
         self._filled = now
@@ -203,13 +222,23 @@ class Pace:
             self.fastest_s = min(self.fastest_s, tail_s)
             busy = self._cpu() - self._cpu_began >= BUSY_SHARE * elapsed
             slow = busy and tail_s > max(NEVER_SLOW_S, self.slowdown * self.fastest_s)
-        if slow:
-            self.rate = max(FLOOR_RATE, min(self.rate, self._finished / elapsed) * SLOWER)
-        elif self._refused:
+        asked = self._asked / elapsed
+        self.asked_per_s += ASKED_WEIGHT * (asked - self.asked_per_s)
+        if max(asked, self.asked_per_s) > FLOOD_RATIO * self.rate:
+            if slow:
+                self.rate = max(FLOOR_RATE, min(self.rate, self._finished / elapsed) * SLOWER)
+        elif slow and self._was_slow:
+            self.rate = max(FLOOR_RATE, self.rate * SLOWER)
+        elif not slow:
+            # The lower of the two: the average still remembers a flood that has ended.
+            wanted = HEADROOM * min(asked, self.asked_per_s)
+            self.rate = max(self.rate, min(wanted, self.rate * CALM_FASTER))
+        if self._refused and not slow:
             self.rate = min(self.rate * FASTER, 1e6)
         PACE.set(self.rate)
+        self._was_slow = slow
         self._began, self._times, self._cpu_began = now, [], self._cpu()
-        self._finished = self._refused = 0
+        self._finished = self._refused = self._asked = 0
 
 
 class Admission:

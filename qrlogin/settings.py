@@ -169,15 +169,18 @@ TABLE: tuple[Setting, ...] = (
                     "logins under way go on. 0 turns it off"),
     Setting("QRLOGIN_MAX_SLOWDOWN", "max_slowdown", INT, 2, unit="times", limits=(0, 100),
             meaning="how much slower than its fastest lately a worker may answer before it "
-                    "takes on less new work: each tenth of a second, when the time within "
+                    "takes on less new work: a tenth of a second is slow when the time within "
                     "which nine in ten of its answers were given (ninety-nine in a hundred "
                     "while it refuses new work) is more than this many times the fastest "
                     "such time, and the worker was busy (its loop ran for a quarter of that "
-                    "tenth or more), requests for new work (a QR code, an OpenID "
-                    "Connect sign-in page) past the pace it kept get 503 `OVERLOADED`; while "
-                    "its answers stay fast and new work is refused, the pace rises again by "
-                    "5 % each tenth of a second. It starts at 25 a second per worker, four at "
-                    "once (two at once while it refuses). 0 turns it off"),
+                    "tenth or more). Under a flood (more new work asked than twice the "
+                    "pace) each slow tenth cuts the pace, and while its answers stay fast and "
+                    "new work is refused, the pace rises again by 5 % each tenth of a second; "
+                    "under a calm load it climbs to twice the new work asked, and two slow "
+                    "tenths in a row cut it. Requests for new work (a QR code, an OpenID "
+                    "Connect sign-in page) past the pace get 503 `OVERLOADED`. It starts at 25 "
+                    "a second per worker, four at once (two at once while it refuses). 0 "
+                    "turns it off"),
     Setting("QRLOGIN_MAX_HELD_PER_QR", "max_held_per_qr", INT, 4,
             unit="connections", limits=(1, 1000),
             meaning="open connections (SSE streams and held long polls) on one QR, per worker "
