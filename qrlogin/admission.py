@@ -80,6 +80,8 @@ FORGET_PER_S = 0.05
 #: bunches of a calm load are let in, and falls (by SLOWER) only when two windows in a
 #: row were slow: a window of a few answers is slow now and then by its mix alone, and
 #: the worker that cut its pace to what a calm load asked would refuse a share of it.
+#: A flood starts at START_RATE (or lower), whatever pace a calm load had raised, once
+#: both the window and the average ask for more than FLOOD_RATIO times the pace.
 FLOOD_RATIO = 2.0
 ASKED_WEIGHT = 0.2
 HEADROOM = 2.0
@@ -148,7 +150,8 @@ class Pace:
     flood (FLOOD_RATIO), a slow window cuts the pace to SLOWER times the new work
     finished in it (what the worker did get through); under a calm load, two slow windows
     in a row cut it by SLOWER, and fast ones let it climb to HEADROOM times the new work
-    asked. Fast enough, while new work was refused, it rises by FASTER.
+    asked; a flood that both its window and the average show takes it back to START_RATE.
+    Under a flood, fast enough while new work was refused, it rises by FASTER.
     In between, new work is let in at that pace, BURST at once while the worker is calm and
     BUSY_BURST while it refuses. It starts at START_RATE, so that a sudden flood is let in
     as fast as the answers stay quick rather than all at once; it never falls below
@@ -169,7 +172,7 @@ class Pace:
         self._times: list[float] = []
         self._finished = self._refused = self._asked = 0
         self.asked_per_s = 0.0
-        self._was_slow = False
+        self._was_slow = self._flooded = False
 
     @property
     def window_answers(self) -> int:
@@ -224,17 +227,23 @@ class Pace:
             slow = busy and tail_s > max(NEVER_SLOW_S, self.slowdown * self.fastest_s)
         asked = self._asked / elapsed
         self.asked_per_s += ASKED_WEIGHT * (asked - self.asked_per_s)
-        if max(asked, self.asked_per_s) > FLOOD_RATIO * self.rate:
+        flood = max(asked, self.asked_per_s) > FLOOD_RATIO * self.rate
+        # Both say so: not a bunch of a calm load's random arrivals.
+        onset = min(asked, self.asked_per_s) > FLOOD_RATIO * self.rate and not self._flooded
+        self._flooded = flood and (self._flooded or onset)
+        if flood:
+            if onset:  # a flood starts at the start pace, whatever a calm load had raised
+                self.rate = min(self.rate, START_RATE)
             if slow:
                 self.rate = max(FLOOR_RATE, min(self.rate, self._finished / elapsed) * SLOWER)
+            elif self._refused:
+                self.rate = min(self.rate * FASTER, 1e6)
         elif slow and self._was_slow:
             self.rate = max(FLOOR_RATE, self.rate * SLOWER)
         elif not slow:
             # The lower of the two: the average still remembers a flood that has ended.
             wanted = HEADROOM * min(asked, self.asked_per_s)
             self.rate = max(self.rate, min(wanted, self.rate * CALM_FASTER))
-        if self._refused and not slow:
-            self.rate = min(self.rate * FASTER, 1e6)
         PACE.set(self.rate)
         self._was_slow = slow
         self._began, self._times, self._cpu_began = now, [], self._cpu()

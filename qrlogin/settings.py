@@ -179,8 +179,8 @@ TABLE: tuple[Setting, ...] = (
                     "under a calm load it climbs to twice the new work asked, and two slow "
                     "tenths in a row cut it. Requests for new work (a QR code, an OpenID "
                     "Connect sign-in page) past the pace get 503 `OVERLOADED`. It starts at 25 "
-                    "a second per worker, four at once (two at once while it refuses). 0 "
-                    "turns it off"),
+                    "a second per worker, and so does each flood, four at once (two at once "
+                    "while it refuses). 0 turns it off"),
     Setting("QRLOGIN_MAX_HELD_PER_QR", "max_held_per_qr", INT, 4,
             unit="connections", limits=(1, 1000),
             meaning="open connections (SSE streams and held long polls) on one QR, per worker "

@@ -149,6 +149,18 @@ def test_a_calm_load_is_let_in_whole_at_twice_what_it_asks() -> None:
     assert not any(refused[40:])  # none after its first second
 
 
+def test_a_flood_after_a_calm_load_starts_at_the_start_pace() -> None:
+    """A calm load raised the pace; a flood's first window takes it back to START_RATE, so
+    that a flood meets a worker that was busy as it meets an idle one."""
+    pace = Worker(2)
+    now = 0.0
+    for _ in range(30):  # 40 new logins a second
+        now = window(pace, now, 0.002, asked=3)  # and the one that ends each window
+    assert pace.rate > 2 * START_RATE
+    now = window(pace, now, 0.002, asked=FLOOD)  # a flood, with fast answers still
+    assert pace.rate == pytest.approx(START_RATE * FASTER)
+
+
 def test_the_pace_does_not_climb_on_the_memory_of_a_flood() -> None:
     """After a flood the average of the new work asked still remembers it: a calm pace
     climbs to twice the lower of that average and the last window's."""
