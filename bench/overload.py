@@ -53,6 +53,11 @@ AFTER_S = 15.0
 #: Calm loads, as shares of the 2-worker capacity: users arriving at random, well within
 #: what the box finishes, whom admission control should not refuse.
 CALM_SHARES = (0.1, 0.25)
+#: A flood right after a calm load: the calm load's share, the flood's multiple of the
+#: capacity, and the rounds of each (after a calm load, then on a fresh service).
+AFTER_CALM_SHARE = 0.25
+AFTER_CALM_FACTOR = 5
+AFTER_CALM_ROUNDS = 2
 
 
 @dataclass
@@ -307,6 +312,39 @@ def calm(b: common.Bench, rows: list[Row], results: dict[str, Any]) -> None:
                      f"refused {shed:.1%} of {len(attempts)} arrivals (503 + Retry-After), admitted logins p99 "
                      f"{common.ms(p99)}; {counts['5xx']} 5xx", "", ""))  # fmt: skip
         print(rows[-1], flush=True)
+
+
+def first_second(attempts: list[Any]) -> tuple[int, float]:
+    """The logins let in within a load's first second, and their p99."""
+    early = [t["total"] for start, outcome, t in attempts if outcome == "ok" and start < 1.0]
+    return len(early), common.percentile(early, 99)
+
+
+def after_calm(b: common.Bench, rows: list[Row], results: dict[str, Any]) -> None:
+    """A flood right after a calm load (random arrivals), against the same flood on a
+    fresh service, alternating, each on a fresh service of 2 workers with admission
+    control as deployed, for a sixth of the overload runs' time each: the logins let in
+    within the flood's first second and their p99. A calm load raises the pace; a flood
+    should meet a worker that was busy as it meets an idle one."""
+    seconds = b.sizes.overload_s / 6
+    rate_2 = capacity_2(results)
+    found: dict[str, list[tuple[int, float]]] = {"after a calm load": [], "on a fresh service": []}
+    for _ in range(AFTER_CALM_ROUNDS):
+        for calm_first, runs in zip((True, False), found.values(), strict=True):
+            service = b.start(workers=2, **ADMISSION)
+            if calm_first:
+                loaded(service.port, b.token, seconds, AFTER_CALM_SHARE * rate_2, poisson=True)
+            attempts, _ = loaded(service.port, b.token, seconds, AFTER_CALM_FACTOR * rate_2)
+            service.stop()
+            runs.append(first_second(attempts))
+    results["after_calm"] = found
+    rows.append((f"A flood ({AFTER_CALM_FACTOR}x) for {seconds:.0f} s right after a calm load ({AFTER_CALM_SHARE:.0%} of "
+                 f"capacity, at random, {seconds:.0f} s), and on a fresh service, {AFTER_CALM_ROUNDS} rounds: the flood's "
+                 "first second",
+                 "; ".join(f"{how}: let in {' and '.join(str(n) for n, _ in runs)}, p99 "
+                           f"{' and '.join(common.ms(p99) for _, p99 in runs)}" for how, runs in found.items()),
+                 "", ""))  # fmt: skip
+    print(rows[-1], flush=True)
 
 
 def overload(b: common.Bench, rows: list[Row], results: dict[str, Any]) -> None:

@@ -362,4 +362,5 @@ def measure_failover(b: common.Bench, local: Any, keys: Any) -> str:
 
 #: The standard run's measurements, in order, and the table each adds rows to.
 MEASUREMENTS = ((waiting, "main"), (sessions, "main"), (logins, "main"), (login_cost, "main"),
-                (overload.capacity, "main"), (overload.calm, "main"), (overload.overload, "main"), (restart, "main"), (cluster, "cluster"))  # fmt: skip
+                (overload.capacity, "main"), (overload.calm, "main"), (overload.after_calm, "main"),
+                (overload.overload, "main"), (restart, "main"), (cluster, "cluster"))  # fmt: skip
