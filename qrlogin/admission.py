@@ -216,6 +216,7 @@ class Pace:
 
     def _judge(self, now: float) -> None:
         elapsed = now - self._began
+        cpu = self._cpu()
         slow = False
         self.fastest_s *= 1 + FORGET_PER_S * elapsed  # judged or not, time passed
         if len(self._times) >= JUDGED_AT:
@@ -223,7 +224,7 @@ class Pace:
             quantile = JUDGED_QUANTILE if self._calm(now) else BUSY_QUANTILE
             tail_s = self._times[math.ceil(quantile * len(self._times)) - 1]  # nearest rank
             self.fastest_s = min(self.fastest_s, tail_s)
-            busy = self._cpu() - self._cpu_began >= BUSY_SHARE * elapsed
+            busy = cpu - self._cpu_began >= BUSY_SHARE * elapsed
             slow = busy and tail_s > max(NEVER_SLOW_S, self.slowdown * self.fastest_s)
         asked = self._asked / elapsed
         self.asked_per_s += ASKED_WEIGHT * (asked - self.asked_per_s)
@@ -246,7 +247,7 @@ class Pace:
             self.rate = max(self.rate, min(wanted, self.rate * CALM_FASTER))
         PACE.set(self.rate)
         self._was_slow = slow
-        self._began, self._times, self._cpu_began = now, [], self._cpu()
+        self._began, self._times, self._cpu_began = now, [], cpu
         self._finished = self._refused = self._asked = 0
 
 
