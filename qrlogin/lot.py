@@ -5,20 +5,20 @@ small ``Parked`` record with the connection's descriptor, and drives the rules o
 ``qrlogin.streamcore`` for it:
 
 - the hub delivers the QR's events to the record, which writes each frame at once;
-- one greenlet sends every stream's heartbeat from a queue (all streams share the
-  interval, so the queue stays in order), and re-reads the store at a QR's deadline;
+- one greenlet sends every stream's heartbeat when due, and re-reads the store at a QR's
+  deadline (both kept by time slot, ``Slots``);
 - one epoll set, watched by a single gevent watcher, tells when a browser went away
   (EPOLLRDHUP) or a slow one can take the rest of a frame (EPOLLOUT).
 """
 
 from __future__ import annotations
 
-import collections
 import errno
 import functools
 import heapq
 import logging
 import math
+import random
 import select
 import socket
 import time
@@ -58,6 +58,9 @@ BEAT_GROUP = 32
 #: The pause between groups: any positive time puts the greenlet behind the next look at
 #: the sockets (``gevent.sleep(0)`` may run it again first).
 BEAT_PAUSE_S = 0.0001
+#: The slots heartbeats are kept in (s), and deadlines (whole seconds of the wall clock).
+BEAT_SLOT_S = 0.1
+DEADLINE_SLOT_S = 1.0
 
 #: The system's close(): gevent's defers each close to its loop, for descriptors it
 #: watches; the lot's are watched by its own epoll set only.
@@ -70,6 +73,35 @@ class Read(Protocol):
     def __call__(self, qr_id: str, bind: str, *, prev: str = "") -> Snapshot: ...
 
 
+class Slots:
+    """Streams by the slot of a time they are due at (a list a slot, not an entry a
+    stream, and those slots in order): each is taken at or after its time, and only once
+    it is added again. An entry for a stream since ended is skipped by the taker."""
+
+    def __init__(self, slot_s: float) -> None:
+        self._slot_s = slot_s
+        self._slots: dict[int, list[Parked]] = {}
+        self._order: list[int] = []
+
+    def add(self, stream: Parked, when: float) -> None:
+        slot = math.ceil(when / self._slot_s)
+        streams = self._slots.get(slot)
+        if streams is None:
+            streams = self._slots[slot] = []
+            heapq.heappush(self._order, slot)
+        streams.append(stream)
+
+    def first(self) -> float:
+        """When the earliest slot is due (``math.inf``: none)."""
+        return self._order[0] * self._slot_s if self._order else math.inf
+
+    def take(self, now: float) -> list[Parked]:
+        """The streams of the earliest slot if it is due by ``now``, else none."""
+        if self._order and self._order[0] * self._slot_s <= now:
+            return self._slots.pop(heapq.heappop(self._order))
+        return []
+
+
 class Lot:
     """The parked streams of this process. Start it after forking, with the hub."""
 
@@ -79,11 +111,8 @@ class Lot:
         self._read = read
         self._tick_s = tick_s
         self._by_fd: dict[int, Parked] = {}
-        self._beats: collections.deque[Parked] = collections.deque()
-        # Streams to read again, by the whole second of their deadline (a list a second,
-        # not an entry a stream), and those seconds in order.
-        self._deadlines: dict[int, list[Parked]] = {}
-        self._seconds: list[int] = []
+        self._beats = Slots(BEAT_SLOT_S)  # by the monotonic clock
+        self._deadlines = Slots(DEADLINE_SLOT_S)  # streams to read again, by the wall clock
         self._rereads: dict[Parked, None] = {}
         self._epoll: Any = None  # the original select.epoll (gevent's patching hides it)
         self._wake: Any = None
@@ -115,7 +144,10 @@ class Lot:
             self._holds.give_back(parkable.held)
             return
         fd = sock.detach()  # the server's socket object forgets it; the connection stays
-        stream = Parked(self, fd, parkable, chunked, time.monotonic() + self._tick_s)
+        # The first heartbeat at a random point of the interval: browsers that connect
+        # together (all of a worker's after a restart) are not beaten together after.
+        first_beat = time.monotonic() + self._tick_s * (1.0 - random.random())  # noqa: S311
+        stream = Parked(self, fd, parkable, chunked, first_beat)
         if self._hub.closing:
             stream._close()
             self._end(stream)
@@ -123,7 +155,7 @@ class Lot:
         self._by_fd[fd] = stream
         PARKED_STREAMS.inc()
         self._epoll.register(fd, GONE)
-        self._beats.append(stream)
+        self._beats.add(stream, stream.due)
         self._schedule(stream)
         self._hub.attach(stream)
 
@@ -202,12 +234,7 @@ class Lot:
     def _schedule(self, stream: Parked, when: float | None = None) -> None:
         """Read the stream's QR again at ``when``, by default its deadline (the store
         turns it expired)."""
-        second = math.ceil(stream.expire if when is None else when)
-        streams = self._deadlines.get(second)
-        if streams is None:
-            streams = self._deadlines[second] = []
-            heapq.heappush(self._seconds, second)
-        streams.append(stream)
+        self._deadlines.add(stream, stream.expire if when is None else when)
 
     def _serve(self) -> None:
         """The lot's greenlet: connections that went away or can take more, heartbeats,
@@ -227,28 +254,26 @@ class Lot:
             self._due(time.time())
 
     def _pause(self) -> float:
-        now = time.monotonic()
-        beat = self._beats[0].due - now if self._beats else TICK_S
-        deadline = self._seconds[0] - time.time() if self._seconds else TICK_S
+        beat = self._beats.first() - time.monotonic()
+        deadline = self._deadlines.first() - time.time()
         return max(BATCH_S, min(TICK_S, beat, deadline))
 
     def _beat(self, now: float) -> None:
-        beats = self._beats
         sent = 0
-        while beats and beats[0].due <= now:
-            stream = beats.popleft()
-            if stream.ended:
-                continue
-            self._send(stream, HEARTBEATS[stream.chunked])
-            stream.due = core.next_beat(stream.due, now, self._tick_s)
-            beats.append(stream)
-            sent += 1
-            if sent % BEAT_GROUP == 0:
-                gevent.sleep(BEAT_PAUSE_S)
+        while due := self._beats.take(now):
+            for stream in due:
+                if stream.ended:
+                    continue
+                self._send(stream, HEARTBEATS[stream.chunked])
+                stream.due = core.next_beat(stream.due, now, self._tick_s)
+                self._beats.add(stream, stream.due)
+                sent += 1
+                if sent % BEAT_GROUP == 0:
+                    gevent.sleep(BEAT_PAUSE_S)
 
     def _due(self, now: float) -> None:
-        while self._seconds and self._seconds[0] <= now:
-            for stream in self._deadlines.pop(heapq.heappop(self._seconds)):
+        while due := self._deadlines.take(now):
+            for stream in due:
                 self.reread(stream)  # an entry for an older deadline costs one read at most
 
     def _reader(self) -> None:

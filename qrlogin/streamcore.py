@@ -107,9 +107,15 @@ def overdue(seen: Seen, now: float) -> bool:
 
 def next_beat(due: float, now: float, every: float) -> float:
     """When the heartbeat after the one due at ``due`` is (monotonic clock): one
-    ``every`` later, or ``every`` from now when the stream fell behind."""
+    ``every`` later, or, when the stream fell behind, the first such time after ``now``
+    on its own cadence (the beats it missed are not sent). A driver late for many streams
+    at once (a worker starved while thousands of browsers connect) thus leaves each where
+    it was in the interval: had it started them all over from ``now``, their beats would
+    go out together from then on, one burst an interval."""
     following = due + every
-    return following if following > now else now + every
+    if following > now:
+        return following
+    return due + (math.floor((now - due) / every) + 1) * every
 
 
 def pause(seen_expire: float, wall: float, beat_due: float, until: float, now: float) -> float:

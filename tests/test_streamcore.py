@@ -78,9 +78,21 @@ def test_what_a_read_gives() -> None:
     assert gone.done
 
 
-def test_heartbeats_keep_their_cadence_unless_the_stream_fell_behind() -> None:
+def test_heartbeats_keep_their_cadence_even_when_the_stream_fell_behind() -> None:
     assert core.next_beat(due=100.0, now=100.2, every=15) == 115.0
-    assert core.next_beat(due=100.0, now=130.0, every=15) == 145.0  # behind: from now
+    # Behind: the missed beats are skipped, and the next keeps the stream's own cadence.
+    assert core.next_beat(due=100.0, now=131.0, every=15) == 145.0
+    assert core.next_beat(due=100.0, now=115.0, every=15) == 130.0
+    assert core.next_beat(due=100.0, now=114.9, every=15) == 115.0
+
+
+def test_streams_that_fell_behind_together_do_not_beat_together_after() -> None:
+    # A late driver handles many streams at one ``now``; their beats stay spread.
+    dues = [100.0 + n * 0.5 for n in range(30)]  # due over 15 s
+    later = {core.next_beat(due, now=140.0, every=15) for due in dues}
+    assert len(later) == len(dues)
+    assert max(later) - min(later) == max(dues) - min(dues)
+    assert all(140.0 < beat <= 155.0 for beat in later)
 
 
 def test_the_pause_ends_at_the_first_thing_due() -> None:

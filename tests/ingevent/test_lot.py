@@ -8,6 +8,7 @@ import socket
 import time
 
 import gevent
+import gevent.monkey
 import pytest
 
 from qrlogin import lot as lots
@@ -103,12 +104,13 @@ def test_a_qr_that_is_gone_ends_its_stream(
 
 
 def test_heartbeats_due_together_go_out_in_groups(
-    svc: Services, pair: tuple[socket.socket, socket.socket]
+    svc: Services, pair: tuple[socket.socket, socket.socket], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Heartbeats that fall due together are written a group at a time, and the worker's
     other greenlets run between groups: a request or an event arriving then waits for a
     group, not for all of them. This greenlet, looking each time it runs, never finds
     more than two groups sent since its last look (in one run it would find them all)."""
+    monkeypatch.setattr("qrlogin.lot.random.random", lambda: 0.0)  # first beats a whole interval on
     count = 8 * lots.BEAT_GROUP
     browsers = []
     for _ in range(count):  # parked in one go: their heartbeats fall due together
@@ -129,6 +131,34 @@ def test_heartbeats_due_together_go_out_in_groups(
     assert seen[-1] == count
     jumps = [after - before for before, after in itertools.pairwise(seen)]
     assert max(jumps) <= 2 * lots.BEAT_GROUP, sorted(set(seen))
+
+
+def test_streams_parked_together_beat_apart_and_stay_apart_after_a_stall(
+    svc: Services, pair: tuple[socket.socket, socket.socket]
+) -> None:
+    """Streams parked in one go get their first heartbeats across the interval, and a
+    worker that could not run for longer than the interval (starved while thousands of
+    browsers connect) leaves each stream on its own cadence: had the late beats started
+    over from the moment they went out, they would go out together from then on."""
+    every = svc.settings.sse_heartbeat_s
+    browsers, streams = [], []
+    for _ in range(64):
+        server, browser = socket.socketpair()
+        browsers.append(browser)
+        streams.append(park(svc, server)[1])
+    before = [s.due for s in streams]
+    assert max(before) - min(before) > every / 2  # 64 at random: spread
+    gevent.monkey.get_original("time", "sleep")(2.5 * every)  # the loop cannot run
+    beaten = list(zip(streams, before, strict=True))
+    until(lambda: all(s.due > due for s, due in beaten), "the late beats")
+    after = [s.due for s in streams]
+    for due, later in zip(before, after, strict=True):
+        skipped = (later - due) / every
+        assert skipped >= 2 and abs(skipped - round(skipped)) < 1e-6, (due, later)
+    assert max(after) - min(after) > every / 2
+    for browser in browsers:
+        assert b"ping" in received(browser)
+        browser.close()
 
 
 def test_a_finishing_stream_that_is_not_read_is_ended(
