@@ -130,26 +130,30 @@ def all_ticks() -> dict[int, tuple[str, int, int]]:
     return found
 
 
-def cores() -> tuple[int, int]:
-    """The box's CPU time so far, in ticks: (all, idle), from /proc/stat."""
+def cores() -> tuple[int, int, int, int]:
+    """The box's CPU time so far, in ticks, from /proc/stat: (all, idle, interrupts,
+    stolen). Interrupts: the kernel's hard and soft interrupt handling, which no process
+    is charged for (loopback's packets are delivered in it); stolen: time the machine's
+    host ran something else while this machine had work."""
     ticks = [int(n) for n in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
-    return sum(ticks), ticks[3] + ticks[4]  # idle and iowait
+    return sum(ticks), ticks[3] + ticks[4], ticks[5] + ticks[6], ticks[7]  # idle and iowait
 
 
-def cpu_snapshot() -> tuple[tuple[int, int], dict[int, tuple[str, int, int]]]:
+Snapshot = tuple[tuple[int, int, int, int], dict[int, tuple[str, int, int]]]
+
+
+def cpu_snapshot() -> Snapshot:
     """The box's CPU time and every process's, now: for ``cpu_shares``."""
     return cores(), all_ticks()
 
 
 def cpu_shares(
-    before: tuple[tuple[int, int], dict[int, tuple[str, int, int]]],
-    after: tuple[tuple[int, int], dict[int, tuple[str, int, int]]],
-    roles: dict[str, set[int]],
-    reported: dict[str, float] | None = None,
+    before: Snapshot, after: Snapshot, roles: dict[str, set[int]], reported: dict[str, float] | None = None
 ) -> dict[str, float]:
     """The share of the box's CPU time between two ``cpu_snapshot``s each role's
     processes used; "rest": this run's other processes (its children's children too)
-    still there at the second; "outside": every process not this run's; "idle".
+    still there at the second; "outside": every process not this run's; "interrupts" and
+    "stolen" (``cores``); "idle".
     ``reported``: the CPU seconds of processes that told their own (they may have ended)."""
     (cores0, procs0), (cores1, procs1) = before, after
     ticks = max(1, cores1[0] - cores0[0])
@@ -162,6 +166,8 @@ def cpu_shares(
     shares["rest"] = sum(t for pid, t in used.items() if pid in ours and pid not in named) / ticks
     shares["outside"] = sum(t for pid, t in used.items() if pid not in ours) / ticks
     shares["idle"] = (cores1[1] - cores0[1]) / ticks
+    shares["interrupts"] = (cores1[2] - cores0[2]) / ticks
+    shares["stolen"] = (cores1[3] - cores0[3]) / ticks
     shares.update({role: seconds * TICK / ticks for role, seconds in (reported or {}).items()})
     return shares
 

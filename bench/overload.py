@@ -400,7 +400,8 @@ def overload(b: common.Bench, rows: list[Row], results: dict[str, Any]) -> None:
                      f"send, their own loops over 50 ms late {run['loader_late_share']:.0%} of the time (up to "
                      f"{run['loader_lag_max_ms']} ms). The cores meanwhile: workers {cpu['workers']:.0%}, Redis "
                      f"{cpu['redis']:.0%}, the load processes {cpu['load']:.0%}, the probe and the run {cpu['rest']:.0%}, "
-                     f"other processes {cpu['outside']:.0%}, idle {cpu['idle']:.0%}",
+                     f"other processes {cpu['outside']:.0%}, interrupts {cpu['interrupts']:.0%}, stolen by the host "
+                     f"{cpu['stolen']:.0%}, idle {cpu['idle']:.0%}",
                      "", ""))  # fmt: skip
         print(rows[-1], flush=True)
     service.stop()

@@ -66,7 +66,8 @@ def moonshot(r: dict[str, Any], command: str, took_s: float) -> str:
         for s in steps
     ]  # fmt: skip
     roles = [(f"{s['open']:,}", *(f"{s['latency']['roles'][k]:.0%}" for k in
-              ("workers", "load", "probe", "sender", "redis", "outside", "idle"))) for s in steps]  # fmt: skip
+              ("workers", "load", "probe", "sender", "redis", "outside", "interrupts", "stolen", "idle")))
+             for s in steps]  # fmt: skip
     nchan = side["nchan"]
     designs = [
         ("flask-sse's stock stream (gevent worker)", f"{side['flask-sse']['opened']:,}", _kb(side["flask-sse"]["kb_per"])),
@@ -84,7 +85,8 @@ def moonshot(r: dict[str, Any], command: str, took_s: float) -> str:
                "Missing", "Read by a load process: p50 / p99", "Server side p50 / p99 at most",
                "Full GCs: count, mean", "Subscribers / pooled per process"), climb),
         "Where the two cores' time went while the probe's QRs were confirmed:",
-        table(("Waiting", "Workers", "Load processes", "Probe", "Sender", "Redis", "Outside the run", "Idle"), roles),
+        table(("Waiting", "Workers", "Load processes", "Probe", "Sender", "Redis", "Outside the run",
+               "Interrupts", "Stolen by the host", "Idle"), roles),
         f"![memory per stream and latency against waiting streams]({MOON_PLOT})",
         f"Side by side, {side['parked']['opened']:,} idle streams, one worker each:",
         table(("Server", "Opened", "RSS per stream"), designs),
