@@ -120,6 +120,17 @@ def cpu_s(pid: int) -> float:
     return proc_stat(pid)[2] / TICK
 
 
+def run_wait_s(pids: list[int]) -> tuple[float, float]:
+    """The seconds ``pids``' threads ran on a core, and waited for one while runnable, so
+    far (/proc/PID/schedstat of each main thread; a process gone counts nothing)."""
+    ran = waited = 0
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            on_cpu, on_queue, _ = Path(f"/proc/{pid}/schedstat").read_text().split()
+            ran, waited = ran + int(on_cpu), waited + int(on_queue)
+    return ran / 1e9, waited / 1e9
+
+
 def all_ticks() -> dict[int, tuple[str, int, int]]:
     """Every process's ``proc_stat``."""
     found = {}

@@ -13,9 +13,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -140,8 +142,10 @@ class Climb:
         self.pids, self.cookie = self.service.workers(), common.bind_cookie(self.service.port)
         # Each step's confirmations (the probe's and as many of the load processes') end
         # streams: the next step opens that many more.
+        # The top step confirms one more probe's worth, with the load processes paused.
         confirms = 2 * int(CONFIRM_RATE * b.moon.confirm_s)
-        self.ids = create_qrs(self.service.port, self.cookie, b.moon.steps[-1] + confirms * (len(b.moon.steps) - 1))
+        count = b.moon.steps[-1] + confirms * (len(b.moon.steps) - 1) + confirms // 2
+        self.ids = create_qrs(self.service.port, self.cookie, count)
         time.sleep(2)
         self.rss0 = common.rss_kb(*self.pids)
         self.groups: list[Holders] = []
@@ -175,28 +179,36 @@ class Climb:
         time.sleep(2)
         return {"target": FEW, "open": self.counts()[0], **self.redis_clients()}
 
-    def step(self, target: int) -> dict[str, Any]:
+    def step(self, target: int, top: bool = False) -> dict[str, Any]:
         """``target`` waiting: the load processes' streams, then the probe's; after the
         hold, memory, quiet streams, connections, then latency for the probe's streams and
-        for as many of the load processes'."""
+        for as many of the load processes'. At the ``top``, the probe holds as many more,
+        confirmed while the load processes are paused: the tail without the load's own
+        work on the shared cores (the browsers of a real deployment are elsewhere)."""
         probes = int(CONFIRM_RATE * self.b.moon.confirm_s)
-        took = self.open_to(target - probes + len(self.confirmed))
-        self.open_to(self.opened + probes, [PROBE_SOURCE])
-        probed = self.ids[self.opened - probes : self.opened]
+        extra = probes if top else 0
+        took = self.open_to(target - probes - extra + len(self.confirmed))
+        self.open_to(self.opened + probes + extra, [PROBE_SOURCE])
+        probed = self.ids[self.opened - probes - extra : self.opened - extra]
+        alone = self.ids[self.opened - extra : self.opened]
         time.sleep(self.b.moon.hold_s)
         live, quiet, _ = self.counts()
         found: dict[str, Any] = {"target": target, "open": live, "errors": self.errors, "quiet": quiet,
                                  "open_s": took, "kb_per": (common.rss_kb(*self.pids) - self.rss0) / max(1, live),
                                  **self.redis_clients()}  # fmt: skip
         found["latency"] = self.latency(probed)
-        held = [q for q in reversed(self.ids[: self.opened]) if q not in self.confirmed][:probes]
+        held = [q for q in reversed(self.ids[: self.opened - extra]) if q not in self.confirmed][:probes]
         found["latency_held"] = self.latency(held)
+        if top:
+            found["latency_paused"] = self.latency(alone, pause=True)
         print(f"step {target}: {found}", flush=True)
         return found
 
-    def latency(self, chosen: list[str]) -> dict[str, Any]:
+    def latency(self, chosen: list[str], pause: bool = False) -> dict[str, Any]:
         """Scan, then confirm at 300/s, the QRs ``chosen``: confirm to browser, the server's
-        own share, full collections, and where the cores' time went meanwhile."""
+        own share, full collections, where the cores' time went meanwhile, and how long
+        the workers waited for a core. ``pause``: the load processes (not the probe)
+        are stopped (SIGSTOP) while the confirmations are sent; their streams stay open."""
         self.confirmed.update(chosen)
         port, url = self.service.port, self.service.url
         run(sender, port, self.b.token, steps([(q, "SCAN") for q in chosen]), 1000.0)
@@ -207,11 +219,12 @@ class Climb:
                               kwargs={"timed": True}, daemon=True)  # fmt: skip
         process.start()
         answers.get(timeout=120)  # ready: its connections are open, its start is not counted
-        before_cpu = common.cpu_snapshot()
-        _, sent, rate, sender_s = answers.get(timeout=900)
-        after_cpu = common.cpu_snapshot()
-        process.join(30)
         load = {p.pid or 0 for g in self.groups for p in g.processes} - self.probe_pids
+        with paused(load if pause else set()):
+            before_cpu, waited0 = common.cpu_snapshot(), common.run_wait_s(self.pids)
+            _, sent, rate, sender_s = answers.get(timeout=900)
+            after_cpu, waited1 = common.cpu_snapshot(), common.run_wait_s(self.pids)
+        process.join(30)
         roles = common.cpu_shares(before_cpu, after_cpu, {"workers": set(self.pids), "load": load,
                                                           "probe": self.probe_pids, "redis": self.b.redis_pids},
                                    {"sender": sender_s})  # fmt: skip
@@ -219,6 +232,7 @@ class Climb:
         after = common.metrics(url)
         seen = {path: e for g in self.groups for path, e in g.events().items()}
         return {**common.latency(chosen, sent, seen), "rate": rate, "roles": roles,
+                "workers_ran_s": waited1[0] - waited0[0], "workers_waited_s": waited1[1] - waited0[1],
                 "server": common.histogram(after, "qrlogin_event_delivery_seconds", before),
                 "gc2": common.histogram(after, "qrlogin_gc_pause_seconds", before, 'generation="2"')}  # fmt: skip
 
@@ -249,12 +263,24 @@ class Climb:
         self.service.stop()
 
 
+@contextlib.contextmanager
+def paused(pids: set[int]) -> Iterator[None]:
+    """``pids`` stopped (SIGSTOP) within, and continued after, whatever happens."""
+    try:
+        for pid in pids:
+            os.kill(pid, signal.SIGSTOP)
+        yield
+    finally:
+        for pid in pids:
+            os.kill(pid, signal.SIGCONT)
+
+
 def run_moonshot(b: common.Bench) -> dict[str, Any]:
     side = side_by_side(b)
     ladder = Climb(b)
     try:
         few = ladder.few()
-        climbed = [ladder.step(target) for target in b.moon.steps]
+        climbed = [ladder.step(target, top=target == b.moon.steps[-1]) for target in b.moon.steps]
         restart = ladder.restart()
         print(f"restart: {restart}", flush=True)
     finally:
