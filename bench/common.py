@@ -147,7 +147,8 @@ def cores() -> tuple[int, int, int, int]:
     is charged for (loopback's packets are delivered in it); stolen: time the machine's
     host ran something else while this machine had work."""
     ticks = [int(n) for n in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
-    return sum(ticks), ticks[3] + ticks[4], ticks[5] + ticks[6], ticks[7]  # idle and iowait
+    # idle and iowait; irq and softirq; steal
+    return sum(ticks), ticks[3] + ticks[4], ticks[5] + ticks[6], ticks[7]
 
 
 Snapshot = tuple[tuple[int, int, int, int], dict[int, tuple[str, int, int]]]

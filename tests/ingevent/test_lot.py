@@ -133,9 +133,7 @@ def test_heartbeats_due_together_go_out_in_groups(
     assert max(jumps) <= 2 * lots.BEAT_GROUP, sorted(set(seen))
 
 
-def test_streams_parked_together_beat_apart_and_stay_apart_after_a_stall(
-    svc: Services, pair: tuple[socket.socket, socket.socket]
-) -> None:
+def test_streams_parked_together_beat_apart_and_stay_apart_after_a_stall(svc: Services) -> None:
     """Streams parked in one go get their first heartbeats across the interval, and a
     worker that could not run for longer than the interval (starved while thousands of
     browsers connect) leaves each stream on its own cadence: had the late beats started
