@@ -144,10 +144,8 @@ class Lot:
             self._holds.give_back(parkable.held)
             return
         fd = sock.detach()  # the server's socket object forgets it; the connection stays
-        # The first heartbeat at a random point of the interval: browsers that connect
-        # together (all of a worker's after a restart) are not beaten together after.
-        first_beat = time.monotonic() + self._tick_s * (1.0 - random.random())  # noqa: S311
-        stream = Parked(self, fd, parkable, chunked, first_beat)
+        first = core.first_beat(time.monotonic(), self._tick_s, random.random())  # noqa: S311
+        stream = Parked(self, fd, parkable, chunked, first)
         if self._hub.closing:
             stream._close()
             self._end(stream)

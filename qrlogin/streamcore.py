@@ -8,9 +8,10 @@ deadline, whether it ended), and for each input answers what the driver must do:
 - an event from the hub (``on_event``): write it (``SEND``), write it and end after it
   (``LAST``, a final status), or nothing (older than what the browser has, or the same
   state again, perhaps with a later deadline);
-- the clock (``must_read``, ``next_beat``, ``pause``): read the store when the hub asks
-  for a re-read or the state's deadline passed (the store turns an overdue QR into
-  QRCODE_EXPIRE), send a heartbeat when one is due, and how long to wait meanwhile;
+- the clock (``must_read``, ``first_beat``, ``next_beat``, ``pause``): read the store
+  when the hub asks for a re-read or the state's deadline passed (the store turns an
+  overdue QR into QRCODE_EXPIRE), send a heartbeat when one is due, and how long to wait
+  meanwhile;
 - a store read (``on_read``): the state read is handled as an event; a state that is
   gone or no longer the caller's ends the stream (``END``); an unavailable Redis means
   trying again later (``RETRY``).
@@ -103,6 +104,17 @@ def overdue(seen: Seen, now: float) -> bool:
     """After a read: the deadline passed by our clock but not yet by Redis' (the state
     read is not expired yet), so read again after ``RECHECK_S``."""
     return not seen.done and now >= seen.expire
+
+
+def first_beat(now: float, every: float | None, draw: float) -> float:
+    """When a stream opened at ``now`` sends its first heartbeat (monotonic clock): at a
+    point of the first interval picked by ``draw`` (uniform in [0, 1), the driver's
+    random draw), so that browsers that connect together (all of a worker's after a
+    restart, a page full of tabs) are not pinged together, then or after. ``every``
+    None: no heartbeats."""
+    if every is None:
+        return NEVER
+    return now + every * (1.0 - draw)
 
 
 def next_beat(due: float, now: float, every: float) -> float:

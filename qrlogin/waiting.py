@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import enum
 import functools
+import random
 import socket
 import ssl
 import time
@@ -51,7 +52,8 @@ def follow(
     until a status in ``final``: the rules are ``qrlogin.streamcore``'s, this drives them
     from a greenlet.
 
-    Also yields ``Signal.TICK`` every ``tick_s`` without news, and ``Signal.CLOSING``
+    Also yields ``Signal.TICK`` every ``tick_s`` without news (the first anywhere in the
+    first interval: ``streamcore.first_beat``), and ``Signal.CLOSING``
     (then ends) when the hub shuts down. Ends after a final status, after ``wait_s``,
     when the state is gone or no longer the caller's, or as soon as ``client`` (the
     connection, when the server gives it) is closed by the browser.
@@ -59,7 +61,7 @@ def follow(
     """
     now = time.monotonic()
     until = core.NEVER if wait_s is None else now + wait_s
-    beat = core.NEVER if tick_s is None else now + tick_s
+    beat = core.first_beat(now, tick_s, random.random())  # noqa: S311
     seen = core.Seen(first, final)
     with hub.watch(channel, first.version) as waiter, _watch_client(client, waiter) as unwatch:
         while not seen.done:
@@ -95,7 +97,7 @@ def follow_many(
     channel reached a status in ``final`` (or is gone). ``read(channel)`` reads the store."""
     import gevent.event
 
-    beat = core.NEVER if tick_s is None else time.monotonic() + tick_s
+    beat = core.first_beat(time.monotonic(), tick_s, random.random())  # noqa: S311
     seen = {channel: core.Seen(snapshot, final) for channel, snapshot in first.items()}
     news = gevent.event.Event()  # every waiter of this client sets the same one
     with contextlib.ExitStack() as stack:

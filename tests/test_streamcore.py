@@ -78,6 +78,13 @@ def test_what_a_read_gives() -> None:
     assert gone.done
 
 
+def test_the_first_heartbeat_falls_where_the_draw_puts_it_in_the_first_interval() -> None:
+    assert core.first_beat(100.0, 15, draw=0.0) == 115.0
+    assert core.first_beat(100.0, 15, draw=0.5) == 107.5
+    assert 100.0 < core.first_beat(100.0, 15, draw=0.999999) < 100.001
+    assert core.first_beat(100.0, None, draw=0.5) == math.inf  # no heartbeats
+
+
 def test_heartbeats_keep_their_cadence_even_when_the_stream_fell_behind() -> None:
     assert core.next_beat(due=100.0, now=100.2, every=15) == 115.0
     # Behind: the missed beats are skipped, and the next keeps the stream's own cadence.

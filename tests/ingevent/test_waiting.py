@@ -8,6 +8,7 @@ import time
 from collections.abc import Generator
 
 import gevent
+import pytest
 
 from qrlogin.keys import Keys
 from qrlogin.messages import Published
@@ -51,6 +52,19 @@ def test_follow_yields_each_newer_state_heartbeats_and_ends_after_the_final(
     assert [(s.version, s.status) for s in events] == [(2, SCANNED), (3, SUCCESS)]
     assert Signal.TICK in got  # heartbeats while nothing happened
     assert svc.hub.waiting == 0
+
+
+def test_a_greenlet_streams_first_heartbeat_comes_where_the_draw_puts_it(
+    svc: Services, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Drawn near the interval's start: the first TICK long before a whole 30 s interval.
+    monkeypatch.setattr("qrlogin.waiting.random.random", lambda: 0.99)
+    started = time.monotonic()
+    _, updates = following(svc, tick_s=30)
+    with gevent.Timeout(margin(PROMPT_S)):
+        assert next(updates) is Signal.TICK
+    assert time.monotonic() - started >= 0.29  # and not before it
+    updates.close()
 
 
 def test_a_long_poll_ends_after_its_wait_and_a_gone_state_ends_it_at_once(
