@@ -9,6 +9,7 @@ limit connections by default, so the benchmark speaks HTTP itself.
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import errno
 import gc
 import json
@@ -16,6 +17,7 @@ import multiprocessing
 import os
 import random
 import resource
+import signal
 import socket
 import time
 from collections.abc import Callable, Coroutine
@@ -35,6 +37,8 @@ QUIET_S = 40.0
 WARM_S = 0.5
 #: Linux's socket option (24), which Python's socket module does not name.
 IP_BIND_ADDRESS_NO_PORT = getattr(socket, "IP_BIND_ADDRESS_NO_PORT", 24)
+#: Linux's prctl() option (1): the signal a process gets when its parent ends.
+PR_SET_PDEATHSIG = 1
 
 
 @dataclass
@@ -229,15 +233,29 @@ class _Follower(asyncio.Protocol):
 # ---- the load processes ---------------------------------------------------------------
 
 
-def _run(main: Coroutine[Any, Any, T], ready: Any = None) -> T:
+def _run(main: Coroutine[Any, Any, T], ready: Any = None, own_session: bool = False) -> T:
     """Run a load process's loop on uvloop, which leaves more of the shared cores to what
     is measured than asyncio's own; with ``ready`` (a barrier the processes of one load
     share), once every one of them has started: a process still starting (Python, its
-    imports) takes the cores on which the others' first second is measured."""
+    imports) takes the cores on which the others' first second is measured.
+    ``own_session``: see ``own_group``."""
+    own_group(own_session)
     if ready is not None:
         ready.wait()
     ran: T = uvloop.run(main)
     return ran
+
+
+def own_group(wanted: bool) -> None:
+    """With ``wanted``, this load process starts a session of its own. Linux's autogroup
+    scheduling (on by default) shares the cores fairly between sessions first, then
+    between the processes of each: the load processes of one session are one group, and
+    a probe or a sender in it waits its turn behind the others' work. A browser, or a
+    phone, elsewhere waits behind no one's. Out of the benchmark's session, Ctrl-C no
+    longer reaches the process: it ends when the benchmark does (PR_SET_PDEATHSIG)."""
+    if wanted:
+        os.setsid()
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def _cpu_s() -> float:
@@ -248,7 +266,7 @@ def _cpu_s() -> float:
 def holder(
     port: int, cookie: str, paths: list[str], commands: Queue[str], results: Queue[Any],
     reconnect: bool = False, concurrency: int = 100, cookies: dict[str, str] | None = None,
-    source: str | None = None, blind: bool = False,
+    source: str | None = None, blind: bool = False, own_session: bool = False,
 ) -> None:  # fmt: skip
     """Open a stream per path (``concurrency`` at a time) and report once open; then
     answer "count" (open, quiet, reconnects, the last reconnect's time), "report" (each
@@ -256,7 +274,7 @@ def holder(
     not) and "stop" (each stream's events, errors, reconnect times). ``blind``: see
     ``Stream``. With ``reconnect``, a stream the server ends comes back after its
     ``retry:`` hint, as EventSource does. ``cookies`` gives a path its own cookie;
-    ``source`` is the address to connect from."""
+    ``source`` is the address to connect from; ``own_session``: see ``own_group``."""
     cookies = cookies or {}
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
@@ -305,7 +323,7 @@ def holder(
         for task in tasks:
             task.cancel()
 
-    _run(run())
+    _run(run(), own_session=own_session)
 
 
 async def _answer(command: str, streams: list[Stream], reconnects: list[float]) -> tuple[Any, ...]:
@@ -325,13 +343,13 @@ async def _answer(command: str, streams: list[Stream], reconnects: list[float]) 
 
 def sender(
     port: int, token: str, calls: list[tuple[str, str, str, Any]], rate: float,
-    results: Queue[Any], timed: bool = False,
+    results: Queue[Any], timed: bool = False, own_session: bool = False,
 ) -> None:  # fmt: skip
     """Send (key, method, path, body) calls as the phone at ``rate`` per second, on 40
     keep-alive connections opened (a /healthz each) before the first, as an app's are by
     the time it confirms. Reports, by key, when each was sent and its status, and the
     rate achieved. ``timed``: first reports "ready", and then also the CPU it used from
-    its first call (its start left out)."""
+    its first call (its start left out). ``own_session``: see ``own_group``."""
 
     async def run() -> tuple[dict[str, tuple[float, int]], float, float]:
         conns = [Connection(HOST, port) for _ in range(40)]
@@ -366,7 +384,7 @@ def sender(
         await asyncio.gather(*tasks)
         return sent, len(calls) / (time.perf_counter() - start), _cpu_s() - began
 
-    sent, achieved, cpu = _run(run())
+    sent, achieved, cpu = _run(run(), own_session=own_session)
     results.put(("sent", sent, achieved, cpu))
 
 

@@ -121,13 +121,16 @@ def cpu_s(pid: int) -> float:
 
 
 def run_wait_s(pids: list[int]) -> tuple[float, float]:
-    """The seconds ``pids``' threads ran on a core, and waited for one while runnable, so
-    far (/proc/PID/schedstat of each main thread; a process gone counts nothing)."""
+    """The seconds ``pids``' threads (all of each process's) ran on a core, and waited
+    for one while runnable, so far (/proc/PID/task/*/schedstat; a thread or process gone
+    counts nothing)."""
     ran = waited = 0
     for pid in pids:
         with contextlib.suppress(OSError):
-            on_cpu, on_queue, _ = Path(f"/proc/{pid}/schedstat").read_text().split()
-            ran, waited = ran + int(on_cpu), waited + int(on_queue)
+            for task in Path(f"/proc/{pid}/task").iterdir():
+                with contextlib.suppress(OSError, ValueError):
+                    on_cpu, on_queue, _ = (task / "schedstat").read_text().split()
+                    ran, waited = ran + int(on_cpu), waited + int(on_queue)
     return ran / 1e9, waited / 1e9
 
 

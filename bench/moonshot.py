@@ -161,7 +161,7 @@ class Climb:
     def open_to(self, target: int, sources: list[str] = SOURCES) -> float:
         """Open streams until ``target`` were opened in all, a process per source address."""
         group = Holders(self.service.port, self.cookie, common.qr_paths(self.ids[self.opened : target]),
-                        processes=len(sources), sources=sources, reconnect=True)  # fmt: skip
+                        processes=len(sources), sources=sources, reconnect=True, own_session=True)  # fmt: skip
         self.groups.append(group)
         if sources == [PROBE_SOURCE]:
             self.probe_pids.update(p.pid or 0 for p in group.processes)
@@ -216,7 +216,7 @@ class Climb:
         before, answers = common.metrics(url), CTX.Queue()
         plan = steps([(q, "VERIFY") for q in chosen])
         process = CTX.Process(target=sender, args=(port, self.b.token, plan, CONFIRM_RATE, answers),
-                              kwargs={"timed": True}, daemon=True)  # fmt: skip
+                              kwargs={"timed": True, "own_session": True}, daemon=True)  # fmt: skip
         process.start()
         answers.get(timeout=120)  # ready: its connections are open, its start is not counted
         load = {p.pid or 0 for g in self.groups for p in g.processes} - self.probe_pids
@@ -265,14 +265,19 @@ class Climb:
 
 @contextlib.contextmanager
 def paused(pids: set[int]) -> Iterator[None]:
-    """``pids`` stopped (SIGSTOP) within, and continued after, whatever happens."""
-    try:
+    """``pids`` stopped (SIGSTOP) within, and continued after, whatever happens; a process
+    that ended meanwhile is passed over."""
+
+    def signal_all(signum: int) -> None:
         for pid in pids:
-            os.kill(pid, signal.SIGSTOP)
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signum)
+
+    try:
+        signal_all(signal.SIGSTOP)
         yield
     finally:
-        for pid in pids:
-            os.kill(pid, signal.SIGCONT)
+        signal_all(signal.SIGCONT)
 
 
 def run_moonshot(b: common.Bench) -> dict[str, Any]:
