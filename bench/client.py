@@ -247,12 +247,14 @@ def _run(main: Coroutine[Any, Any, T], ready: Any = None, own_session: bool = Fa
 
 
 def own_group(wanted: bool) -> None:
-    """With ``wanted``, this load process starts a session of its own. Linux's autogroup
+    """With ``wanted``, this process starts a session of its own. Linux's autogroup
     scheduling (on by default) shares the cores fairly between sessions first, then
-    between the processes of each: the load processes of one session are one group, and
-    a probe or a sender in it waits its turn behind the others' work. A browser, or a
-    phone, elsewhere waits behind no one's. Out of the benchmark's session, Ctrl-C no
-    longer reaches the process: it ends when the benchmark does (PR_SET_PDEATHSIG)."""
+    between the processes of each. The load processes share the benchmark's session, one
+    group against the service's; an instrument (the probe that reads the streams timed,
+    the sender that confirms them) in that group would wait its turn behind the load's
+    work, where a browser, or a phone, elsewhere waits behind no one's. Out of the
+    benchmark's session, Ctrl-C no longer reaches the process: it ends when the
+    benchmark does (PR_SET_PDEATHSIG)."""
     if wanted:
         os.setsid()
         ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)

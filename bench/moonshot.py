@@ -161,7 +161,8 @@ class Climb:
     def open_to(self, target: int, sources: list[str] = SOURCES) -> float:
         """Open streams until ``target`` were opened in all, a process per source address."""
         group = Holders(self.service.port, self.cookie, common.qr_paths(self.ids[self.opened : target]),
-                        processes=len(sources), sources=sources, reconnect=True, own_session=True)  # fmt: skip
+                        processes=len(sources), sources=sources, reconnect=True,
+                        own_session=sources == [PROBE_SOURCE])  # the probe: see ``own_group``  # fmt: skip
         self.groups.append(group)
         if sources == [PROBE_SOURCE]:
             self.probe_pids.update(p.pid or 0 for p in group.processes)

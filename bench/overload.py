@@ -35,8 +35,6 @@ STEPS = ("create", "stream", "scan", "verify", "redeem")
 #: service's more than the load's (docs/BENCHMARKS.md measures both).
 LOADERS = 2
 FLOOD_LOADERS = 4
-#: Each load process, and the probe, in a session of its own (``bench.client._run``).
-OWN_SESSIONS = True
 #: Keep-alive connection pairs (browser, phone) per load process: logins at a time, as
 #: fast as answered (capacity); at most at a time, when arriving at a rate (overload).
 PAIRS = 8
@@ -149,12 +147,12 @@ def arrivals(rate: float, poisson: bool) -> Iterator[float]:
 
 
 def load(port: int, token: str, seconds: float, rate: float, pairs: int, results: Queue[Any],
-         ready: Any = None, poisson: bool = False, own_session: bool = False) -> None:  # fmt: skip
+         ready: Any = None, poisson: bool = False) -> None:  # fmt: skip
     """Logins for ``seconds``: as fast as answered on PAIRS connection pairs (``rate`` 0),
     or arriving at ``rate`` per second, evenly or (``poisson``) at random as independent
     users do (an arrival finding no free pair is counted unsent: the load process could
     not keep up). Reports every attempt as (start, outcome, timings) and the counts.
-    ``ready`` and ``own_session``: see ``_run``."""
+    ``ready``: see ``_run``."""
 
     async def run() -> tuple[list[tuple[float, str, dict[str, float]]], dict[str, int]]:
         attempts: list[tuple[float, str, dict[str, float]]] = []
@@ -211,7 +209,7 @@ def load(port: int, token: str, seconds: float, rate: float, pairs: int, results
         counts["cpu_ms"] = round(_cpu_s() * 1000)
         return attempts, counts
 
-    results.put(_run(run(), ready, own_session))
+    results.put(_run(run(), ready))
 
 
 def loaded(port: int, token: str, seconds: float, rate: float, poisson: bool = False
@@ -219,7 +217,7 @@ def loaded(port: int, token: str, seconds: float, rate: float, poisson: bool = F
     """``load`` from LOADERS processes at once (FLOOD_LOADERS at a ``rate``), merged."""
     loaders, pairs = (FLOOD_LOADERS, OPEN_PAIRS) if rate else (LOADERS, PAIRS)
     answers = run_parallel(load, [(port, token, seconds, rate / loaders, pairs)] * loaders,
-                           ready=CTX.Barrier(loaders), poisson=poisson, own_session=OWN_SESSIONS)  # fmt: skip
+                           ready=CTX.Barrier(loaders), poisson=poisson)  # fmt: skip
     attempts = sorted(a for found, _ in answers for a in found)
     counts = {k: sum(c.get(k, 0) for _, c in answers) for k in {k for _, c in answers for k in c}}
     counts["lag_max_ms"] = max(c["lag_max_ms"] for _, c in answers)
@@ -269,7 +267,8 @@ def capacity(b: common.Bench, rows: list[Row], results: dict[str, Any]) -> None:
 def probe(port: int, token: str, seconds: float, results: Queue[Any], own_session: bool = False) -> None:
     """One login every 0.2 s for ``seconds`` (a slot missed while a login took long is
     skipped), each step asked again while shed, as the SDK does: (start, total, delivery,
-    retries); retries -2: it failed. ``own_session``: see ``_run``."""
+    retries); retries -2: it failed. ``own_session``: see ``bench.client.own_group`` (the
+    overload runs' probe has a session of its own, the load processes share one)."""
 
     async def run() -> list[tuple[float, float, float, int]]:
         found = []
@@ -355,7 +354,7 @@ def overload(b: common.Bench, rows: list[Row], results: dict[str, Any]) -> None:
     rate_2 = capacity_2(results)
     service = b.start(workers=2, **ADMISSION)
     base = [
-        p for p in run_parallel(probe, [(service.port, b.token, 12.0)], own_session=OWN_SESSIONS)[0] if p[0] >= 2.0
+        p for p in run_parallel(probe, [(service.port, b.token, 12.0)], own_session=True)[0] if p[0] >= 2.0
     ]  # warmed up
     base_total = common.percentile([p[1] for p in base], 99)
     base_delivery = common.percentile([p[2] for p in base], 99)
@@ -376,7 +375,7 @@ def overload(b: common.Bench, rows: list[Row], results: dict[str, Any]) -> None:
         sampler = threading.Thread(target=sample, daemon=True)
         before = common.metrics(service.url)
         sampler.start()
-        probing = run_parallel_async(probe, (service.port, b.token, seconds + AFTER_S), own_session=OWN_SESSIONS)
+        probing = run_parallel_async(probe, (service.port, b.token, seconds + AFTER_S), own_session=True)
         before_cpu = common.cpu_snapshot()
         attempts, counts = loaded(service.port, b.token, seconds, factor * rate_2)
         cpu = common.cpu_shares(before_cpu, common.cpu_snapshot(), {"workers": set(pids), "redis": b.redis_pids},
