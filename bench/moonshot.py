@@ -159,12 +159,13 @@ class Climb:
         return sum(a[1] for a in answers), sum(a[2] for a in answers), sum(a[3] for a in answers)
 
     def open_to(self, target: int, sources: list[str] = SOURCES) -> float:
-        """Open streams until ``target`` were opened in all, a process per source address."""
+        """Open streams until ``target`` were opened in all, a process per source address;
+        the probe's in a session of its own (``own_group``)."""
+        probe = sources == [PROBE_SOURCE]
         group = Holders(self.service.port, self.cookie, common.qr_paths(self.ids[self.opened : target]),
-                        processes=len(sources), sources=sources, reconnect=True,
-                        own_session=sources == [PROBE_SOURCE])  # the probe: see ``own_group``  # fmt: skip
+                        processes=len(sources), sources=sources, reconnect=True, own_session=probe)  # fmt: skip
         self.groups.append(group)
-        if sources == [PROBE_SOURCE]:
+        if probe:
             self.probe_pids.update(p.pid or 0 for p in group.processes)
         _, errors, took = group.opened()
         self.opened, self.errors = target, self.errors + errors

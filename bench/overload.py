@@ -264,11 +264,11 @@ def capacity(b: common.Bench, rows: list[Row], results: dict[str, Any]) -> None:
         print(rows[-1], flush=True)
 
 
-def probe(port: int, token: str, seconds: float, results: Queue[Any], own_session: bool = False) -> None:
+def probe(port: int, token: str, seconds: float, results: Queue[Any]) -> None:
     """One login every 0.2 s for ``seconds`` (a slot missed while a login took long is
     skipped), each step asked again while shed, as the SDK does: (start, total, delivery,
-    retries); retries -2: it failed. ``own_session``: see ``bench.client.own_group`` (the
-    overload runs' probe has a session of its own, the load processes share one)."""
+    retries); retries -2: it failed. In a session of its own (``bench.client.own_group``):
+    the load processes share the benchmark's."""
 
     async def run() -> list[tuple[float, float, float, int]]:
         found = []
@@ -292,7 +292,7 @@ def probe(port: int, token: str, seconds: float, results: Queue[Any], own_sessio
             found.append((started - begin, took["total"], took["delivery"], counts["retried"]))
         return found
 
-    results.put(_run(run(), own_session=own_session))
+    results.put(_run(run(), own_session=True))
 
 
 def calm(b: common.Bench, rows: list[Row], results: dict[str, Any]) -> None:
@@ -353,9 +353,7 @@ def overload(b: common.Bench, rows: list[Row], results: dict[str, Any]) -> None:
     seconds = b.sizes.overload_s
     rate_2 = capacity_2(results)
     service = b.start(workers=2, **ADMISSION)
-    base = [
-        p for p in run_parallel(probe, [(service.port, b.token, 12.0)], own_session=True)[0] if p[0] >= 2.0
-    ]  # warmed up
+    base = [p for p in run_parallel(probe, [(service.port, b.token, 12.0)])[0] if p[0] >= 2.0]  # warmed up
     base_total = common.percentile([p[1] for p in base], 99)
     base_delivery = common.percentile([p[2] for p in base], 99)
     results["overload"] = {"base_total_p99": base_total, "base_delivery_p99": base_delivery, "runs": {}}
@@ -375,7 +373,7 @@ def overload(b: common.Bench, rows: list[Row], results: dict[str, Any]) -> None:
         sampler = threading.Thread(target=sample, daemon=True)
         before = common.metrics(service.url)
         sampler.start()
-        probing = run_parallel_async(probe, (service.port, b.token, seconds + AFTER_S), own_session=True)
+        probing = run_parallel_async(probe, (service.port, b.token, seconds + AFTER_S))
         before_cpu = common.cpu_snapshot()
         attempts, counts = loaded(service.port, b.token, seconds, factor * rate_2)
         cpu = common.cpu_shares(before_cpu, common.cpu_snapshot(), {"workers": set(pids), "redis": b.redis_pids},
@@ -410,10 +408,10 @@ def overload(b: common.Bench, rows: list[Row], results: dict[str, Any]) -> None:
     service.stop()
 
 
-def run_parallel_async(target: Any, args: tuple[Any, ...], **kw: Any) -> Any:
+def run_parallel_async(target: Any, args: tuple[Any, ...]) -> Any:
     """Start ``target`` in its own process now; the returned call waits for its report."""
     box: list[Any] = []
-    thread = threading.Thread(target=lambda: box.append(run_parallel(target, [args], **kw)[0]), daemon=True)
+    thread = threading.Thread(target=lambda: box.append(run_parallel(target, [args])[0]), daemon=True)
     thread.start()
 
     def wait() -> Any:
