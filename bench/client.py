@@ -9,6 +9,7 @@ limit connections by default, so the benchmark speaks HTTP itself.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ctypes
 import errno
 import gc
@@ -20,9 +21,10 @@ import resource
 import signal
 import socket
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass, field
 from multiprocessing.queues import Queue
+from pathlib import Path
 from typing import Any, TypeVar, cast
 
 import uvloop
@@ -39,6 +41,9 @@ WARM_S = 0.5
 IP_BIND_ADDRESS_NO_PORT = getattr(socket, "IP_BIND_ADDRESS_NO_PORT", 24)
 #: Linux's prctl() option (1): the signal a process gets when its parent ends.
 PR_SET_PDEATHSIG = 1
+#: The cpu controller's hierarchy (cgroup v1), and the least weight it gives a cgroup.
+CPU_CGROUP = Path("/sys/fs/cgroup/cpu")
+LEAST_SHARES = 2
 
 
 @dataclass
@@ -233,24 +238,35 @@ class _Follower(asyncio.Protocol):
 # ---- the load processes ---------------------------------------------------------------
 
 
-def _run(main: Coroutine[Any, Any, T], ready: Any = None, own_session: bool = False) -> T:
+def _run(main: Coroutine[Any, Any, T], ready: Any = None, own_session: bool = False, collect: bool = True) -> T:
     """Run a load process's loop on uvloop, which leaves more of the shared cores to what
     is measured than asyncio's own; with ``ready`` (a barrier the processes of one load
     share), once every one of them has started: a process still starting (Python, its
     imports) takes the cores on which the others' first second is measured.
-    ``own_session``: see ``own_group``."""
+    ``own_session``: see ``own_group``. Without ``collect``, no garbage collection runs
+    until the loop ends: a process that times logins while it keeps the record of every
+    attempt would otherwise stop its loop for a full collection over that growing
+    record, with logins in flight (docs/BENCHMARKS.md measures it). Its loop's objects
+    are freed by their counts; the rest is collected after."""
     own_group(own_session)
     if ready is not None:
         ready.wait()
-    ran: T = uvloop.run(main)
-    return ran
+    if collect:
+        return uvloop.run(main)
+    gc.disable()
+    try:
+        return uvloop.run(main)
+    finally:
+        gc.enable()
+        gc.collect()
 
 
 def own_group(wanted: bool) -> None:
     """With ``wanted``, this process starts a session of its own. Linux's autogroup
     scheduling (on by default) shares the cores fairly between sessions first, then
     between the processes of each. The load processes share the benchmark's session, one
-    group against the service's; an instrument (the probe that reads the streams timed,
+    group against the service's (the moonshot's, where it can, sit further back:
+    ``Backseat``); an instrument (the probe that reads the streams timed,
     the sender that confirms them) in that group would wait its turn behind the load's
     work, where a browser, or a phone, elsewhere waits behind no one's. Out of the
     benchmark's session, Ctrl-C no longer reaches the process: it ends when the
@@ -258,6 +274,39 @@ def own_group(wanted: bool) -> None:
     if wanted:
         os.setsid()
         ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+class Backseat:
+    """A cpu cgroup of the least weight (``cpu.shares`` 2 against the 1,024 of every
+    session's group) for the load processes that hold the streams: they run on what the
+    service and the instruments leave of the cores, as browsers on other machines take
+    none of the service's. Where the cpu controller cannot be written (no root, or a
+    cgroup v2 hierarchy only), nothing changes and ``available`` is False: the load shares
+    the benchmark's session, as ``own_group`` describes."""
+
+    def __init__(self, root: Path = CPU_CGROUP) -> None:
+        self.root, self.path = root, root / f"qrlogin-bench-load-{os.getpid()}"
+        try:
+            self.path.mkdir()
+            (self.path / "cpu.shares").write_text(str(LEAST_SHARES))
+        except OSError:
+            self.available = False
+        else:
+            self.available = True
+
+    def take(self, pids: Iterable[int]) -> None:
+        """Move ``pids`` (whole processes) into the cgroup."""
+        for pid in pids if self.available else ():
+            (self.path / "cgroup.procs").write_text(str(pid))
+
+    def close(self) -> None:
+        """Give back whatever is left in the cgroup to the root, and remove it."""
+        if not (self.available and self.path.exists()):
+            return
+        for pid in (self.path / "cgroup.procs").read_text().split():
+            with contextlib.suppress(OSError):  # it ended meanwhile
+                (self.root / "cgroup.procs").write_text(pid)
+        self.path.rmdir()
 
 
 def _cpu_s() -> float:

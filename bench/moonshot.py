@@ -28,7 +28,7 @@ from servers.process import ESTABLISHED, tcp_sockets
 from servers.service import Service
 
 from bench import common
-from bench.client import CTX, Holders, repeat, run, run_parallel, sender, steps
+from bench.client import CTX, Backseat, Holders, repeat, run, run_parallel, sender, steps
 from bench.standard import flask_sse
 
 #: Where the load processes connect from (each address gives about 28,000 ports), and
@@ -150,6 +150,7 @@ class Climb:
         self.rss0 = common.rss_kb(*self.pids)
         self.groups: list[Holders] = []
         self.probe_pids: set[int] = set()
+        self.backseat = Backseat()
         self.opened = self.errors = 0
         self.confirmed: set[str] = set()
 
@@ -160,13 +161,17 @@ class Climb:
 
     def open_to(self, target: int, sources: list[str] = SOURCES) -> float:
         """Open streams until ``target`` were opened in all, a process per source address;
-        the probe's in a session of its own (``own_group``)."""
+        the probe's in a session of its own (``own_group``), the load's in the
+        ``Backseat``."""
         probe = sources == [PROBE_SOURCE]
         group = Holders(self.service.port, self.cookie, common.qr_paths(self.ids[self.opened : target]),
                         processes=len(sources), sources=sources, reconnect=True, own_session=probe)  # fmt: skip
         self.groups.append(group)
+        pids = {p.pid or 0 for p in group.processes}
         if probe:
-            self.probe_pids.update(p.pid or 0 for p in group.processes)
+            self.probe_pids.update(pids)
+        else:
+            self.backseat.take(pids)
         _, errors, took = group.opened()
         self.opened, self.errors = target, self.errors + errors
         return took
@@ -262,6 +267,7 @@ class Climb:
     def stop(self) -> None:
         for group in self.groups:
             group.finish()
+        self.backseat.close()
         self.service.stop()
 
 
@@ -292,4 +298,5 @@ def run_moonshot(b: common.Bench) -> dict[str, Any]:
         print(f"restart: {restart}", flush=True)
     finally:
         ladder.stop()
-    return {"side": side, "few": few, "steps": climbed, "restart": restart, "workers": b.moon.workers}
+    return {"side": side, "few": few, "steps": climbed, "restart": restart, "workers": b.moon.workers,
+            "backseat": ladder.backseat.available}  # fmt: skip

@@ -209,7 +209,7 @@ def load(port: int, token: str, seconds: float, rate: float, pairs: int, results
         counts["cpu_ms"] = round(_cpu_s() * 1000)
         return attempts, counts
 
-    results.put(_run(run(), ready))
+    results.put(_run(run(), ready, collect=False))
 
 
 def loaded(port: int, token: str, seconds: float, rate: float, poisson: bool = False
@@ -292,7 +292,7 @@ def probe(port: int, token: str, seconds: float, results: Queue[Any]) -> None:
             found.append((started - begin, took["total"], took["delivery"], counts["retried"]))
         return found
 
-    results.put(_run(run(), own_session=True))
+    results.put(_run(run(), own_session=True, collect=False))
 
 
 def calm(b: common.Bench, rows: list[Row], results: dict[str, Any]) -> None:

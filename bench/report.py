@@ -92,6 +92,11 @@ def moonshot(r: dict[str, Any], command: str, took_s: float) -> str:
     return "\n\n".join([
         f"Measured by `{command}` on {time.strftime('%Y-%m-%d', time.gmtime())} ({took_s / 60:.0f} minutes), "
         f"{r['workers']} workers. Machine: {machine()}.",
+        "The load processes that hold the streams ran " + (
+            "in a cpu cgroup of the least weight (`Backseat`, `bench/client.py`): on what the service and the "
+            "instruments left of the cores" if r.get("backseat") else
+            "in the benchmark's session (the cpu cgroup could not be written): one scheduling group against the "
+            "service's") + "; the probe and the sender each in a session of their own.",
         table(("Target", "Measured", ""), targets),
         table(("Waiting", "Opened in", "RSS per stream", "Quiet 40 s", "Confirm to browser p50 / p99 / max",
                "Missing", "Read by a load process: p50 / p99", "Server side p50 / p99 at most",
