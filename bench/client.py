@@ -251,14 +251,15 @@ def _run(main: Coroutine[Any, Any, T], ready: Any = None, own_session: bool = Fa
     own_group(own_session)
     if ready is not None:
         ready.wait()
-    if collect:
-        return uvloop.run(main)
-    gc.disable()
+    if not collect:
+        gc.disable()
     try:
-        return uvloop.run(main)
+        ran: T = uvloop.run(main)
     finally:
-        gc.enable()
-        gc.collect()
+        if not collect:
+            gc.enable()
+            gc.collect()
+    return ran
 
 
 def own_group(wanted: bool) -> None:

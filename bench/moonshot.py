@@ -265,10 +265,12 @@ class Climb:
         return {"held": held, "exit_s": exit_s, "back_s": back_s}
 
     def stop(self) -> None:
-        for group in self.groups:
-            group.finish()
-        self.backseat.close()
-        self.service.stop()
+        try:
+            for group in self.groups:
+                group.finish()
+        finally:
+            self.backseat.close()
+            self.service.stop()
 
 
 @contextlib.contextmanager
