@@ -238,7 +238,8 @@ class _Follower(asyncio.Protocol):
 # ---- the load processes ---------------------------------------------------------------
 
 
-def _run(main: Coroutine[Any, Any, T], ready: Any = None, own_session: bool = False, collect: bool = True) -> T:
+def _run(main: Coroutine[Any, Any, T], ready: Any = None, own_session: bool = False, collect: bool = True,
+         seat: Backseat | None = None) -> T:  # fmt: skip
     """Run a load process's loop on uvloop, which leaves more of the shared cores to what
     is measured than asyncio's own; with ``ready`` (a barrier the processes of one load
     share), once every one of them has started: a process still starting (Python, its
@@ -247,8 +248,11 @@ def _run(main: Coroutine[Any, Any, T], ready: Any = None, own_session: bool = Fa
     until the loop ends: a process that times logins while it keeps the record of every
     attempt would otherwise stop its loop for a full collection over that growing
     record, with logins in flight (docs/BENCHMARKS.md measures it). Its loop's objects
-    are freed by their counts; the rest is collected after."""
+    are freed by their counts; the rest is collected after. With ``seat``, the process
+    first moves into that cgroup (``Backseat``)."""
     own_group(own_session)
+    if seat is not None:
+        seat.take([os.getpid()])
     if ready is not None:
         ready.wait()
     if not collect:

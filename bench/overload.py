@@ -24,7 +24,7 @@ from typing import Any
 from qrlogin.settings import BY_NAME
 
 from bench import common
-from bench.client import CTX, HOST, Connection, _cpu_s, _run, run_parallel
+from bench.client import CTX, HOST, Backseat, Connection, _cpu_s, _run, run_parallel
 
 Row = tuple[str, str, str, str]
 STEPS = ("create", "stream", "scan", "verify", "redeem")
@@ -35,6 +35,10 @@ STEPS = ("create", "stream", "scan", "verify", "redeem")
 #: service's more than the load's (docs/BENCHMARKS.md measures both).
 LOADERS = 2
 FLOOD_LOADERS = 4
+#: The share of a flood's arrivals sent by the process that times the logins let in, in a
+#: session of its own; the rest come from FLOOD_LOADERS processes in the back seat
+#: (``bench.client.Backseat``), which stand for the flood's other users, on other machines.
+TIMED_SHARE = 0.1
 #: Keep-alive connection pairs (browser, phone) per load process: logins at a time, as
 #: fast as answered (capacity); at most at a time, when arriving at a rate (overload).
 PAIRS = 8
@@ -155,12 +159,13 @@ def arrivals(rate: float, poisson: bool) -> Iterator[float]:
 
 
 def load(port: int, token: str, seconds: float, rate: float, pairs: int, results: Queue[Any],
-         ready: Any = None, poisson: bool = False) -> None:  # fmt: skip
+         ready: Any = None, poisson: bool = False, own_session: bool = False, seat: Backseat | None = None
+         ) -> None:  # fmt: skip
     """Logins for ``seconds``: as fast as answered on PAIRS connection pairs (``rate`` 0),
     or arriving at ``rate`` per second, evenly or (``poisson``) at random as independent
     users do (an arrival finding no free pair is counted unsent: the load process could
     not keep up). Reports every attempt as (start, outcome, timings) and the counts.
-    ``ready``: see ``_run``."""
+    ``ready``, ``own_session``, ``seat``: see ``_run``."""
 
     async def run() -> tuple[list[tuple[float, str, dict[str, float]]], dict[str, int]]:
         attempts: list[tuple[float, str, dict[str, float]]] = []
@@ -217,7 +222,7 @@ def load(port: int, token: str, seconds: float, rate: float, pairs: int, results
         counts["cpu_ms"] = round(_cpu_s() * 1000)
         return attempts, counts
 
-    results.put(_run(run(), ready, collect=False))
+    results.put(_run(run(), ready, own_session=own_session, collect=False, seat=seat))
 
 
 def loaded(port: int, token: str, seconds: float, rate: float, poisson: bool = False
@@ -226,6 +231,27 @@ def loaded(port: int, token: str, seconds: float, rate: float, poisson: bool = F
     loaders, pairs = (FLOOD_LOADERS, OPEN_PAIRS) if rate else (LOADERS, PAIRS)
     answers = run_parallel(load, [(port, token, seconds, rate / loaders, pairs)] * loaders,
                            ready=CTX.Barrier(loaders), poisson=poisson)  # fmt: skip
+    return merged(answers)
+
+
+def flooded(port: int, token: str, seconds: float, rate: float, seat: Backseat
+            ) -> tuple[list[Any], list[Any], dict[str, int]]:  # fmt: skip
+    """A flood at ``rate``: TIMED_SHARE of its arrivals from a process in a session of its
+    own, which times the logins it gets let in as a user's own phone and browser would;
+    the rest from FLOOD_LOADERS processes in ``seat``. The timed process's attempts, the
+    others', and the counts of all."""
+    ready = CTX.Barrier(FLOOD_LOADERS + 1)
+    timing = run_parallel_async(load, (port, token, seconds, rate * TIMED_SHARE, OPEN_PAIRS), ready=ready,
+                                own_session=True)  # fmt: skip
+    share = rate * (1 - TIMED_SHARE) / FLOOD_LOADERS
+    answers = run_parallel(load, [(port, token, seconds, share, OPEN_PAIRS)] * FLOOD_LOADERS, ready=ready, seat=seat)
+    timed = timing()
+    rest, _ = merged(answers)
+    return sorted(timed[0]), rest, merged([timed, *answers])[1]
+
+
+def merged(answers: list[Any]) -> tuple[list[Any], dict[str, int]]:
+    """Load processes' reports as one: every attempt, in order, and the counts summed."""
     attempts = sorted(a for found, _ in answers for a in found)
     counts = {k: sum(c.get(k, 0) for _, c in answers) for k in {k for _, c in answers for k in c}}
     counts["lag_max_ms"] = max(c["lag_max_ms"] for _, c in answers)
@@ -357,70 +383,86 @@ def after_calm(b: common.Bench, rows: list[Row], results: dict[str, Any]) -> Non
 
 
 def overload(b: common.Bench, rows: list[Row], results: dict[str, Any]) -> None:
-    """2x and 5x the 2-worker capacity offered for ``overload_s``, with the probe."""
-    seconds = b.sizes.overload_s
+    """2x and 5x the 2-worker capacity offered for ``overload_s``, with the probe, after
+    the unloaded figures: the p99 of lone logins."""
     rate_2 = capacity_2(results)
     service = b.start(workers=2, **ADMISSION)
     base = [p for p in run_parallel(probe, [(service.port, b.token, BASE_S)], every=BASE_EVERY_S)[0]
             if p[0] >= BASE_WARM_S]  # fmt: skip
     base_total = common.percentile([p[1] for p in base], 99)
     base_delivery = common.percentile([p[2] for p in base], 99)
-    results["overload"] = {"base_total_p99": base_total, "base_delivery_p99": base_delivery, "runs": {}}
-    for factor in (2, 5):
-        pids = service.workers()
-        rss: list[tuple[float, int, float]] = []
-        stop = threading.Event()
-        began = time.perf_counter()
-
-        def sample(pids: list[int] = pids, rss: list[tuple[float, int, float]] = rss, stop: threading.Event = stop,
-                   began: float = began) -> None:  # fmt: skip
-            while not stop.wait(1.0):
-                text = common.metrics(service.url)
-                lag = re.search(r"^qrlogin_event_loop_lag_seconds ([0-9.e+-]+)$", text, re.M)
-                rss.append((time.perf_counter() - began, common.rss_kb(*pids), float(lag[1]) if lag else 0.0))
-
-        sampler = threading.Thread(target=sample, daemon=True)
-        before = common.metrics(service.url)
-        sampler.start()
-        probing = run_parallel_async(probe, (service.port, b.token, seconds + AFTER_S))
-        before_cpu = common.cpu_snapshot()
-        attempts, counts = loaded(service.port, b.token, seconds, factor * rate_2)
-        cpu = common.cpu_shares(before_cpu, common.cpu_snapshot(), {"workers": set(pids), "redis": b.redis_pids},
-                                {"load": counts["cpu_ms"] / 1000})  # fmt: skip
-        probed = probing()
-        stop.set()
-        after = common.metrics(service.url)
-        run = summary(attempts, counts, probed, rss, seconds, base_total, base_delivery)
-        run["cpu"] = cpu
-        run["server_p99_le"] = common.histogram(after, "qrlogin_request_seconds", before)["p99_le"]
-        run["delivery_server_p99_le"] = common.histogram(after, "qrlogin_event_delivery_seconds", before)["p99_le"]
-        results["overload"]["runs"][factor] = run
-        rows.append((f"Overload {factor}x ({factor * rate_2:.0f} logins/s offered for {seconds} s, 2 workers)",
-                     f"goodput {run['goodput']:.0f}/s, shed {run['shed_share']:.0%} of arrivals (503 + Retry-After), "
-                     f"admitted logins p99 {common.ms(run['admitted_p99'])} ({run['step_retries']} of their steps "
-                     f"asked again; p50/p99 of each step: {step_table(attempts)}), server's answers p99 ≤ {common.ms(run['server_p99_le'])}, its event loop's lag "
-                     f"up to {run['lag_max_ms']:.0f} ms; probe p99 {common.ms(run['probe_p99'])} "
-                     f"(unloaded {common.ms(base_total)}), delivery p99 {common.ms(run['delivery_p99'])} for the "
-                     f"logins let in (unloaded {common.ms(base_delivery)}; the probe's {common.ms(run['probe_delivery_p99'])}; "
-                     f"the server's own ≤ {common.ms(run['delivery_server_p99_le'])}); "
-                     f"{run['5xx']} 5xx; redeemed once: "
-                     f"{run['redeemed']}/{run['confirmed']}, twice: {run['twice']}; workers' RSS "
-                     f"{run['rss_first_mb']:.0f} → {run['rss_max_mb']:.0f} MB; back to normal "
-                     f"{run['recovered_s']:.1f} s after. The load processes: {run['unsent']} arrivals they could not "
-                     f"send, their own loops over 50 ms late {run['loader_late_share']:.0%} of the time (up to "
-                     f"{run['loader_lag_max_ms']} ms). The cores meanwhile: workers {cpu['workers']:.0%}, Redis "
-                     f"{cpu['redis']:.0%}, the load processes {cpu['load']:.0%}, the probe and the run {cpu['rest']:.0%}, "
-                     f"other processes {cpu['outside']:.0%}, interrupts {cpu['interrupts']:.0%}, stolen by the host "
-                     f"{cpu['stolen']:.0%}, idle {cpu['idle']:.0%}",
-                     "", ""))  # fmt: skip
-        print(rows[-1], flush=True)
+    seat = Backseat()
+    results["overload"] = {"base_total_p99": base_total, "base_delivery_p99": base_delivery, "runs": {},
+                           "capacity_2": rate_2, "backseat": seat.available}  # fmt: skip
+    try:
+        for factor in (2, 5):
+            flood(b, service, factor, seat, rows, results["overload"])
+    finally:
+        seat.close()
     service.stop()
 
 
-def run_parallel_async(target: Any, args: tuple[Any, ...]) -> Any:
+def flood(b: common.Bench, service: Any, factor: int, seat: Backseat, rows: list[Row], found: dict[str, Any]
+          ) -> None:  # fmt: skip
+    """``factor`` times the 2-worker capacity offered for ``overload_s`` (``flooded``), with
+    the probe throughout and for AFTER_S after."""
+    seconds, base_total, base_delivery = b.sizes.overload_s, found["base_total_p99"], found["base_delivery_p99"]
+    rate = factor * found["capacity_2"]
+    pids = service.workers()
+    rss: list[tuple[float, int, float]] = []
+    stop = threading.Event()
+    began = time.perf_counter()
+
+    def sample() -> None:
+        while not stop.wait(1.0):
+            text = common.metrics(service.url)
+            lag = re.search(r"^qrlogin_event_loop_lag_seconds ([0-9.e+-]+)$", text, re.M)
+            rss.append((time.perf_counter() - began, common.rss_kb(*pids), float(lag[1]) if lag else 0.0))
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    before = common.metrics(service.url)
+    sampler.start()
+    probing = run_parallel_async(probe, (service.port, b.token, seconds + AFTER_S))
+    before_cpu = common.cpu_snapshot()
+    timed, rest, counts = flooded(service.port, b.token, seconds, rate, seat)
+    cpu = common.cpu_shares(before_cpu, common.cpu_snapshot(), {"workers": set(pids), "redis": b.redis_pids},
+                            {"load": counts["cpu_ms"] / 1000})  # fmt: skip
+    probed = probing()
+    stop.set()
+    after = common.metrics(service.url)
+    run = summary(timed, rest, counts, probed, rss, seconds, base_total, base_delivery)
+    run["cpu"] = cpu
+    run["server_p99_le"] = common.histogram(after, "qrlogin_request_seconds", before)["p99_le"]
+    run["delivery_server_p99_le"] = common.histogram(after, "qrlogin_event_delivery_seconds", before)["p99_le"]
+    found["runs"][factor] = run
+    where = "in the back seat" if seat.available else "in the benchmark's session (no cpu cgroup here)"
+    rows.append((f"Overload {factor}x ({rate:.0f} logins/s offered for {seconds} s, 2 workers)",
+                 f"goodput {run['goodput']:.0f}/s, shed {run['shed_share']:.0%} of arrivals (503 + Retry-After), "
+                 f"admitted logins p99 {common.ms(run['admitted_p99'])} over {run['timed_logins']} timed by a process "
+                 f"of their own ({TIMED_SHARE:.0%} of the arrivals; {run['step_retries']} of their steps asked again; "
+                 f"p50/p99 of each step: {step_table(timed)}), {common.ms(run['flood_p99'])} as the rest of the "
+                 f"flood's processes read them ({where}); server's answers p99 ≤ {common.ms(run['server_p99_le'])}, "
+                 f"its event loop's lag up to {run['lag_max_ms']:.0f} ms; probe p99 {common.ms(run['probe_p99'])} "
+                 f"(unloaded {common.ms(base_total)}), delivery p99 {common.ms(run['delivery_p99'])} for the timed "
+                 f"logins (unloaded {common.ms(base_delivery)}; the probe's {common.ms(run['probe_delivery_p99'])}; "
+                 f"the server's own ≤ {common.ms(run['delivery_server_p99_le'])}); "
+                 f"{run['5xx']} 5xx; redeemed once: "
+                 f"{run['redeemed']}/{run['confirmed']}, twice: {run['twice']}; workers' RSS "
+                 f"{run['rss_first_mb']:.0f} → {run['rss_max_mb']:.0f} MB; back to normal "
+                 f"{run['recovered_s']:.1f} s after. The load processes: {run['unsent']} arrivals they could not "
+                 f"send, their own loops over 50 ms late {run['loader_late_share']:.0%} of the time (up to "
+                 f"{run['loader_lag_max_ms']} ms). The cores meanwhile: workers {cpu['workers']:.0%}, Redis "
+                 f"{cpu['redis']:.0%}, the load processes {cpu['load']:.0%}, the probe and the run {cpu['rest']:.0%}, "
+                 f"other processes {cpu['outside']:.0%}, interrupts {cpu['interrupts']:.0%}, stolen by the host "
+                 f"{cpu['stolen']:.0%}, idle {cpu['idle']:.0%}",
+                 "", ""))  # fmt: skip
+    print(rows[-1], flush=True)
+
+
+def run_parallel_async(target: Any, args: tuple[Any, ...], **kw: Any) -> Any:
     """Start ``target`` in its own process now; the returned call waits for its report."""
     box: list[Any] = []
-    thread = threading.Thread(target=lambda: box.append(run_parallel(target, [args])[0]), daemon=True)
+    thread = threading.Thread(target=lambda: box.append(run_parallel(target, [args], **kw)[0]), daemon=True)
     thread.start()
 
     def wait() -> Any:
@@ -430,27 +472,33 @@ def run_parallel_async(target: Any, args: tuple[Any, ...]) -> Any:
     return wait
 
 
-def summary(attempts: list[Any], counts: dict[str, int], probed: list[Any], rss: list[tuple[float, int, float]],
-            seconds: float, base_total: float, base_delivery: float) -> dict[str, Any]:  # fmt: skip
-    """One overload run's figures and per-second series (for the plot)."""
+def summary(timed: list[Any], rest: list[Any], counts: dict[str, int], probed: list[Any],
+            rss: list[tuple[float, int, float]], seconds: float, base_total: float, base_delivery: float
+            ) -> dict[str, Any]:  # fmt: skip
+    """One overload run's figures and per-second series (for the plot): the logins' times
+    from ``timed`` (the timed process's attempts), the rest from every attempt (``rest``:
+    the other load processes')."""
+    attempts = sorted(timed + rest)
     oks = [a for a in attempts if a[1] == "ok"]
     during = [p for p in probed if p[0] < seconds and p[3] >= 0]
     bound = 2 * base_total
     late = [p[0] for p in probed if p[0] >= seconds and not p[1] <= bound]
     per_second: dict[int, dict[str, Any]] = {}
-    for start, outcome, took in attempts:
-        second = per_second.setdefault(int(start), {"ok": 0, "shed": 0, "totals": []})
-        second[outcome] += 1
+    for start, outcome, _ in attempts:
+        per_second.setdefault(int(start), {"ok": 0, "shed": 0, "totals": []})[outcome] += 1
+    for start, outcome, took in timed:
         if outcome == "ok":
-            second["totals"].append(took["total"])
+            per_second.setdefault(int(start), {"ok": 0, "shed": 0, "totals": []})["totals"].append(took["total"])
     series = [{"t": s, "ok": v["ok"], "shed": v["shed"], "p99": common.percentile(v["totals"], 99)}
               for s, v in sorted(per_second.items())]  # fmt: skip
     return {
         "goodput": len(oks) / seconds,
         "shed_share": shed_share(attempts, counts),
-        "admitted_p99": admitted_p99(attempts),
+        "admitted_p99": admitted_p99(timed),
+        "timed_logins": sum(a[1] == "ok" for a in timed),
+        "flood_p99": admitted_p99(rest),
         "probe_p99": common.percentile([p[1] for p in during], 99),
-        "delivery_p99": common.percentile([t["delivery"] for _, outcome, t in attempts if outcome == "ok"], 99),
+        "delivery_p99": common.percentile([t["delivery"] for _, outcome, t in timed if outcome == "ok"], 99),
         "probe_delivery_p99": common.percentile([p[2] for p in during], 99),
         "5xx": counts["5xx"], "errors": counts["errors"], "unsent": counts["unsent"],
         "loader_lag_max_ms": counts["lag_max_ms"],
@@ -459,7 +507,7 @@ def summary(attempts: list[Any], counts: dict[str, int], probed: list[Any], rss:
         "rss_first_mb": rss[0][1] / 1024 if rss else float("nan"),
         "rss_max_mb": max((r for _, r, _ in rss), default=0) / 1024,
         "lag_max_ms": max((lag for _, _, lag in rss), default=0.0) * 1000,
-        "step_retries": sum(int(t["retries"]) for _, outcome, t in attempts if outcome == "ok"),
+        "step_retries": sum(int(t["retries"]) for _, outcome, t in timed if outcome == "ok"),
         "recovered_s": max(late, default=seconds) - seconds,
         "series": series, "probe": probed, "rss": rss, "seconds": seconds,
         "base_total": base_total, "base_delivery": base_delivery,
@@ -483,7 +531,7 @@ def plot(folder: Any, overload_results: dict[str, Any], name: str) -> None:
         top.axvline(run["seconds"], color="grey", linestyle="--", linewidth=0.8)
         top.set(title=f"{factor}x capacity offered", ylabel="per second", ylim=(0, None))
         top.legend(loc="upper right")
-        bottom.plot(ts, [s["p99"] * 1000 for s in run["series"]], label="admitted logins p99")
+        bottom.plot(ts, [s["p99"] * 1000 for s in run["series"]], label="admitted logins p99 (the timed process)")
         probe_t = [p[0] for p in run["probe"] if p[3] >= 0]
         bottom.plot(probe_t, [p[1] * 1000 for p in run["probe"] if p[3] >= 0], ".", markersize=3,
                     label="probe login")  # fmt: skip
