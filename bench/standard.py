@@ -277,8 +277,11 @@ def restart(b: common.Bench, rows: list[Row], results: dict[str, Any]) -> None:
         exited = time.time() - signalled
         time.sleep(b.sizes.restart_wait_s)  # the default retry is 3 s; a new worker boots
         back = sorted(t for r in holders.finish() for t in r[3])
-        back_s = back[-1] - signalled if len(back) >= opened else float("nan")
-        found[name] = f"exit {exited:.2f} s, all back in {back_s:.2f} s"
+        found[name] = (
+            f"exit {exited:.2f} s, all back in {back[-1] - signalled:.2f} s"
+            if len(back) >= opened
+            else f"exit {exited:.2f} s, {len(back):,} of {opened:,} back {b.sizes.restart_wait_s} s after its exit"
+        )
         print(f"restart ({name}): {opened} streams, {found[name]}", flush=True)
         service.stop()
     rows.append(("Restart (SIGTERM to the worker)", f"{b.sizes.restart:,} streams: {found['qrlogin']}",
