@@ -16,6 +16,7 @@ import random
 import re
 import threading
 import time
+from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass
 from multiprocessing.queues import Queue
@@ -246,16 +247,19 @@ def flooded(port: int, token: str, seconds: float, rate: float, seat: Backseat
     share = rate * (1 - TIMED_SHARE) / FLOOD_LOADERS
     answers = run_parallel(load, [(port, token, seconds, share, OPEN_PAIRS)] * FLOOD_LOADERS, ready=ready, seat=seat)
     timed = timing()
-    rest, _ = merged(answers)
-    return sorted(timed[0]), rest, merged([timed, *answers])[1]
+    return timed[0], [a for found, _ in answers for a in found], summed([timed, *answers])
 
 
 def merged(answers: list[Any]) -> tuple[list[Any], dict[str, int]]:
     """Load processes' reports as one: every attempt, in order, and the counts summed."""
-    attempts = sorted(a for found, _ in answers for a in found)
+    return sorted(a for found, _ in answers for a in found), summed(answers)
+
+
+def summed(answers: list[Any]) -> dict[str, int]:
+    """Load processes' counts, summed (their loops' worst lateness: the worst of all)."""
     counts = {k: sum(c.get(k, 0) for _, c in answers) for k in {k for _, c in answers for k in c}}
     counts["lag_max_ms"] = max(c["lag_max_ms"] for _, c in answers)
-    return attempts, counts
+    return counts
 
 
 def shed_share(attempts: list[Any], counts: dict[str, int]) -> float:
@@ -478,17 +482,17 @@ def summary(timed: list[Any], rest: list[Any], counts: dict[str, int], probed: l
     """One overload run's figures and per-second series (for the plot): the logins' times
     from ``timed`` (the timed process's attempts), the rest from every attempt (``rest``:
     the other load processes')."""
-    attempts = sorted(timed + rest)
+    attempts = timed + rest
     oks = [a for a in attempts if a[1] == "ok"]
     during = [p for p in probed if p[0] < seconds and p[3] >= 0]
     bound = 2 * base_total
     late = [p[0] for p in probed if p[0] >= seconds and not p[1] <= bound]
-    per_second: dict[int, dict[str, Any]] = {}
+    per_second: defaultdict[int, dict[str, Any]] = defaultdict(lambda: {"ok": 0, "shed": 0, "totals": []})
     for start, outcome, _ in attempts:
-        per_second.setdefault(int(start), {"ok": 0, "shed": 0, "totals": []})[outcome] += 1
+        per_second[int(start)][outcome] += 1
     for start, outcome, took in timed:
         if outcome == "ok":
-            per_second.setdefault(int(start), {"ok": 0, "shed": 0, "totals": []})["totals"].append(took["total"])
+            per_second[int(start)]["totals"].append(took["total"])
     series = [{"t": s, "ok": v["ok"], "shed": v["shed"], "p99": common.percentile(v["totals"], 99)}
               for s, v in sorted(per_second.items())]  # fmt: skip
     return {
